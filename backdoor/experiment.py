@@ -1,0 +1,96 @@
+"""One experiment end to end, as functions the stage scripts call: poison, train, fine-tune, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import Experiment
+from .data import Dataset
+from .io import load_tensors, read_json
+from .metrics import backdoor_metrics
+from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
+from .regularizers import build_regularizer
+from .seeding import generator
+from .training import Classifier, fit, predict
+from .triggers import build_trigger
+
+EpochLog = Callable[[int, dict[str, float]], None]
+
+
+def poison_dataset(exp: Experiment, data: Dataset) -> PoisonedSet:
+    shape = tuple(data.train.images.shape[1:])
+    trigger = build_trigger(exp.trigger, shape, seed=exp.seed, size=exp.trigger_size,
+                            location=exp.trigger_location, **exp.trigger_settings)
+    strategy = build_strategy(exp.strategy, exp.target, exp.source, data.num_classes)
+    return make_poisoned_set(data.train.images, data.train.labels, data.test.images, data.test.labels,
+                             trigger, strategy, exp.poison_rate, exp.seed)
+
+
+def load_poisoned(folder: str | Path) -> PoisonedSet:
+    manifest = read_json(Path(folder) / "manifest.json")
+    return PoisonedSet.from_dict(load_tensors(Path(folder) / "poison.pt", manifest["sha256"]["poison.pt"]))
+
+
+def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str, float]:
+    """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics)."""
+    return backdoor_metrics(predict(clf, data.test.images), data.test.labels,
+                            predict(clf, poisoned.test_images), poisoned.test_labels, poisoned.test_targets)
+
+
+def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """The poisoned training set, or a seeded subset of it (``train.subset``)."""
+    images, labels = poisoned.apply(data.train.images, data.train.labels)
+    if exp.train.subset is not None and exp.train.subset < len(labels):
+        keep = torch.randperm(len(labels), generator=generator(exp.seed, "train-subset"))[:exp.train.subset]
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet, log: EpochLog | None = None,
+                progress: bool = True) -> Classifier:
+    images, labels = training_set(exp, data, poisoned)
+    clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained)
+    loss = build_regularizer(exp.regularizer, clf.model, exp.train.label_smoothing, **exp.regularizer_settings)
+
+    def on_epoch_end(epoch: int, train_loss: float) -> None:
+        if log is not None:
+            log(epoch, {"train_loss": train_loss, **evaluate(clf, data, poisoned)})
+
+    fit(clf, images, labels, exp.train, seed=exp.seed, loss_fn=loss, on_epoch_end=on_epoch_end, progress=progress)
+    return clf
+
+
+def clean_finetune_indices(exp: Experiment, num_train: int, poisoned_indices: torch.Tensor) -> torch.Tensor:
+    """The defender's clean set: a seeded draw from training images that carry no poison."""
+    clean = torch.ones(num_train, dtype=torch.bool)
+    clean[poisoned_indices] = False
+    pool = torch.nonzero(clean).flatten()
+    size = exp.finetune.clean_size
+    count = int(round(size * num_train)) if size < 1 else int(size)
+    if count > len(pool):
+        from .errors import ConfigError
+        raise ConfigError(f"finetune.clean_size: asks for {count} clean images but only {len(pool)} are unpoisoned")
+    order = torch.randperm(len(pool), generator=generator(exp.seed, "finetune-clean-set"))
+    return pool[order[:count]].sort().values
+
+
+def finetune_model(exp: Experiment, clf: Classifier, data: Dataset, poisoned: PoisonedSet,
+                   log: EpochLog | None = None, progress: bool = True) -> list[dict[str, float]]:
+    """Fine-tune ``clf`` in place on clean data; returns CA/ASR/RA per epoch, epoch 0 = before."""
+    keep = clean_finetune_indices(exp, len(data.train), poisoned.indices)
+    curve = [{"epoch": 0, **evaluate(clf, data, poisoned)}]
+    if log is not None:
+        log(0, curve[0])
+
+    def on_epoch_end(epoch: int, train_loss: float) -> None:
+        curve.append({"epoch": epoch, "train_loss": train_loss, **evaluate(clf, data, poisoned)})
+        if log is not None:
+            log(epoch, curve[-1])
+
+    if exp.finetune.epochs > 0:
+        fit(clf, data.train.images[keep], data.train.labels[keep], exp.finetune, seed=exp.seed,
+            on_epoch_end=on_epoch_end, progress=progress)
+    return curve
