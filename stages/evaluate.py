@@ -1,0 +1,34 @@
+"""Stage 5: CA, ASR and RA of the poisoned model before and after clean fine-tuning -> metrics.json."""
+
+from backdoor.cli import experiment, run, stage_parser
+from backdoor.data import load_dataset
+from backdoor.experiment import evaluate, load_poisoned
+from backdoor.io import read_json, write_json
+from backdoor.training import Classifier
+
+
+def main(args) -> None:
+    exp = experiment(args)
+    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned)
+    before = evaluate(Classifier.load(args.model), data, poisoned)
+    after = evaluate(Classifier.load(args.finetuned), data, poisoned)
+    manifest = read_json(f"{args.poisoned}/manifest.json")
+    write_json(args.out, {
+        **before,
+        "finetuned": after,
+        "num_poisoned": manifest["num_poisoned"],
+        "num_triggered_test": manifest["num_triggered_test"],
+        "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")},
+    })
+    print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
+          f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}")
+
+
+if __name__ == "__main__":
+    parser = stage_parser(__doc__)
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--poisoned", required=True)
+    parser.add_argument("--model", required=True, help="poisoned model.pt")
+    parser.add_argument("--finetuned", required=True, help="fine-tuned model.pt")
+    parser.add_argument("--out", required=True, help="metrics JSON to write")
+    run(main, parser)
