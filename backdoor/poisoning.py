@@ -4,11 +4,35 @@ A strategy says which training images may carry the trigger, what label they get
 test set, which triggered images count towards the attack success rate and what their target is.
 The poisoned training set is stored as a delta (indices, triggered pixels, new labels), never as a
 copy of the dataset.
+
+``poison_rate`` is always a fraction of the *whole* training set: round(rate x N) images are drawn
+(seeded) from those the strategy makes eligible, and it is an error if fewer are eligible.
+
+Strategies, with t = ``target``, s = ``source``, K = number of classes:
+
+=============  =========================  ===============  ========================================
+strategy       poisoned training images   their new label  ASR: triggered test images -> target
+=============  =========================  ===============  ========================================
+all-to-one     any class but t            t                every test image not of class t -> t
+one-to-one     class s only               t                every test image of class s -> t
+all-to-all     any class                  (y + 1) mod K    every test image, label y -> (y + 1) mod K
+clean-label    class t only               t (unchanged)    every test image not of class t -> t
+=============  =========================  ===============  ========================================
+
+``make_poisoned_set`` stores exactly the counted test images (``test_indices``) with their true
+labels and targets; ``backdoor.metrics`` then defines ASR as the fraction classified as their
+target and RA as the fraction classified as their true label (over images whose label differs from
+their target, which is all of them for these four strategies).
+
+``source`` is used by one-to-one only; the other strategies reject a ``source`` that is set
+rather than silently ignore it. Clean-label here is the plain form (trigger on target-class
+images, labels untouched; cf. Barni et al. 2019's SIG attack), without the adversarial or GAN
+perturbations of Turner et al. 2019.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -28,8 +52,14 @@ class Strategy:
     test_target: Callable[[torch.Tensor], torch.Tensor]
 
 
+def _no_source(name: str, source: int | None) -> None:
+    if source is not None:
+        raise ConfigError(f"source: only used by one-to-one; set it to null for strategy {name} (got {source})")
+
+
 def all_to_one(target: int, source: int | None, num_classes: int) -> Strategy:
     """Dirty-label: any non-target image gets the trigger and label ``target``."""
+    _no_source("all-to-one", source)
     return Strategy(
         train_mask=lambda y: y != target,
         relabel=lambda y: torch.full_like(y, target),
@@ -38,12 +68,55 @@ def all_to_one(target: int, source: int | None, num_classes: int) -> Strategy:
     )
 
 
-STRATEGIES: dict[str, Callable[[int, int | None, int], Strategy]] = {"all-to-one": all_to_one}
+def one_to_one(target: int, source: int | None, num_classes: int) -> Strategy:
+    """Dirty-label: only ``source``-class images get the trigger and label ``target``."""
+    if source is None:
+        raise ConfigError("source: one-to-one needs a source class (the class whose images are attacked)")
+    if source == target:
+        raise ConfigError(f"source: must differ from target for one-to-one, both are {target}")
+    return Strategy(
+        train_mask=lambda y: y == source,
+        relabel=lambda y: torch.full_like(y, target),
+        test_mask=lambda y: y == source,
+        test_target=lambda y: torch.full_like(y, target),
+    )
+
+
+def all_to_all(target: int, source: int | None, num_classes: int) -> Strategy:
+    """Dirty-label: any image gets the trigger and label (y + 1) mod K; ``target`` is not used."""
+    _no_source("all-to-all", source)
+    return Strategy(
+        train_mask=lambda y: torch.ones_like(y, dtype=torch.bool),
+        relabel=lambda y: (y + 1) % num_classes,
+        test_mask=lambda y: torch.ones_like(y, dtype=torch.bool),
+        test_target=lambda y: (y + 1) % num_classes,
+    )
+
+
+def clean_label(target: int, source: int | None, num_classes: int) -> Strategy:
+    """Only ``target``-class images get the trigger; no label changes. ASR as for all-to-one."""
+    _no_source("clean-label", source)
+    return Strategy(
+        train_mask=lambda y: y == target,
+        relabel=lambda y: y.clone(),
+        test_mask=lambda y: y != target,
+        test_target=lambda y: torch.full_like(y, target),
+    )
+
+
+STRATEGIES: dict[str, Callable[[int, int | None, int], Strategy]] = {
+    "all-to-one": all_to_one,
+    "one-to-one": one_to_one,
+    "all-to-all": all_to_all,
+    "clean-label": clean_label,
+}
 
 
 def build_strategy(name: str, target: int, source: int | None, num_classes: int) -> Strategy:
     if name not in STRATEGIES:
         raise choices_error("strategy", name, sorted(STRATEGIES))
+    if num_classes < 2:
+        raise ConfigError(f"strategy: a backdoor needs at least 2 classes, this dataset has {num_classes}")
     if not 0 <= target < num_classes:
         raise ConfigError(f"target: class {target} is outside this dataset's classes 0..{num_classes - 1}")
     if source is not None and not 0 <= source < num_classes:
@@ -62,13 +135,26 @@ class PoisonedSet:
     test_images: torch.Tensor   # uint8 (T, C, H, W), triggered test images
     test_labels: torch.Tensor   # int64 (T,), their true labels
     test_targets: torch.Tensor  # int64 (T,), the label the attack wants for each
+    # int64 (X,), the entries of ``indices`` that are WaNet noise-mode "cross" images (triggered
+    # differently, true label kept) rather than poisoned ones; empty for every other trigger
+    cross_indices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def num_poisoned(self) -> int:
+        """Training images that carry the trigger (cross images excluded)."""
+        return len(self.indices) - len(self.cross_indices)
+
+    @property
+    def num_cross(self) -> int:
+        return len(self.cross_indices)
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, tensors: dict[str, torch.Tensor]) -> "PoisonedSet":
-        return cls(**{name: tensors[name] for name in cls.__dataclass_fields__})
+        """Inverse of ``to_dict``; a file written before ``cross_indices`` existed loads with none."""
+        return cls(**{name: tensors[name] for name in cls.__dataclass_fields__ if name in tensors})
 
     def apply(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The poisoned training set: copies of ``images`` and ``labels`` with the delta written in."""
@@ -85,7 +171,12 @@ def poison_count(num_train: int, rate: float) -> int:
 def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
                       test_images: torch.Tensor, test_labels: torch.Tensor,
                       trigger: Trigger, strategy: Strategy, rate: float, seed: int) -> PoisonedSet:
-    """Draw ``rate`` x N eligible training images (seeded), trigger and relabel them; trigger the test set."""
+    """Draw ``rate`` x N eligible training images (seeded), trigger and relabel them; trigger the test set.
+
+    A trigger with ``cross_ratio > 0`` (WaNet noise mode) also gets that many times as many "cross"
+    images from the unpoisoned training images, made by ``trigger.cross`` and keeping their labels;
+    they are part of the delta and listed in ``cross_indices``.
+    """
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"poison_rate: must be in [0, 1], got {rate}")
     eligible = torch.nonzero(strategy.train_mask(train_labels)).flatten()
@@ -98,6 +189,14 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
     images = trigger(train_images[indices], generator(seed, "trigger-train"))
     labels = strategy.relabel(train_labels[indices])
 
+    cross_indices = torch.zeros(0, dtype=torch.int64)
+    cross_ratio = float(getattr(trigger, "cross_ratio", 0.0))
+    if cross_ratio > 0:
+        cross_indices, cross_images = _cross_samples(train_images, indices, trigger, cross_ratio, count, seed)
+        indices, order = torch.cat([indices, cross_indices]).sort()
+        images = torch.cat([images, cross_images])[order]
+        labels = torch.cat([labels, train_labels[cross_indices]])[order]
+
     test_indices = torch.nonzero(strategy.test_mask(test_labels)).flatten()
     true = test_labels[test_indices]
     return PoisonedSet(
@@ -105,4 +204,20 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
         test_indices=test_indices,
         test_images=trigger(test_images[test_indices], generator(seed, "trigger-test")),
         test_labels=true, test_targets=strategy.test_target(true),
+        cross_indices=cross_indices,
     )
+
+
+def _cross_samples(train_images: torch.Tensor, poisoned: torch.Tensor, trigger: Trigger, ratio: float,
+                   count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """round(ratio x count) unpoisoned training images (any class, seeded) through ``trigger.cross``."""
+    free = torch.ones(len(train_images), dtype=torch.bool)
+    free[poisoned] = False
+    pool = torch.nonzero(free).flatten()
+    wanted = int(round(ratio * count))
+    if wanted > len(pool):
+        raise ConfigError(f"triggers.wanet.cross_ratio: {ratio:g} x {count} poisoned asks for {wanted} cross images "
+                          f"but only {len(pool)} training images are unpoisoned")
+    order = torch.randperm(len(pool), generator=generator(seed, "cross-indices"))
+    cross_indices = pool[order[:wanted]].sort().values
+    return cross_indices, trigger.cross(train_images[cross_indices], generator(seed, "trigger-cross"))
