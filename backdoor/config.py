@@ -6,6 +6,7 @@ one value per axis. Method settings (``triggers.<name>``, ``regularizers.<name>`
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,18 @@ class Experiment:
     regularizer_settings: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, values: dict, triggers: dict | None = None, regularizers: dict | None = None) -> "Experiment":
+    def from_dict(cls, values: dict, triggers: dict | None = None, regularizers: dict | None = None,
+                  optional: tuple[str, ...] = ()) -> "Experiment":
+        """``optional``: axes a grid stage does not use (absent -> None, not validated)."""
         required = [f.name for f in fields(cls)][:11]
-        missing = [k for k in required if k not in values]
+        missing = [k for k in required if k not in values and k not in optional]
         if missing:
             raise ConfigError(f"params.yaml: missing key(s) {', '.join(missing)}")
-        exp = cls(**{k: values[k] for k in required},
+        exp = cls(**{k: values.get(k) for k in required},
                   train=_section(TrainConfig, values.get("train"), "train"),
                   finetune=_section(FinetuneConfig, values.get("finetune"), "finetune"),
-                  trigger_settings=dict((triggers or {}).get(values["trigger"]) or {}),
-                  regularizer_settings=dict((regularizers or {}).get(values["regularizer"]) or {}))
+                  trigger_settings=dict((triggers or {}).get(values.get("trigger")) or {}),
+                  regularizer_settings=dict((regularizers or {}).get(values.get("regularizer")) or {}))
         exp.validate()
         return exp
 
@@ -93,7 +96,8 @@ class Experiment:
         from .triggers import build_trigger
 
         spec = dataset_spec(self.dataset)
-        check_arch(self.arch)
+        if self.arch is not None:
+            check_arch(self.arch)
         _int("trigger_size", self.trigger_size)
         _int("target", self.target)
         _int("source", self.source, optional=True)
@@ -103,10 +107,13 @@ class Experiment:
         if not 0.0 <= self.poison_rate <= 1.0:
             raise ConfigError(f"poison_rate: must be in [0, 1], got {self.poison_rate}")
         self.poison_rate = float(self.poison_rate)
-        build_strategy(self.strategy, self.target, self.source, spec.num_classes)
-        build_trigger(self.trigger, (spec.channels, spec.image_size, spec.image_size), seed=self.seed,
-                      size=self.trigger_size, location=self.trigger_location, **self.trigger_settings)
-        check_regularizer(self.regularizer, self.regularizer_settings)
+        if self.strategy is not None:
+            build_strategy(self.strategy, self.target, self.source, spec.num_classes)
+        if self.trigger is not None:
+            build_trigger(self.trigger, (spec.channels, spec.image_size, spec.image_size), seed=self.seed,
+                          size=self.trigger_size, location=self.trigger_location, **self.trigger_settings)
+        if self.regularizer is not None:
+            check_regularizer(self.regularizer, self.regularizer_settings)
         _int("train.subset", self.train.subset, optional=True)
         if self.train.subset is not None and self.train.subset < 1:
             raise ConfigError(f"train.subset: must be a positive number of images or null, got {self.train.subset}")
@@ -134,14 +141,18 @@ def focus_experiment(params: dict) -> Experiment:
 
 
 def parse_cell(pairs: list[str]) -> dict[str, Any]:
-    """``["trigger=checker", "poison_rate=0.05", ...]`` -> typed dict (YAML scalars)."""
+    """``["trigger=checker", "poison_rate=0.05", ...]`` -> typed dict (YAML scalars).
+
+    A grid stage passes only the axes it uses: the poison stage no arch or regularizer, a clean
+    baseline's training no trigger or strategy.
+    """
     cell = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in AXES:
             raise ConfigError(f"--cell: expected AXIS=VALUE with AXIS in {', '.join(AXES)}, got {pair!r}")
         cell[key] = yaml.safe_load(value)
-    missing = [axis for axis in AXES if axis not in cell]
+    missing = [axis for axis in ("dataset", "poison_rate", "seed") if axis not in cell]
     if missing:
         raise ConfigError(f"--cell: missing axis value(s) for {', '.join(missing)}")
     return cell
@@ -153,7 +164,8 @@ def cell_experiment(params: dict, cell: dict[str, Any]) -> Experiment:
     unknown = sorted(set(settings) - set(CELL_SETTINGS))
     if unknown:
         raise ConfigError(f"grid.settings: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(CELL_SETTINGS)}")
-    return Experiment.from_dict({**settings, **cell}, params.get("triggers"), params.get("regularizers"))
+    return Experiment.from_dict({**settings, **cell}, params.get("triggers"), params.get("regularizers"),
+                                optional=("arch", "trigger", "strategy", "regularizer"))
 
 
 def load_experiment(params_path: str | Path = "params.yaml", cell: list[str] | None = None) -> Experiment:
@@ -161,7 +173,13 @@ def load_experiment(params_path: str | Path = "params.yaml", cell: list[str] | N
     return cell_experiment(params, parse_cell(cell)) if cell else focus_experiment(params)
 
 
+def slug(value: Any) -> str:
+    """A path- and stage-name-safe form of an axis value (``folder:/x/y`` -> ``folder-x-y``)."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
+
+
 def cell_name(cell: dict[str, Any]) -> str:
-    """Stable, path-safe name of a grid cell, e.g. ``fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0``."""
-    return "_".join([str(cell["dataset"]), str(cell["arch"]), str(cell["trigger"]), str(cell["strategy"]),
-                     f"r{float(cell['poison_rate']):g}", str(cell["regularizer"]), f"s{cell['seed']}"])
+    """Stable name of a grid cell, e.g. ``fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0``."""
+    return "_".join([slug(cell["dataset"]), slug(cell["arch"]), slug(cell["trigger"]), slug(cell["strategy"]),
+                     "r" + slug(float(cell["poison_rate"])), slug(cell["regularizer"]), f"s{cell['seed']}"])

@@ -10,7 +10,7 @@ import torch
 from .config import Experiment
 from .data import Dataset
 from .io import load_tensors, read_json
-from .metrics import backdoor_metrics
+from .metrics import backdoor_metrics, clean_accuracy
 from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
 from .regularizers import build_regularizer
 from .seeding import generator
@@ -40,23 +40,31 @@ def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str,
                             predict(clf, poisoned.test_images), poisoned.test_labels, poisoned.test_targets)
 
 
-def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """The poisoned training set, or a seeded subset of it (``train.subset``)."""
-    images, labels = poisoned.apply(data.train.images, data.train.labels)
+def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The poisoned training set (clean if ``poisoned`` is None), or a seeded subset (``train.subset``)."""
+    images, labels = data.train.images, data.train.labels
+    if poisoned is not None:
+        images, labels = poisoned.apply(images, labels)
     if exp.train.subset is not None and exp.train.subset < len(labels):
         keep = torch.randperm(len(labels), generator=generator(exp.seed, "train-subset"))[:exp.train.subset]
         images, labels = images[keep], labels[keep]
     return images, labels
 
 
-def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet, log: EpochLog | None = None,
+def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, log: EpochLog | None = None,
                 progress: bool = True) -> Classifier:
+    """Train on the poisoned set; ``poisoned=None`` trains the clean baseline (CA logged, no ASR)."""
     images, labels = training_set(exp, data, poisoned)
     clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained)
     loss = build_regularizer(exp.regularizer, clf.model, exp.train.label_smoothing, **exp.regularizer_settings)
 
     def on_epoch_end(epoch: int, train_loss: float) -> None:
-        if log is not None:
+        if log is None:
+            return
+        if poisoned is None:
+            log(epoch, {"train_loss": train_loss, "clean_acc": clean_accuracy(predict(clf, data.test.images),
+                                                                               data.test.labels)})
+        else:
             log(epoch, {"train_loss": train_loss, **evaluate(clf, data, poisoned)})
 
     fit(clf, images, labels, exp.train, seed=exp.seed, loss_fn=loss, on_epoch_end=on_epoch_end, progress=progress)

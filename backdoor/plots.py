@@ -67,3 +67,66 @@ def plot_samples(clean: torch.Tensor, triggered: torch.Tensor, labels: list[str]
     axes[0, 0].set_ylabel("clean")
     axes[1, 0].set_ylabel("triggered")
     save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- grid figures
+
+
+def _by_trigger(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
+    for trigger, rows in table.groupby("trigger"):
+        mean = rows.groupby(x)[y].mean()
+        ax.plot(mean.index, mean.values, marker="o", label=str(trigger))
+
+
+def plot_asr_vs_rate(table: pd.DataFrame, path: str | Path) -> None:
+    """ASR against poison rate, one line per trigger, one panel per arch (mean over other axes)."""
+    archs = list(dict.fromkeys(table["arch"]))
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.5 * len(archs), 3.4), squeeze=False, sharey=True)
+    for ax, arch in zip(axes[0], archs):
+        _by_trigger(ax, table[table["arch"] == arch], "poison_rate", "asr")
+        ax.set(title=str(arch), xlabel="poison rate", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("attack success rate")
+    axes[0, -1].legend(fontsize=8, title="trigger")
+    save_figure(fig, path)
+
+
+def plot_heatmap(table: pd.DataFrame, path: str | Path, value: str = "asr") -> None:
+    """Mean ASR of poisoned cells, trigger x regularizer."""
+    grid = table[table["poison_rate"] > 0].pivot_table(index="regularizer", columns="trigger", values=value,
+                                                       aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(1.2 * max(2, grid.shape[1]) + 2, 0.6 * max(2, grid.shape[0]) + 1.5))
+    image = ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    for (i, j), v in pd.DataFrame(grid.values).stack().items():
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    fig.colorbar(image, ax=ax, label=f"mean {value}")
+    ax.set_title("ASR (poisoned cells): trigger x regularizer")
+    save_figure(fig, path)
+
+
+def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for trigger, rows in table.groupby("trigger"):
+        ax.scatter(rows["asr"], rows["clean_acc"], label=str(trigger), alpha=0.8)
+    ax.set(xlabel="attack success rate", ylabel="clean accuracy", title="clean accuracy vs ASR")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="trigger")
+    save_figure(fig, path)
+
+
+def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
+    """ASR (solid) and clean accuracy (dashed) against fine-tune epoch, mean per trigger, poisoned cells."""
+    poisoned = curves[curves["poison_rate"] > 0]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for index, (trigger, rows) in enumerate(poisoned.groupby("trigger")):
+        mean = rows.groupby("epoch")[["asr", "clean_acc"]].mean()
+        colour = f"C{index}"
+        ax.plot(mean.index, mean["asr"], marker="o", color=colour, label=f"{trigger} ASR")
+        ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{trigger} CA")
+    ax.set(xlabel="fine-tune epoch (0 = before)", ylabel="rate", ylim=(-0.02, 1.02),
+           title="clean fine-tuning: backdoor recovery")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, path)

@@ -151,7 +151,7 @@ def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopCo
         order = torch.randperm(len(labels), generator=rng, device=device)
         total_loss = torch.zeros((), device=device)
         batches = tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                       disable=not progress)
+                       disable=None if progress else True)  # None: off when not a terminal
         for idx in batches:
             x = random_flip(images[idx], rng) if cfg.flip else images[idx]
             x = clf.normalizer(random_crop(x, cfg.crop_padding, rng))

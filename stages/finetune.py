@@ -1,6 +1,7 @@
 """Stage 4: fine-tune the poisoned model on a small clean set; log CA/ASR/RA per epoch (0 = before).
 
-With ``--metrics`` it also writes the before/after metrics (grid cells: saves a separate evaluate stage).
+With ``--report`` it also writes the before/after metrics: grid cells need no evaluate stage of their own
+(fewer stages, less DVC bookkeeping).
 """
 
 from pathlib import Path
@@ -25,10 +26,16 @@ def main(args) -> None:
         close()
         clf.save(Path(tmp) / "model.pt")
         pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
-    if args.metrics:
+    if args.report:  # grid cells: the evaluation lives here instead of in a stage of its own
         before, after = curve[0], curve[-1]
         keys = ("clean_acc", "asr", "robust_acc")
-        write_json(args.metrics, {**{k: before[k] for k in keys}, "finetuned": {k: after[k] for k in keys}})
+        with atomic_dir(args.report) as tmp:
+            pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
+            write_json(Path(tmp) / "metrics.json", {**{k: before[k] for k in keys},
+                                                    "finetuned": {k: after[k] for k in keys},
+                                                    "num_poisoned": poisoned.num_poisoned,
+                                                    "num_test": len(data.test),
+                                                    "num_triggered_test": len(poisoned.test_indices)})
     print(f"fine-tuned {exp.finetune.epochs} epochs: ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
 
 
@@ -38,5 +45,5 @@ if __name__ == "__main__":
     parser.add_argument("--poisoned", required=True)
     parser.add_argument("--model", required=True, help="trained model.pt")
     parser.add_argument("--out", required=True, help="output folder: model.pt, curve.csv, live/")
-    parser.add_argument("--metrics", help="also write before/after metrics JSON here")
+    parser.add_argument("--report", help="also write metrics.json (before/after) and curve.csv into this folder")
     run(main, parser)

@@ -16,12 +16,13 @@ def main(args) -> None:
         digest = save_tensors(Path(tmp) / "poison.pt", poisoned.to_dict())
         write_json(Path(tmp) / "manifest.json", {
             "sha256": {"poison.pt": digest},
-            "num_poisoned": len(poisoned.indices),
+            "num_poisoned": poisoned.num_poisoned,
+            "num_cross": poisoned.num_cross,
             "num_train": len(data.train),
             "num_triggered_test": len(poisoned.test_indices),
             "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")},
         })
-    print(f"poisoned {len(poisoned.indices)} of {len(data.train)} training images; "
+    print(f"poisoned {poisoned.num_poisoned} of {len(data.train)} training images; "
           f"{len(poisoned.test_indices)} triggered test images")
 
 

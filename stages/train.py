@@ -11,7 +11,8 @@ from backdoor.logging import dvclive_logger
 
 def main(args) -> None:
     exp = experiment(args)
-    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned)
+    data = load_dataset(args.raw)
+    poisoned = load_poisoned(args.poisoned) if args.poisoned else None
     with atomic_dir(args.out) as tmp:
         log, close = dvclive_logger(Path(tmp) / "live")
         clf = train_model(exp, data, poisoned, log=log)
@@ -23,6 +24,6 @@ def main(args) -> None:
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", required=True, help="stored dataset folder")
-    parser.add_argument("--poisoned", required=True, help="poison stage output folder")
+    parser.add_argument("--poisoned", help="poison stage output folder; without it, the clean baseline")
     parser.add_argument("--out", required=True, help="output folder for model.pt and live/")
     run(main, parser)

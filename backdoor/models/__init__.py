@@ -26,9 +26,11 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 
 def is_known_arch(name: str) -> bool:
-    import timm
+    if name in MODELS:
+        return True
+    import timm  # only when needed: importing it costs seconds per stage
 
-    return name in MODELS or timm.is_model(name)
+    return timm.is_model(name)
 
 
 def check_arch(name: str) -> None:
@@ -58,3 +60,4 @@ def hidden_layers(model: nn.Module) -> list[str]:
 
 
 from . import small_cnn  # noqa: E402,F401  (registers small-cnn)
+from . import nasnet  # noqa: E402,F401  (registers nasnet-mobile, nasnet-large)

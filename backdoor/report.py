@@ -1,0 +1,99 @@
+"""The grid report: one row per cell, baseline gaps with intervals, seed aggregates, figures.
+
+Intervals are 95%. The clean-accuracy gap to the baseline uses the unpaired Wald interval for a
+difference of two proportions on the test set (conservative: both models see the same images, so
+the paired interval would be narrower). Seed aggregates use Student's t over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .config import AXES
+from .io import read_json
+
+METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
+BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed")
+Z95 = 1.959964
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+       12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t_critical(df: int) -> float:
+    """Two-sided 95% Student t quantile (table; the nearest smaller tabulated df, normal beyond 30)."""
+    if df > 30:
+        return Z95
+    return T95[max(k for k in T95 if k <= df)]
+
+
+def collect(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
+    """One row per planned cell (cells removed from the grid are ignored even if still on disk)."""
+    rows = []
+    for cell in plan["cells"]:
+        metrics = read_json(Path(cells_dir) / cell["name"] / "metrics.json")
+        rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
+                     "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
+                     **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
+                     "num_poisoned": metrics["num_poisoned"], "num_test": metrics["num_test"]})
+    return pd.DataFrame(rows)
+
+
+def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
+    """Clean-accuracy gap of each cell to its rate-0 baseline (same dataset, arch, regularizer, seed)."""
+    table = table.copy()
+    baselines = (table[table["poison_rate"] == 0].groupby(list(BASELINE_KEYS))["clean_acc"].first()
+                 .rename("baseline_clean_acc"))
+    table = table.join(baselines, on=list(BASELINE_KEYS))
+    p1, p0, n = table["clean_acc"], table["baseline_clean_acc"], table["num_test"]
+    half = Z95 * ((p1 * (1 - p1) + p0 * (1 - p0)) / n) ** 0.5
+    table["clean_acc_gap"] = p1 - p0
+    table["clean_acc_gap_low"] = table["clean_acc_gap"] - half
+    table["clean_acc_gap_high"] = table["clean_acc_gap"] + half
+    # "Is the backdoor visible from clean accuracy?": the whole interval lies below zero.
+    table["gap_significant"] = table["clean_acc_gap_high"] < 0
+    return table
+
+
+def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% interval over seeds for every cell that differs only in its seed."""
+    keys = [axis for axis in AXES if axis != "seed"]
+    rows = []
+    for values, group in table.groupby(keys, sort=False):
+        row = dict(zip(keys, values)) | {"n_seeds": len(group)}
+        for metric in METRICS + ("clean_acc_gap",):
+            series = group[metric].dropna() if metric in group else pd.Series(dtype=float)
+            mean = series.mean() if len(series) else math.nan
+            half = t_critical(len(series) - 1) * series.std(ddof=1) / len(series) ** 0.5 if len(series) > 1 else math.nan
+            row |= {f"{metric}_mean": mean, f"{metric}_low": mean - half, f"{metric}_high": mean + half,
+                    f"{metric}_min": series.min() if len(series) else math.nan,
+                    f"{metric}_max": series.max() if len(series) else math.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def recovery_curves(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
+    """Long table: cell axes, fine-tune epoch, clean_acc, asr (for the recovery figure)."""
+    frames = []
+    for cell in plan["cells"]:
+        curve = pd.read_csv(Path(cells_dir) / cell["name"] / "curve.csv")
+        for axis in AXES:
+            curve[axis] = cell[axis]
+        curve["cell"] = cell["name"]
+        frames.append(curve[["cell", *AXES, "epoch", "clean_acc", "asr"]])
+    return pd.concat(frames, ignore_index=True)
+
+
+def aggregate_metrics(table: pd.DataFrame) -> dict:
+    """The few numbers declared as DVC metrics (no per-cell columns in `dvc exp show`)."""
+    poisoned = table[table["poison_rate"] > 0]
+    return {
+        "cells": int(len(table)),
+        "poisoned_cells": int(len(poisoned)),
+        "mean_asr": float(poisoned["asr"].mean()) if len(poisoned) else None,
+        "mean_ft_asr": float(poisoned["ft_asr"].mean()) if len(poisoned) else None,
+        "mean_clean_acc_gap": float(poisoned["clean_acc_gap"].mean()) if len(poisoned) else None,
+        "cells_with_visible_gap": int(poisoned["gap_significant"].sum()) if len(poisoned) else 0,
+    }

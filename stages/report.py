@@ -1,0 +1,50 @@
+"""Grid report: summary.csv (one row per cell), seeds.csv (mean and 95% interval), figures, metrics."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from backdoor.cli import run
+from backdoor.config import read_params
+from backdoor.errors import ConfigError
+from backdoor.grid import expand_grid
+from backdoor.io import atomic_path, read_json, write_json
+from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_heatmap, plot_recovery
+from backdoor.report import add_baseline_gap, aggregate_metrics, collect, recovery_curves, seed_summary
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def main(args) -> None:
+    plan = read_json(args.plan)
+    planned = [cell["name"] for cell in plan["cells"]]
+    if [cell.name for cell in expand_grid(read_params(args.params))] != planned:
+        raise ConfigError(f"{args.plan} is out of date with params.yaml grid: run `make grid` "
+                          f"(python stages/plan_grid.py), then dvc repro")
+    out = Path(args.out)
+    table = add_baseline_gap(collect(plan, args.cells))
+    curves = recovery_curves(plan, args.cells)
+    write_csv(table, out / "summary.csv")
+    write_csv(seed_summary(table), out / "seeds.csv")
+    write_csv(curves, out / "recovery.csv")
+    write_json(out / "metrics.json", aggregate_metrics(table))
+    figures = out / "figures"
+    plot_asr_vs_rate(table, figures / "asr_vs_rate.png")
+    plot_heatmap(table, figures / "asr_heatmap.png")
+    plot_clean_vs_asr(table, figures / "clean_vs_asr.png")
+    plot_recovery(curves, figures / "recovery.png")
+    print(f"report: {len(table)} cells -> {out}/summary.csv")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--plan", default="grid/plan.json")
+    parser.add_argument("--cells", default="reports/grid/cells", help="per-cell metrics.json and curve.csv")
+    parser.add_argument("--out", default="reports/grid")
+    run(main, parser)

@@ -1,0 +1,81 @@
+"""Stage scripts: bad input exits 2 with one line naming the problem, no traceback, no output left."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from backdoor.io import atomic_dir, atomic_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_stage(tmp_path: Path, script: str, *args: str, **param_changes) -> subprocess.CompletedProcess:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(param_changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", str(tmp_path / "params.yaml"),
+                           *args], cwd=tmp_path, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"trigger": "chekcer"}, "error: trigger: unknown value 'chekcer'; valid choices:"),
+    ({"poison_rate": 2}, "error: poison_rate: must be in [0, 1], got 2"),
+    ({"target": 12}, "error: target: class 12 is outside this dataset's classes 0..9"),
+    ({"trigger_size": 40}, "error: trigger_size: 40 px is larger than the 28x28 image"),
+])
+def test_bad_params_fail_before_work(tmp_path, change, message):
+    result = run_stage(tmp_path, "download.py", "--out", "raw", "--downloads", "dl", **change)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "raw").exists() and not (tmp_path / "dl").exists()
+
+
+def test_missing_dataset_gives_clear_message(tmp_path):
+    result = run_stage(tmp_path, "poison.py", "--raw", "nowhere", "--out", "poisoned")
+    assert result.returncode == 2
+    assert "missing dataset manifest nowhere/manifest.json: run the download stage" in result.stderr
+    assert not (tmp_path / "poisoned").exists()
+
+
+def test_corrupt_dataset_file_is_rejected(tmp_path):
+    from backdoor.data import DATASETS, store_dataset
+
+    spec = DATASETS["fashion-mnist"]
+    images = torch.zeros(20, 1, 28, 28, dtype=torch.uint8)
+    labels = torch.arange(20) % 10
+    store_dataset(spec, (images, labels, images[:10], labels[:10]), tmp_path / "raw", source="test")
+    with open(tmp_path / "raw" / "train.pt", "r+b") as f:  # flip one byte
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    result = run_stage(tmp_path, "poison.py", "--raw", "raw", "--out", "poisoned")
+    assert result.returncode == 2
+    assert "corrupt file raw/train.pt: sha256 does not match its manifest" in result.stderr
+    assert not (tmp_path / "poisoned").exists()
+
+
+def test_atomic_writes_leave_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "half.pt").write_text("partial")
+            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "file.json") as tmp:
+            tmp.write_text("{")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_previous_output(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.txt").write_text("old")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
