@@ -280,7 +280,6 @@ register_dataset(DatasetSpec(
 ))
 
 
-
 # ---------------------------------------------------------------- photos: decode, resize, split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -510,7 +509,8 @@ def build_flowers102(download_dir: Path, image_size: int) -> Splits:
         fetch([FLOWERS102_URL + name], paths[name], FLOWERS102_FILES[name])
     jpg = base / "jpg"
     if not jpg.is_dir():
-        archive = fetch([FLOWERS102_URL + "102flowers.tgz"], paths["102flowers.tgz"], FLOWERS102_FILES["102flowers.tgz"])
+        name = "102flowers.tgz"
+        archive = fetch([FLOWERS102_URL + name], paths[name], FLOWERS102_FILES[name])
         jpg = extract_archive(archive, base, "jpg")
     labels = _mat_ints(read_mat(paths["imagelabels.mat"]), "labels", paths["imagelabels.mat"]) - 1
     if len(labels) == 0 or labels.min() < 0 or labels.max() >= len(FLOWERS102_CLASSES):
@@ -524,7 +524,8 @@ def build_flowers102(download_dir: Path, image_size: int) -> Splits:
         splits[split] = ([jpg / f"image_{i:05d}.jpg" for i in ids], labels[ids - 1].tolist())
     missing = [p for files, _ in splits.values() for p in files if not p.is_file()]
     if missing:
-        raise ConfigError(f"{jpg}: {len(missing)} image(s) missing, e.g. {missing[0].name}; delete the folder and re-run")
+        raise ConfigError(f"{jpg}: {len(missing)} image(s) missing, e.g. {missing[0].name}; "
+                          f"delete the folder and re-run")
     return build_from_files(*splits["train"], *splits["test"], image_size)
 
 
@@ -537,9 +538,9 @@ register_dataset(DatasetSpec("flowers102", len(FLOWERS102_CLASSES), 3, DEFAULT_I
 def folder_spec(name: str) -> DatasetSpec:
     """``folder:<path>``: class subfolders of <path>, or of <path>/train and <path>/test if both exist
     (else a seeded 80/20 stratified split, as for flowers). Classes are the train folder names, sorted."""
-    root = Path(name[len(FOLDER_PREFIX):]).expanduser()
     if not name[len(FOLDER_PREFIX):]:
         raise ConfigError(f"dataset: {FOLDER_PREFIX} needs a path, e.g. {FOLDER_PREFIX}data/my-images")
+    root = Path(name[len(FOLDER_PREFIX):]).expanduser()  # relative paths: to the working directory
     if not root.is_dir():
         raise ConfigError(f"dataset: {name!r}: folder {root} does not exist")
     presplit = (root / "train").is_dir() and (root / "test").is_dir()
@@ -562,8 +563,7 @@ def folder_spec(name: str) -> DatasetSpec:
             splits += [[p for p, _ in files], [label for _, label in files]]
         return build_from_files(*splits, image_size)
 
-    spec = DatasetSpec(name, len(classes), 3, DEFAULT_IMAGE_SIZE, classes, build, resizable=True)
-    return spec
+    return DatasetSpec(name, len(classes), 3, DEFAULT_IMAGE_SIZE, classes, build, resizable=True)
 
 
 def prepare_dataset(name: str, out_dir: str | Path, download_dir: str | Path, image_size: int | None = None) -> None:

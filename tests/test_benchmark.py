@@ -1,0 +1,60 @@
+"""benchmarks/train_throughput.py runs end to end in its smoke mode (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+RATIO = re.compile(r"^ratio \(ours / DataLoader\): \d+\.\d\dx$", re.M)
+
+
+@pytest.fixture
+def bench():
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    yield module
+    torch.set_num_threads(threads)
+
+
+def test_smoke_run_prints_both_rates_and_the_ratio():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env,
+                         timeout=300, cwd=SCRIPT.parents[1])
+    assert out.returncode == 0, out.stderr
+    assert RATIO.search(out.stdout), out.stdout
+    assert re.search(r"^ours \(uint8 on the device, batched augmentation\): [\d,.]+ images/s$", out.stdout, re.M)
+    assert re.search(r"^torchvision Dataset \+ DataLoader \(2 workers\): [\d,.]+ images/s$", out.stdout, re.M)
+    assert "forward FLOPs/image:" in out.stdout
+
+
+def test_smoke_run_on_a_stored_dataset(bench, tmp_path, capsys):
+    from backdoor.data import DATASETS, store_dataset
+
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3, 9])
+    store_dataset(DATASETS["cifar10"], (images, labels, images[:2], labels[:2]), tmp_path / "raw", source="test")
+    result = bench.main(["--smoke", "--data", str(tmp_path / "raw"), "--num-workers", "0", "--threads", "1",
+                         "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert RATIO.search(out) and "cycled to 32 images" in out
+    assert result["ours_images_per_s"] > 0 and result["dataloader_images_per_s"] > 0
+    assert "ours_mfu" not in result  # MFU only on CUDA
+
+
+def test_argument_modes(bench):
+    epoch = bench.parse_args(["--cifar10-epoch", "--batch-size", "512"])
+    assert (epoch.arch, epoch.dataset_shape, epoch.steps) == ("resnet18", (3, 32, 32), 98)  # ceil(50000 / 512)
+    assert bench.parse_args(["--dataset-shape", "3x64x48"]).dataset_shape == (3, 64, 48)
+    assert bench.parse_args([]).dataset_shape == (1, 28, 28) and bench.parse_args([]).peak_tflops == 989
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dataset-shape", "huge"])
