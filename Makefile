@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test grid bench clean-venv
+.PHONY: setup repro test grid bench paper clean-venv
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -44,3 +44,9 @@ bench: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Paper-scale grid on a GPU machine: one cell per GPU at a time, e.g. make paper GPUS=0,1,2,3
+GPUS ?= 0
+paper: setup
+	cp presets/paper.yaml params.yaml
+	python tools/run_grid.py --gpus $(GPUS)

@@ -17,7 +17,7 @@ from .errors import ConfigError, choices_error
 from .training import LoopConfig
 
 AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed")
-CELL_SETTINGS = ("trigger_size", "trigger_location", "target", "source", "train", "finetune")
+CELL_SETTINGS = ("image_size", "trigger_size", "trigger_location", "target", "source", "train", "finetune")
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Experiment:
     poison_rate: float
     regularizer: str
     seed: int
+    image_size: int | None = None  # photo datasets are resized to this once, at download; None = default
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trigger_settings: dict = field(default_factory=dict)
@@ -80,6 +81,7 @@ class Experiment:
         if missing:
             raise ConfigError(f"params.yaml: missing key(s) {', '.join(missing)}")
         exp = cls(**{k: values.get(k) for k in required},
+                  image_size=values.get("image_size"),
                   train=_section(TrainConfig, values.get("train"), "train"),
                   finetune=_section(FinetuneConfig, values.get("finetune"), "finetune"),
                   trigger_settings=dict((triggers or {}).get(values.get("trigger")) or {}),
@@ -95,7 +97,8 @@ class Experiment:
         from .regularizers import check_regularizer
         from .triggers import build_trigger
 
-        spec = dataset_spec(self.dataset)
+        _int("image_size", self.image_size, optional=True)
+        spec = dataset_spec(self.dataset, self.image_size)
         if self.arch is not None:
             check_arch(self.arch)
         _int("trigger_size", self.trigger_size)

@@ -15,7 +15,7 @@ from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
 from .regularizers import build_regularizer
 from .seeding import generator
 from .training import Classifier, fit, predict
-from .triggers import build_trigger
+from .triggers import Trigger, build_trigger
 
 EpochLog = Callable[[int, dict[str, float]], None]
 
@@ -27,6 +27,22 @@ def poison_dataset(exp: Experiment, data: Dataset) -> PoisonedSet:
     strategy = build_strategy(exp.strategy, exp.target, exp.source, data.num_classes)
     return make_poisoned_set(data.train.images, data.train.labels, data.test.images, data.test.labels,
                              trigger, strategy, exp.poison_rate, exp.seed)
+
+
+def trigger_zoo(exp: Experiment, shape: tuple[int, int, int], settings: dict[str, dict],
+                names: list[str] | None = None) -> dict[str, Trigger]:
+    """Every registered trigger (or ``names``) with the experiment's size, location and settings.
+
+    Full-image triggers take no location: they get the default corner instead of ``random``.
+    """
+    from .triggers import PATCH_TRIGGERS, TRIGGERS
+
+    zoo = {}
+    for name in names or sorted(TRIGGERS):
+        location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
+        zoo[name] = build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location,
+                                  **(settings.get(name) or {}))
+    return zoo
 
 
 def load_poisoned(folder: str | Path) -> PoisonedSet:
@@ -55,7 +71,7 @@ def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, lo
                 progress: bool = True) -> Classifier:
     """Train on the poisoned set; ``poisoned=None`` trains the clean baseline (CA logged, no ASR)."""
     images, labels = training_set(exp, data, poisoned)
-    clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained)
+    clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained, seed=exp.seed)
     loss = build_regularizer(exp.regularizer, clf.model, exp.train.label_smoothing, **exp.regularizer_settings)
 
     def on_epoch_end(epoch: int, train_loss: float) -> None:

@@ -87,8 +87,9 @@ class Classifier:
 
     @classmethod
     def create(cls, arch: str, train_images: torch.Tensor, num_classes: int, pretrained: bool = False,
-               **model_kwargs) -> "Classifier":
+               seed: int = 0, **model_kwargs) -> "Classifier":
         in_chans, image_size = train_images.shape[1], train_images.shape[-1]
+        torch.manual_seed(derive_seed(seed, "model-init"))  # initial weights depend on the seed alone
         model = create_model(arch, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
                              pretrained=pretrained, **model_kwargs)
         return cls(model, arch, num_classes, in_chans, image_size, Normalizer.fit(train_images), model_kwargs)
@@ -131,7 +132,7 @@ def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopCo
     from tqdm import tqdm
 
     device = device or pick_device()
-    torch.manual_seed(derive_seed(seed, "model-init-and-dropout"))
+    torch.manual_seed(derive_seed(seed, "training-randomness"))  # dropout, mixup draws ...
     model = clf.model.to(device, memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     loss_fn = loss_fn or cross_entropy(cfg.label_smoothing)

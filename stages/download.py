@@ -6,7 +6,7 @@ from backdoor.data import prepare_dataset
 
 def main(args) -> None:
     exp = experiment(args)  # validate every parameter before any download
-    prepare_dataset(exp.dataset, args.out, args.downloads)
+    prepare_dataset(exp.dataset, args.out, args.downloads, image_size=exp.image_size)
     print(f"stored {exp.dataset} in {args.out}")
 
 

@@ -53,6 +53,7 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
         f"download-{slug(cell.dataset)}": {
             "cmd": f"python stages/download.py --cell {cell_args({'dataset': cell.dataset, 'poison_rate': 0, 'seed': 0})} --out {raw}",
             "deps": ["stages/download.py", "backdoor/data.py"],
+            "params": params_dep("grid.settings.image_size"),
             "outs": [raw],
         },
         f"poison-{cell.poison_key}": {

@@ -6,7 +6,9 @@ import pandas as pd
 
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
-from backdoor.experiment import load_poisoned
+from backdoor.config import read_params
+from backdoor.experiment import load_poisoned, trigger_zoo
+from backdoor.gallery import trigger_gallery
 from backdoor.io import atomic_path
 from backdoor.plots import long_curve, plot_curves, plot_samples, read_dvclive
 
@@ -19,7 +21,7 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
 
 
 def main(args) -> None:
-    experiment(args)
+    exp = experiment(args)
     out, figures = Path(args.out), Path(args.figures)
     train = read_dvclive(Path(args.train) / "live")
     finetune = long_curve(pd.read_csv(Path(args.finetune) / "curve.csv"))
@@ -33,6 +35,8 @@ def main(args) -> None:
     names = [f"{data.classes[int(t)]}→{data.classes[int(g)]}"
              for t, g in zip(poisoned.test_labels[:SAMPLES], poisoned.test_targets[:SAMPLES])]
     plot_samples(data.test.images[picks], poisoned.test_images[:SAMPLES], names, figures / "samples.png")
+    zoo = trigger_zoo(exp, tuple(data.test.images.shape[1:]), read_params(args.params).get("triggers") or {})
+    trigger_gallery(data.test.images[:len(zoo)], zoo, figures / "triggers.png", seed=exp.seed)
 
 
 if __name__ == "__main__":

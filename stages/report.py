@@ -5,7 +5,10 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor.cli import run
-from backdoor.config import read_params
+from backdoor.config import cell_experiment, read_params, slug
+from backdoor.data import load_dataset
+from backdoor.experiment import trigger_zoo
+from backdoor.gallery import trigger_gallery
 from backdoor.errors import ConfigError
 from backdoor.grid import expand_grid
 from backdoor.io import atomic_path, read_json, write_json
@@ -18,10 +21,22 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def write_galleries(params: dict, plan: dict, raw: Path, figures: Path) -> None:
+    """triggers-<dataset>.png: what each of the grid's triggers does to that dataset's images."""
+    triggers = list(dict.fromkeys(cell["trigger"] for cell in plan["cells"]))
+    for dataset in dict.fromkeys(cell["dataset"] for cell in plan["cells"]):
+        cell = next(c for c in plan["cells"] if c["dataset"] == dataset)
+        exp = cell_experiment(params, {axis: cell[axis] for axis in ("dataset", "poison_rate", "seed")})
+        images = load_dataset(raw / slug(dataset)).test.images
+        zoo = trigger_zoo(exp, tuple(images.shape[1:]), params.get("triggers") or {}, triggers)
+        trigger_gallery(images[:len(zoo)], zoo, figures / f"triggers-{slug(dataset)}.png", seed=exp.seed)
+
+
 def main(args) -> None:
     plan = read_json(args.plan)
+    params = read_params(args.params)
     planned = [cell["name"] for cell in plan["cells"]]
-    if [cell.name for cell in expand_grid(read_params(args.params))] != planned:
+    if [cell.name for cell in expand_grid(params)] != planned:
         raise ConfigError(f"{args.plan} is out of date with params.yaml grid: run `make grid` "
                           f"(python stages/plan_grid.py), then dvc repro")
     out = Path(args.out)
@@ -36,6 +51,7 @@ def main(args) -> None:
     plot_heatmap(table, figures / "asr_heatmap.png")
     plot_clean_vs_asr(table, figures / "clean_vs_asr.png")
     plot_recovery(curves, figures / "recovery.png")
+    write_galleries(params, plan, Path(args.raw), figures)
     print(f"report: {len(table)} cells -> {out}/summary.csv")
 
 
@@ -46,5 +62,6 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plan", default="grid/plan.json")
     parser.add_argument("--cells", default="reports/grid/cells", help="per-cell metrics.json and curve.csv")
+    parser.add_argument("--raw", default="data/grid/raw", help="the grid's stored datasets (for the galleries)")
     parser.add_argument("--out", default="reports/grid")
     run(main, parser)

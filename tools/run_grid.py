@@ -3,8 +3,8 @@
 DVC has no `repro -j`, but it releases its repository lock while a stage's command runs, so several
 `dvc repro -s STAGE` processes can run disjoint stages side by side. Order: datasets and poisoned
 sets first (cheap, serial), then every training stage from a shared queue (worker k sees only GPU k
-through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same way, then `dvc repro` for
-the report (everything else is cached by then). Results are identical to a serial `dvc repro`.
+through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same way, then the report
+(`dvc repro report`). Results are identical to a serial `dvc repro` (tests/test_e2e.py checks this).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
                 dvc(["repro", "-s", *batch])
         else:
             run_parallel(batch, devices)
-    dvc(["repro"])  # the focus experiment and the report; finished cells are skipped
+    dvc(["repro", "report"])  # the report (every cell is cached by now); `dvc repro` adds the focus experiment
 
 
 if __name__ == "__main__":

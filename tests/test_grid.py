@@ -1,0 +1,149 @@
+"""The grid: expansion, validation, the planned stages and shards, and the report on known numbers."""
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from backdoor.config import AXES, read_params
+from backdoor.errors import ConfigError
+from backdoor.grid import expand_grid
+from backdoor.report import add_baseline_gap, collect, seed_summary, t_critical
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = read_params(ROOT / "params.yaml")
+spec = importlib.util.spec_from_file_location("plan_grid", ROOT / "stages" / "plan_grid.py")
+plan_grid = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(plan_grid)
+
+
+def with_grid(**lists):
+    params = copy.deepcopy(PARAMS)
+    params["grid"].update(lists)
+    return params
+
+
+def test_cells_are_the_product_of_the_lists():
+    params = with_grid(trigger=["checker", "square"], poison_rate=[0, 0.01, 0.1], seed=[0, 1])
+    cells = expand_grid(params)
+    assert len(cells) == 2 * 3 * 2
+    assert len({c.name for c in cells}) == 12
+    assert {c.poison_rate for c in cells} == {0.0, 0.01, 0.1}
+
+
+@pytest.mark.parametrize("lists, message", [
+    ({"trigger": []}, "grid.trigger: must be a non-empty list"),
+    ({"seed": 0}, "grid.seed: must be a non-empty list"),
+    ({"trigger": ["checker", "squar"]}, "grid.trigger: value 'squar' is invalid: trigger: unknown value 'squar'"),
+    ({"arch": ["small-cnn", "small-cnn"]}, "grid.arch: duplicated value(s) small-cnn"),
+    ({"poison_rate": [0.1, 0.10]}, "grid.poison_rate: duplicated value(s) 0.1"),
+    ({"poison_rate": [0.1, 1.5]}, "grid.poison_rate: value 1.5 is invalid: poison_rate: must be in [0, 1]"),
+    ({"dataset": ["fashion-mnist", "mnist"]}, "grid.dataset: value 'mnist' is invalid"),
+])
+def test_bad_lists_fail_before_any_work(lists, message):
+    with pytest.raises(ConfigError) as err:
+        expand_grid(with_grid(**lists))
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_combination_that_cannot_work_is_named():
+    params = with_grid(dataset=["cifar10", "fashion-mnist"], trigger=["blend", "checker"])
+    params["grid"]["settings"]["trigger_size"] = 30  # fits 32 px CIFAR-10, not 28 px Fashion-MNIST
+    with pytest.raises(ConfigError, match="grid: the combination fashion-mnist_small-cnn_checker_.* cannot work: "
+                                          "trigger_size: 30 px is larger than the 28x28 image"):
+        expand_grid(params)
+
+
+def planned_stages(params, tmp_path):
+    plan = plan_grid.plan(params, tmp_path / "grid")
+    stages = {}
+    for shard in sorted((tmp_path / "grid").glob("shard-*/dvc.yaml")):
+        for name in yaml.safe_load(shard.read_text())["stages"]:
+            stages[name] = shard.parent.name
+    return plan, stages
+
+
+def test_planned_stages_match_the_product(tmp_path):
+    params = with_grid(trigger=["checker", "square"], poison_rate=[0, 0.05], arch=["small-cnn", "resnet18"])
+    plan, stages = planned_stages(params, tmp_path)
+    cells = expand_grid(params)
+    assert len(plan["cells"]) == 8
+    # 1 dataset + 4 poisoned sets + (2 archs x (1 baseline + 2 poisoned)) trainings + 8 fine-tunings
+    assert sum(n.startswith("download-") for n in stages) == 1
+    assert sum(n.startswith("poison-") for n in stages) == 4
+    assert sum(n.startswith("train-") for n in stages) == 6
+    assert {n for n in stages if n.startswith("finetune-")} == {f"finetune-{c.name}" for c in cells}
+    assert plan["num_stages"] == len(stages) == 19
+
+
+def test_adding_a_trigger_keeps_every_existing_stage_in_its_shard(tmp_path):
+    _, before = planned_stages(with_grid(trigger=["checker"]), tmp_path / "a")
+    _, after = planned_stages(with_grid(trigger=["checker", "square"]), tmp_path / "b")
+    assert all(after[name] == shard for name, shard in before.items())
+    assert len(after) > len(before)
+
+
+def test_shrinking_the_grid_removes_empty_shards(tmp_path):
+    planned_stages(with_grid(trigger=["checker", "square"], seed=[0, 1, 2]), tmp_path)
+    many = len(list((tmp_path / "grid").glob("shard-*")))
+    params = with_grid(trigger=["checker"], poison_rate=[0.05])
+    params["grid"]["shards"] = 2
+    _, stages = planned_stages(params, tmp_path)
+    assert len(list((tmp_path / "grid").glob("shard-*"))) <= 2 < many
+
+
+def write_cell(cells_dir, name, ca, asr, ft_ca, ft_asr, n=10000):
+    folder = cells_dir / name
+    folder.mkdir(parents=True)
+    metrics = {"clean_acc": ca, "asr": asr, "robust_acc": 1 - asr,
+               "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr},
+               "num_poisoned": 0, "num_test": n, "num_triggered_test": 9000}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame({"epoch": [0, 1], "clean_acc": [ca, ft_ca], "asr": [asr, ft_asr]}).to_csv(folder / "curve.csv")
+
+
+def synthetic_plan(tmp_path):
+    params = with_grid(trigger=["checker"], poison_rate=[0, 0.05], seed=[0, 1, 2])
+    plan = plan_grid.plan(params, tmp_path / "grid")
+    numbers = {0: {0.0: (0.90, 0.10), 0.05: (0.88, 0.98)},
+               1: {0.0: (0.92, 0.12), 0.05: (0.90, 0.96)},
+               2: {0.0: (0.91, 0.11), 0.05: (0.86, 0.94)}}
+    for cell in plan["cells"]:
+        ca, asr = numbers[cell["seed"]][cell["poison_rate"]]
+        write_cell(tmp_path / "cells", cell["name"], ca, asr, ca - 0.01, asr / 2)
+    return plan
+
+
+def test_report_table_on_synthetic_results(tmp_path):
+    table = add_baseline_gap(collect(synthetic_plan(tmp_path), tmp_path / "cells"))
+    assert len(table) == 6
+    assert list(table.columns[:8]) == ["cell", *AXES]
+    poisoned = table[table["poison_rate"] == 0.05].set_index("seed")
+    assert poisoned["clean_acc_gap"].tolist() == pytest.approx([-0.02, -0.02, -0.05])
+    assert poisoned["ft_asr"].tolist() == pytest.approx([0.49, 0.48, 0.47])
+    # Wald interval of p1 - p0, n = 10000: 1.959964 * sqrt((.88*.12 + .9*.1) / 1e4) = 0.0086681
+    assert poisoned.loc[0, "clean_acc_gap_high"] == pytest.approx(-0.02 + 0.0086681, abs=1e-6)
+    assert poisoned["gap_significant"].tolist() == [True, True, True]
+    assert (table[table["poison_rate"] == 0]["clean_acc_gap"] == 0).all()
+
+
+def test_seed_summary_mean_and_t_interval(tmp_path):
+    table = add_baseline_gap(collect(synthetic_plan(tmp_path), tmp_path / "cells"))
+    seeds = seed_summary(table)
+    row = seeds[seeds["poison_rate"] == 0.05].iloc[0]
+    assert row["n_seeds"] == 3
+    assert row["asr_mean"] == pytest.approx(0.96)
+    # std of (.98, .96, .94) = 0.02; t(2) = 4.303; half width = 4.303 * 0.02 / sqrt(3) = 0.049687
+    assert row["asr_high"] - row["asr_mean"] == pytest.approx(0.049687, abs=1e-5)
+    assert (row["asr_min"], row["asr_max"]) == pytest.approx((0.94, 0.98))
+    assert t_critical(2) == 4.303 and t_critical(100) == pytest.approx(1.96, abs=1e-3)
+
+
+def test_report_ignores_cells_removed_from_the_grid(tmp_path):
+    plan = synthetic_plan(tmp_path)
+    write_cell(tmp_path / "cells", "stale_cell_no_longer_planned", 0.5, 0.5, 0.5, 0.5)
+    assert len(collect(plan, tmp_path / "cells")) == 6
