@@ -24,6 +24,7 @@ CELL_SETTINGS = ("image_size", "trigger_size", "trigger_location", "target", "so
 class TrainConfig(LoopConfig):
     pretrained: bool = False
     subset: int | None = None  # train on this many (seeded) images of the poisoned set; None = all
+    eval_every_epoch: bool = True  # log CA/ASR after each epoch (a full test-set pass); else loss only
 
 
 @dataclass

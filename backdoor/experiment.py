@@ -77,7 +77,9 @@ def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, lo
     def on_epoch_end(epoch: int, train_loss: float) -> None:
         if log is None:
             return
-        if poisoned is None:
+        if not exp.train.eval_every_epoch:
+            log(epoch, {"train_loss": train_loss})
+        elif poisoned is None:
             log(epoch, {"train_loss": train_loss, "clean_acc": clean_accuracy(predict(clf, data.test.images),
                                                                                data.test.labels)})
         else:
