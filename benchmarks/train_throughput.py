@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -37,9 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from backdoor.training import Classifier, LoopConfig, fit, lr_factor, pick_device  # noqa: E402
+from backdoor.training import Classifier, LoopConfig, fit, lr_factor, pick_device
 
 SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "flowers": (3, 224, 224),
           "flowers102": (3, 224, 224), "imagenet": (3, 224, 224)}
