@@ -178,16 +178,17 @@ def inference_model(model: nn.Module) -> nn.Module:
         return model.eval()
 
 
-@torch.inference_mode()
 def predict(clf: Classifier, images: torch.Tensor, batch_size: int = 1024,
             device: torch.device | None = None) -> torch.Tensor:
     device = device or pick_device()
     was_training = clf.model.training
+    # Move the model outside inference mode: its parameters must stay usable for training.
     model = inference_model(clf.model.to(device, memory_format=torch.channels_last))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     preds = []
-    for batch in images.split(batch_size):
-        with autocast:
-            preds.append(model(clf.normalizer(batch.to(device))).argmax(dim=1).cpu())
+    with torch.inference_mode():
+        for batch in images.split(batch_size):
+            with autocast:
+                preds.append(model(clf.normalizer(batch.to(device))).argmax(dim=1).cpu())
     clf.model.train(was_training)
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)

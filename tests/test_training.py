@@ -68,3 +68,12 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(9, 100, 10) == 1.0
     assert lr_factor(10, 100, 10) == 1.0
     assert abs(lr_factor(100, 100, 10)) < 1e-12
+
+
+def test_predict_leaves_the_model_trainable_and_unchanged():
+    images, labels = tiny_data(32)
+    clf = Classifier.create("small-cnn", images, num_classes=4, widths=(4, 4, 4))
+    before = {k: v.clone() for k, v in clf.model.state_dict().items()}
+    predict(clf, images)  # BatchNorm is folded into a copy, not into the model
+    assert all(torch.equal(before[k], v) for k, v in clf.model.state_dict().items())
+    fit(clf, images, labels, LoopConfig(epochs=1, batch_size=8), seed=0, progress=False)  # fine-tuning after evaluation
