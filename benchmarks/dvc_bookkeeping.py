@@ -30,8 +30,9 @@ STUB = "python -c \"import sys, pathlib; [pathlib.Path(p).mkdir(parents=True, ex
 
 def sh(cwd: Path, *cmd: str) -> float:
     start = time.perf_counter()
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc and python
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+                            env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
     if result.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     return time.perf_counter() - start
