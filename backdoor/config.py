@@ -6,6 +6,7 @@ one value per axis. Method settings (``triggers.<name>``, ``regularizers.<name>`
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -130,13 +131,14 @@ class Experiment:
 
 
 def read_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml, or the grid's generated settings.json (same keys)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"missing {path}: run from the repository root")
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    try:  # JSON is YAML, but json parses the generated grid/settings.json much faster
+        return (json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())) or {}
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML or JSON ({exc})") from exc
 
 
 def focus_experiment(params: dict) -> Experiment:

@@ -9,8 +9,7 @@ from backdoor.config import cell_experiment, read_params, slug
 from backdoor.data import load_dataset
 from backdoor.experiment import trigger_zoo
 from backdoor.gallery import trigger_gallery
-from backdoor.errors import ConfigError
-from backdoor.grid import expand_grid
+from backdoor.grid import check_plan
 from backdoor.io import atomic_path, read_json, write_json
 from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_heatmap, plot_recovery
 from backdoor.report import add_baseline_gap, aggregate_metrics, collect, recovery_curves, seed_summary
@@ -35,10 +34,7 @@ def write_galleries(params: dict, plan: dict, raw: Path, figures: Path) -> None:
 def main(args) -> None:
     plan = read_json(args.plan)
     params = read_params(args.params)
-    planned = [cell["name"] for cell in plan["cells"]]
-    if [cell.name for cell in expand_grid(params)] != planned:
-        raise ConfigError(f"{args.plan} is out of date with params.yaml grid: run `make grid` "
-                          f"(python stages/plan_grid.py), then dvc repro")
+    check_plan(params, plan, read_json(args.settings))
     out = Path(args.out)
     table = add_baseline_gap(collect(plan, args.cells))
     curves = recovery_curves(plan, args.cells)
@@ -61,6 +57,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plan", default="grid/plan.json")
+    parser.add_argument("--settings", default="grid/settings.json")
     parser.add_argument("--cells", default="reports/grid/cells", help="per-cell metrics.json and curve.csv")
     parser.add_argument("--raw", default="data/grid/raw", help="the grid's stored datasets (for the galleries)")
     parser.add_argument("--out", default="reports/grid")

@@ -139,7 +139,8 @@ def test_stale_plan_is_refused(repo):
     edit_params(repo, lambda p: p["grid"].update(seed=[0, 1]))
     result = subprocess.run(["dvc", "repro", "report"], cwd=repo, env=ENV, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "grid/plan.json is out of date with params.yaml grid: run `make grid`" in result.stdout + result.stderr
+    assert "grid/ is out of date with params.yaml (grid, triggers or regularizers): run `make grid`" in (
+        result.stdout + result.stderr)
     edit_params(repo, lambda p: p["grid"].update(seed=[0]))
     assert executed(sh(repo, "dvc", "repro")) == ["report"]  # the failed run removed the old report
 

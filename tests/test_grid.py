@@ -11,7 +11,7 @@ import yaml
 
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
-from backdoor.grid import expand_grid
+from backdoor.grid import check_plan, expand_grid, grid_settings
 from backdoor.report import add_baseline_gap, collect, seed_summary, t_critical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +94,33 @@ def test_shrinking_the_grid_removes_empty_shards(tmp_path):
     params["grid"]["shards"] = 2
     _, stages = planned_stages(params, tmp_path)
     assert len(list((tmp_path / "grid").glob("shard-*"))) <= 2 < many
+
+
+def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path):
+    plan_grid.plan(with_grid(trigger=["checker"], poison_rate=[0.05]), tmp_path / "grid")
+    settings = json.loads((tmp_path / "grid" / "settings.json").read_text())
+    assert settings == grid_settings(with_grid())
+    for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml"):
+        for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
+            assert "--params grid/settings.json" in stage["cmd"]
+            assert list(stage["params"][0]) == ["grid/settings.json"]
+            if name.startswith("finetune-"):  # files it reads, not whole folders
+                assert [d for d in stage["deps"] if d.startswith(("data/", "models/"))] == [
+                    "data/grid/raw/fashion-mnist/manifest.json",
+                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0.05_s0/manifest.json",
+                    "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
+
+
+def test_a_plan_older_than_params_is_refused():
+    params = with_grid(trigger=["checker"])
+    plan = {"cells": [{"name": c.name} for c in expand_grid(params)]}
+    check_plan(params, plan, grid_settings(params))  # up to date
+    with pytest.raises(ConfigError, match="out of date"):
+        check_plan(with_grid(trigger=["checker", "square"]), plan, grid_settings(params))
+    edited = with_grid(trigger=["checker"])
+    edited["grid"]["settings"]["finetune"]["epochs"] = 7
+    with pytest.raises(ConfigError, match="run `make grid`"):
+        check_plan(edited, plan, grid_settings(params))
 
 
 def write_cell(cells_dir, name, ca, asr, ft_ca, ft_asr, n=10000):
