@@ -1,0 +1,71 @@
+"""tools/select_setting.py: the validation split never touches the test set; the choice rule."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from backdoor.data import Dataset, Split, dataset_spec, store_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("select_setting", ROOT / "tools" / "select_setting.py")
+select_setting = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(select_setting)
+
+
+def toy_dataset(n_train: int = 300, n_test: int = 50) -> Dataset:
+    gen = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=gen)  # noqa: E731
+    return Dataset("fashion-mnist", tuple(str(i) for i in range(10)),
+                   Split(images(n_train), torch.arange(n_train) % 10), Split(images(n_test), torch.arange(n_test) % 10))
+
+
+def test_validation_split_holds_out_training_images_only():
+    data = toy_dataset()
+    split = select_setting.validation_split(data, 100, seed=0)
+    assert len(split.train) == 200 and len(split.test) == 100
+    rows = lambda s: {tuple(x.flatten().tolist()) for x in s.images}  # noqa: E731
+    assert rows(split.train).isdisjoint(rows(split.test))
+    assert rows(split.train) | rows(split.test) == rows(data.train)
+    assert rows(split.test).isdisjoint(rows(data.test))
+    again = select_setting.validation_split(data, 100, seed=0)
+    assert torch.equal(again.test.images, split.test.images)
+
+
+def test_select_takes_the_strongest_value_within_tolerance():
+    baseline = {"clean_acc": 0.90}
+    runs = [{"value": -10.0, "clean_acc": 0.40}, {"value": -1.0, "clean_acc": 0.875},
+            {"value": -0.1, "clean_acc": 0.89}, {"value": -0.01, "clean_acc": 0.905}]
+    assert select_setting.select(runs, baseline, tolerance=2.0)["value"] == -0.1
+    assert select_setting.select(runs, baseline, tolerance=3.0)["value"] == -1.0
+    assert select_setting.select(runs[:1], baseline, tolerance=2.0) is None
+
+
+def test_tool_runs_and_writes_its_choice(tmp_path):
+    data = toy_dataset()
+    store_dataset(dataset_spec("fashion-mnist"), (data.train.images, data.train.labels, data.test.images,
+                                                  data.test.labels), tmp_path / "raw", "generated")
+    params = yaml.safe_load((ROOT / "presets" / "regularizers-cpu.yaml").read_text())
+    params["grid"]["settings"]["train"].update(epochs=1, subset=None, batch_size=64)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "choice.json"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params",
+                             str(tmp_path / "params.yaml"), "--raw", str(tmp_path / "raw"), "--regularizer", "snnl",
+                             "--key", "factor", "--values", "-1", "-0.1", "--validation", "100", "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [r["value"] for r in report["runs"]] == [-1.0, -0.1]
+    assert report["validation_images"] == 100 and set(report["none"]) == {"clean_acc", "asr"}
+
+
+def test_unknown_setting_is_refused(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params",
+                             str(ROOT / "presets" / "regularizers-cpu.yaml"), "--regularizer", "snnl", "--key", "fator",
+                             "--values", "-1"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "regularizers.snnl" in result.stderr and "'fator'" in result.stderr
