@@ -73,9 +73,17 @@ def read_json(path: str | Path) -> Any:
 def save_tensors(path: str | Path, tensors: dict[str, Any]) -> str:
     """Save a dict of tensors atomically and return the file's sha256."""
     with atomic_path(path) as tmp:
-        torch.save(tensors, tmp)
+        torch_save(tensors, tmp)
         digest = sha256_file(tmp)
     return digest
+
+
+def torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` with the same bytes for the same tensors: given a path, torch names the archive
+    inside the file after it (here a random temporary name), so equal outputs would hash differently
+    and DVC would rerun everything downstream. Through a file object the name is fixed."""
+    with open(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
@@ -88,3 +96,21 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
     if sha256 is not None and sha256_file(path) != sha256:
         raise ConfigError(f"corrupt file {path}: sha256 does not match its manifest; delete it and re-run dvc repro")
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def code_sha256(paths: list[str | Path]) -> str:
+    """One digest over source files and folders (recursively; ``__pycache__`` and ``.pyc`` skipped).
+
+    Each file enters as its path and its content digest, in sorted order, so renaming a file or
+    moving code between files changes the result.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"code fingerprint: {path} does not exist")
+        found = sorted(path.rglob("*")) if path.is_dir() else [path]
+        files += [f for f in found if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+    digest = hashlib.sha256()
+    for file in sorted(set(files)):
+        digest.update(f"{file.as_posix()}\0{sha256_file(file)}\n".encode())
+    return digest.hexdigest()

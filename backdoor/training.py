@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .augment import random_crop, random_flip
 from .errors import ConfigError
-from .io import atomic_path
+from .io import atomic_path, torch_save
 from .models import create_model
 from .seeding import derive_seed, generator
 
@@ -99,7 +99,7 @@ class Classifier:
         meta = {"arch": self.arch, "num_classes": self.num_classes, "in_chans": self.in_chans,
                 "image_size": self.image_size, "normalizer": asdict(self.normalizer), "model_kwargs": self.model_kwargs}
         with atomic_path(path) as tmp:
-            torch.save({"state_dict": state, "meta": meta}, tmp)
+            torch_save({"state_dict": state, "meta": meta}, tmp)
 
     @classmethod
     def load(cls, path: str | Path) -> "Classifier":

@@ -79,3 +79,14 @@ def test_atomic_dir_replaces_previous_output(tmp_path):
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
+
+
+def test_saved_tensors_are_byte_identical_across_paths(tmp_path):
+    """Equal outputs must hash equal, or DVC reruns everything downstream of a re-run stage."""
+    from backdoor.io import save_tensors
+
+    tensors = {"images": torch.arange(12, dtype=torch.uint8).view(3, 4), "labels": torch.tensor([0, 1, 2])}
+    first = save_tensors(tmp_path / "a" / "poison.pt", tensors)
+    second = save_tensors(tmp_path / "b" / "other-name.pt", tensors)
+    assert first == second
+    assert (tmp_path / "a" / "poison.pt").read_bytes() == (tmp_path / "b" / "other-name.pt").read_bytes()
