@@ -49,6 +49,30 @@ SETTINGS = "grid/settings.json"
 MANIFEST = "manifest.json"
 
 
+# The code each role runs (beyond loading, which checksums guard). A cell stage depends on its role's
+# fingerprint, grid/code/<role>.sha256 (stages/fingerprint.py), instead of on each of these files.
+CODE = {
+    "download": ["stages/download.py", "backdoor/data.py"],
+    "poison": ["stages/poison.py", "backdoor/experiment.py", "backdoor/poisoning.py", "backdoor/triggers.py"],
+    "train": ["stages/train.py", "backdoor/experiment.py", "backdoor/training.py", "backdoor/augment.py",
+              "backdoor/models", "backdoor/regularizers.py", "backdoor/hooks.py", "backdoor/poisoning.py"],
+    "finetune": ["stages/finetune.py", "backdoor/experiment.py", "backdoor/training.py", "backdoor/augment.py",
+                 "backdoor/metrics.py"],
+}
+FINGERPRINTS = "grid/code"
+
+
+def fingerprint_stage() -> dict:
+    roles = " ".join(f"{role}={','.join(paths)}" for role, paths in CODE.items())
+    files = sorted({path for paths in CODE.values() for path in paths})
+    return {"cmd": f"python stages/fingerprint.py --out {FINGERPRINTS} {roles}",
+            "deps": ["stages/fingerprint.py", *files], "outs": [FINGERPRINTS], "wdir": ".."}
+
+
+def code_dep(role: str) -> str:
+    return f"{FINGERPRINTS}/{role}.sha256"
+
+
 def params_dep(*keys: str) -> list:
     return [{SETTINGS: list(keys)}]
 
@@ -61,13 +85,13 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
     stages = {
         f"download-{slug(cell.dataset)}": {
             "cmd": f"python stages/download.py --params {SETTINGS} --cell {cell_args({'dataset': cell.dataset, 'poison_rate': 0, 'seed': 0})} --out {raw}",
-            "deps": ["stages/download.py", "backdoor/data.py"],
+            "deps": [code_dep("download")],
             "params": params_dep("grid.settings.image_size"),
             "outs": [raw],
         },
         f"poison-{cell.poison_key}": {
             "cmd": f"python stages/poison.py --params {SETTINGS} --cell {cell_args(cell.poison_axes())} --raw {raw} --out {poisoned}",
-            "deps": ["stages/poison.py", "backdoor/poisoning.py", "backdoor/triggers.py", f"{raw}/{MANIFEST}"],
+            "deps": [code_dep("poison"), f"{raw}/{MANIFEST}"],
             "params": params_dep(*[f"grid.settings.{k}" for k in ("trigger_size", "trigger_location", "target", "source")],
                                  *trigger_params),
             "outs": [poisoned],
@@ -75,9 +99,7 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
         f"train-{cell.train_key}": {
             "cmd": (f"python stages/train.py --params {SETTINGS} --cell {cell_args(cell.train_axes())} --raw {raw}"
                     + ("" if cell.is_baseline else f" --poisoned {poisoned}") + f" --out {trained}"),
-            "deps": ["stages/train.py", "backdoor/training.py", "backdoor/augment.py", "backdoor/models",
-                     "backdoor/regularizers.py", f"{raw}/{MANIFEST}"]
-                    + ([] if cell.is_baseline else [f"{poisoned}/{MANIFEST}"]),
+            "deps": [code_dep("train"), f"{raw}/{MANIFEST}"] + ([] if cell.is_baseline else [f"{poisoned}/{MANIFEST}"]),
             "params": params_dep("grid.settings.train", *reg_params),
             "outs": [trained],
         },
@@ -85,8 +107,7 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
             "cmd": (f"python stages/finetune.py --params {SETTINGS} --cell {cell_args(cell.as_dict())} --raw {raw} --poisoned {poisoned} "
                     f"--model {trained}/model.pt --out models/grid/finetune/{cell.name} "
                     f"--report reports/grid/cells/{cell.name}"),
-            "deps": ["stages/finetune.py", "backdoor/metrics.py", f"{raw}/{MANIFEST}", f"{poisoned}/{MANIFEST}",
-                     f"{trained}/model.pt"],
+            "deps": [code_dep("finetune"), f"{raw}/{MANIFEST}", f"{poisoned}/{MANIFEST}", f"{trained}/model.pt"],
             "params": params_dep("grid.settings.finetune"),
             "outs": [f"models/grid/finetune/{cell.name}", f"reports/grid/cells/{cell.name}"],
         },
@@ -122,9 +143,12 @@ def plan(params: dict, grid_dir: Path) -> dict:
             tmp.write_text(HEADER + yaml.safe_dump({"stages": shard_stages}, sort_keys=False, width=1000))
     summary = {
         "cells": [{"name": c.name, **c.as_dict(), "train_key": c.train_key, "poison_key": c.poison_key} for c in cells],
-        "num_stages": len(stages),
+        "num_stages": len(stages) + 1,  # and the code fingerprints
         "shards": len(by_shard),
     }
+    with atomic_path(grid_dir / "dvc.yaml") as tmp:
+        tmp.write_text(HEADER + yaml.safe_dump({"stages": {"code-fingerprints": fingerprint_stage()}},
+                                               sort_keys=False, width=1000))
     write_json(grid_dir / "settings.json", grid_settings(params))
     write_json(grid_dir / "plan.json", summary)
     return summary

@@ -81,7 +81,8 @@ def test_repro_runs_every_stage_and_writes_metrics(repo):
     ran = executed(out)
     for stage in ("download", "poison", "train", "finetune", "evaluate", "plot", "report"):
         assert stage in ran
-    assert len([s for s in ran if s.startswith("grid/")]) == 1 + 2 + 2 + 2  # download, poison x2, train x2, ft x2
+    # code fingerprints, download, poison x2, train x2, fine-tune x2
+    assert len([s for s in ran if s.startswith("grid/")]) == 1 + 1 + 2 + 2 + 2
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
     for key in ("clean_acc", "asr", "robust_acc"):
         assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["finetuned"][key] <= 1.0

@@ -12,6 +12,7 @@ import yaml
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, expand_grid, grid_settings
+from backdoor.io import code_sha256
 from backdoor.report import add_baseline_gap, collect, seed_summary, t_critical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def test_planned_stages_match_the_product(tmp_path):
     assert sum(n.startswith("poison-") for n in stages) == 4
     assert sum(n.startswith("train-") for n in stages) == 6
     assert {n for n in stages if n.startswith("finetune-")} == {f"finetune-{c.name}" for c in cells}
-    assert plan["num_stages"] == len(stages) == 19
+    assert plan["num_stages"] == len(stages) + 1 == 20  # and the code fingerprints (grid/dvc.yaml)
 
 
 def test_adding_a_trigger_keeps_every_existing_stage_in_its_shard(tmp_path):
@@ -104,6 +105,7 @@ def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path
         for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
             assert "--params grid/settings.json" in stage["cmd"]
             assert list(stage["params"][0]) == ["grid/settings.json"]
+            assert stage["deps"][0] == f"grid/code/{name.split('-')[0]}.sha256"
             if name.startswith("finetune-"):  # files it reads, not whole folders
                 assert [d for d in stage["deps"] if d.startswith(("data/", "models/"))] == [
                     "data/grid/raw/fashion-mnist/manifest.json",
@@ -174,3 +176,22 @@ def test_report_ignores_cells_removed_from_the_grid(tmp_path):
     plan = synthetic_plan(tmp_path)
     write_cell(tmp_path / "cells", "stale_cell_no_longer_planned", 0.5, 0.5, 0.5, 0.5)
     assert len(collect(plan, tmp_path / "cells")) == 6
+
+
+def test_code_fingerprint_changes_with_the_code_only(tmp_path):
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "stage.py").write_text("print()\n")
+    paths = [tmp_path / "stage.py", tmp_path / "pkg"]
+    before = code_sha256(paths)
+    assert code_sha256(paths[::-1]) == before
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
+    assert code_sha256(paths) == before
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert code_sha256(paths) != before
+
+
+def test_every_fingerprinted_path_exists_and_each_role_has_its_stage_script():
+    for role, paths in plan_grid.CODE.items():
+        assert paths[0] == f"stages/{role}.py"
+        assert all((ROOT / path).exists() for path in paths)

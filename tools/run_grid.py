@@ -1,7 +1,7 @@
 """Run the grid with N workers at once, one per GPU: `python tools/run_grid.py --gpus 0,1,2,3`.
 
 DVC has no `repro -j`, but it releases its repository lock while a stage's command runs, so several
-`dvc repro -s STAGE` processes can run disjoint stages side by side. Order: datasets and poisoned
+`dvc repro -s STAGE` processes can run disjoint stages side by side. Order: the code fingerprints, datasets and poisoned
 sets first (cheap, serial), then every training stage from a shared queue (worker k sees only GPU k
 through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same way, then the report
 (`dvc repro report`). Results are identical to a serial `dvc repro` (tests/test_e2e.py checks this).
@@ -72,6 +72,7 @@ def main() -> None:
     if subprocess.run([sys.executable, "stages/plan_grid.py"]).returncode:
         sys.exit(2)
     stages = grid_stages(Path(args.grid_dir))
+    dvc(["repro", f"{args.grid_dir}/dvc.yaml:code-fingerprints"])  # what every cell stage depends on
     for index, prefixes in enumerate(PHASES):
         batch = [s for s in stages if s.rsplit(":", 1)[1].startswith(prefixes)]
         if index == 0:  # datasets before the poisoned sets built from them
