@@ -37,7 +37,7 @@ repro: grid
 	dvc repro
 
 test: setup
-	python -m pytest -q
+	python -m pytest -q --durations=8
 
 bench: setup
 	python benchmarks/train_throughput.py
