@@ -14,7 +14,7 @@ from .metrics import backdoor_metrics, clean_accuracy
 from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
 from .regularizers import build_regularizer
 from .seeding import generator
-from .training import Classifier, fit, predict
+from .training import Classifier, fit, predict, predict_sets
 from .triggers import Trigger, build_trigger
 
 EpochLog = Callable[[int, dict[str, float]], None]
@@ -52,8 +52,8 @@ def load_poisoned(folder: str | Path) -> PoisonedSet:
 
 def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str, float]:
     """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics)."""
-    return backdoor_metrics(predict(clf, data.test.images), data.test.labels,
-                            predict(clf, poisoned.test_images), poisoned.test_labels, poisoned.test_targets)
+    clean, triggered = predict_sets(clf, [data.test.images, poisoned.test_images])  # one fused model copy
+    return backdoor_metrics(clean, data.test.labels, triggered, poisoned.test_labels, poisoned.test_targets)
 
 
 def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None) -> tuple[torch.Tensor, torch.Tensor]:

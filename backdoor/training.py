@@ -180,15 +180,24 @@ def inference_model(model: nn.Module) -> nn.Module:
 
 def predict(clf: Classifier, images: torch.Tensor, batch_size: int = 1024,
             device: torch.device | None = None) -> torch.Tensor:
+    return predict_sets(clf, [images], batch_size, device)[0]
+
+
+def predict_sets(clf: Classifier, image_sets: list[torch.Tensor], batch_size: int = 1024,
+                 device: torch.device | None = None) -> list[torch.Tensor]:
+    """Class predictions for several image sets with one fused inference copy of the model."""
     device = device or pick_device()
     was_training = clf.model.training
     # Move the model outside inference mode: its parameters must stay usable for training.
     model = inference_model(clf.model.to(device, memory_format=torch.channels_last))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    preds = []
+    results = []
     with torch.inference_mode():
-        for batch in images.split(batch_size):
-            with autocast:
-                preds.append(model(clf.normalizer(batch.to(device))).argmax(dim=1).cpu())
+        for images in image_sets:
+            preds = []
+            for batch in images.split(batch_size):
+                with autocast:
+                    preds.append(model(clf.normalizer(batch.to(device))).argmax(dim=1).cpu())
+            results.append(torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64))
     clf.model.train(was_training)
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
+    return results
