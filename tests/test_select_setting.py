@@ -69,3 +69,15 @@ def test_unknown_setting_is_refused(tmp_path):
                              "--values", "-1"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "regularizers.snnl" in result.stderr and "'fator'" in result.stderr
+    assert "valid choices: factor, temperature" in result.stderr
+
+
+def test_bad_regularizer_or_value_fails_before_training(tmp_path):
+    tool = [sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params",
+            str(ROOT / "presets" / "regularizers-cpu.yaml"), "--raw", str(tmp_path / "missing")]
+    result = subprocess.run(tool + ["--regularizer", "snl", "--key", "factor", "--values", "-1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "--regularizer: unknown value 'snl'; valid choices:" in result.stderr
+    result = subprocess.run(tool + ["--regularizer", "snnl", "--key", "temperature", "--values", "-1"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "temperature" in result.stderr and "manifest" not in result.stderr

@@ -22,7 +22,7 @@ import torch
 from backdoor.cli import run
 from backdoor.config import cell_experiment, read_params, slug
 from backdoor.data import Dataset, Split, load_dataset
-from backdoor.errors import ConfigError
+from backdoor.errors import ConfigError, choices_error
 from backdoor.experiment import evaluate, poison_dataset, train_model
 from backdoor.grid import grid_axes
 from backdoor.io import write_json
@@ -56,9 +56,19 @@ def main(args: argparse.Namespace) -> None:
     params = read_params(args.params)
     axes = grid_axes(params)
     cell = {axis: values[0] for axis, values in axes.items()}
-    settings = (params.get("regularizers") or {}).get(args.regularizer)
-    if settings is None or args.key not in settings:
-        raise ConfigError(f"--key: regularizers.{args.regularizer} in {args.params} has no setting {args.key!r}")
+    tunable = sorted(name for name, values in (params.get("regularizers") or {}).items() if values)
+    if args.regularizer not in tunable:
+        raise choices_error("--regularizer", args.regularizer, tunable)
+    keys = sorted(params["regularizers"][args.regularizer])
+    if args.key not in keys:
+        raise ConfigError(f"--key: regularizers.{args.regularizer} in {args.params} has no setting {args.key!r}; "
+                          f"valid choices: {', '.join(keys)}")
+    trials = []
+    for value in args.values:  # every candidate validated before any training
+        trial = copy.deepcopy(params)
+        trial["regularizers"][args.regularizer][args.key] = value
+        cell_experiment(trial, cell | {"regularizer": args.regularizer})
+        trials.append((value, trial))
     raw = args.raw or f"data/grid/raw/{slug(cell['dataset'])}"
     data = validation_split(load_dataset(raw), args.validation, cell["seed"])
     print(f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
@@ -66,9 +76,7 @@ def main(args: argparse.Namespace) -> None:
     baseline = score(params, cell | {"regularizer": "none"}, data)
     print(f"none: val clean_acc {baseline['clean_acc']:.4f}  val asr {baseline['asr']:.4f}")
     runs = []
-    for value in args.values:
-        trial = copy.deepcopy(params)
-        trial["regularizers"][args.regularizer][args.key] = value
+    for value, trial in trials:
         runs.append({"value": value, **score(trial, cell | {"regularizer": args.regularizer}, data)})
         print(f"{args.regularizer}.{args.key} = {value:g}: val clean_acc {runs[-1]['clean_acc']:.4f}  "
               f"val asr {runs[-1]['asr']:.4f}")
