@@ -104,10 +104,12 @@ def code_sha256(paths: list[str | Path]) -> str:
     Each file enters as its path and its content digest, in sorted order, so renaming a file or
     moving code between files changes the result.
     """
+    from .errors import ConfigError
+
     files: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"code fingerprint: {path} does not exist")
+            raise ConfigError(f"code fingerprint: {path} does not exist (stages/plan_grid.py CODE lists it)")
         found = sorted(path.rglob("*")) if path.is_dir() else [path]
         files += [f for f in found if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
     digest = hashlib.sha256()

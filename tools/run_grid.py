@@ -1,10 +1,11 @@
 """Run the grid with N workers at once, one per GPU: `python tools/run_grid.py --gpus 0,1,2,3`.
 
 DVC has no `repro -j`, but it releases its repository lock while a stage's command runs, so several
-`dvc repro -s STAGE` processes can run disjoint stages side by side. Order: the code fingerprints, datasets and poisoned
-sets first (cheap, serial), then every training stage from a shared queue (worker k sees only GPU k
-through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same way, then the report
-(`dvc repro report`). Results are identical to a serial `dvc repro` (tests/test_e2e.py checks this).
+`dvc repro -s STAGE` processes can run disjoint stages side by side. Order: the code fingerprints,
+datasets and poisoned sets first (cheap, serial), then every training stage from a shared queue
+(worker k sees only GPU k through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same
+way, then the report (`dvc repro report`). Results are identical to a serial `dvc repro`
+(tests/test_e2e.py checks this).
 """
 
 from __future__ import annotations
