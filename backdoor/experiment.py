@@ -9,7 +9,8 @@ import torch
 
 from .config import Experiment
 from .data import Dataset
-from .io import load_tensors, read_json
+from .errors import ConfigError
+from .io import load_tensors, read_json, sha256_file
 from .metrics import backdoor_metrics, clean_accuracy
 from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
 from .regularizers import build_regularizer
@@ -45,8 +46,12 @@ def trigger_zoo(exp: Experiment, shape: tuple[int, int, int], settings: dict[str
     return zoo
 
 
-def load_poisoned(folder: str | Path) -> PoisonedSet:
+def load_poisoned(folder: str | Path, raw: str | Path | None = None) -> PoisonedSet:
+    """Load a poisoned set (checksummed). With ``raw``, also check it was built from that stored dataset:
+    grid stages depend on the poisoned set's manifest alone, which pins the dataset by this digest."""
     manifest = read_json(Path(folder) / "manifest.json")
+    if raw is not None and manifest.get("raw_manifest_sha256") != sha256_file(Path(raw) / "manifest.json"):
+        raise ConfigError(f"{folder} was not built from the dataset in {raw}: re-run its poison stage (dvc repro)")
     return PoisonedSet.from_dict(load_tensors(Path(folder) / "poison.pt", manifest["sha256"]["poison.pt"]))
 
 
@@ -97,7 +102,6 @@ def clean_finetune_indices(exp: Experiment, num_train: int, poisoned_indices: to
     size = exp.finetune.clean_size
     count = int(round(size * num_train)) if size < 1 else int(size)
     if count > len(pool):
-        from .errors import ConfigError
         raise ConfigError(f"finetune.clean_size: asks for {count} clean images but only {len(pool)} are unpoisoned")
     order = torch.randperm(len(pool), generator=generator(exp.seed, "finetune-clean-set"))
     return pool[order[:count]].sort().values

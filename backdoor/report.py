@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import AXES
+from .errors import ConfigError
 from .io import read_json
 
 METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
@@ -29,11 +30,19 @@ def t_critical(df: int) -> float:
     return T95[max(k for k in T95 if k <= df)]
 
 
+def cell_report(cells_dir: str | Path, name: str) -> dict:
+    """A cell's metrics file, written by its fine-tune stage (stages/finetune.py --report)."""
+    path = Path(cells_dir) / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"missing cell result {path}: run its fine-tune stage (dvc repro)")
+    return read_json(path)
+
+
 def collect(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
     """One row per planned cell (cells removed from the grid are ignored even if still on disk)."""
     rows = []
     for cell in plan["cells"]:
-        metrics = read_json(Path(cells_dir) / cell["name"] / "metrics.json")
+        metrics = cell_report(cells_dir, cell["name"])
         rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
                      "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
                      **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
@@ -78,7 +87,7 @@ def recovery_curves(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
     """Long table: cell axes, fine-tune epoch, clean_acc, asr (for the recovery figure)."""
     frames = []
     for cell in plan["cells"]:
-        curve = pd.read_csv(Path(cells_dir) / cell["name"] / "curve.csv")
+        curve = pd.DataFrame(cell_report(cells_dir, cell["name"])["curve"])
         for axis in AXES:
             curve[axis] = cell[axis]
         curve["cell"] = cell["name"]

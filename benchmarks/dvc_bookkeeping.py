@@ -2,9 +2,11 @@
 
 Plans the grid from a params file (default: presets/paper.yaml, 720 cells) into a scratch copy of
 the repository, swaps every stage's command for a stub that only writes its declared outputs (the
-deps, params and outs stay exactly as planned), then times:
+deps, params and outs stay exactly as planned; folders get the files the real stages write), then times:
   1. a full `dvc repro` (every stage executes): seconds of DVC bookkeeping per executed stage;
-  2. a no-op `dvc repro` (everything up to date).
+  2. a no-op `dvc repro` (everything up to date), three times: the median and each run;
+  3. in the same run, a no-op over bare stages (one dependency, one output): DVC's own cost per
+     stage on this machine, the floor any layout of this many stages pays.
 With --compare N it also times the same N stages laid out in one dvc.yaml (the unsharded
 layout) against N stages in shards, in the same run, and prints the ratio.
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,29 +29,73 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-def stub(outs: list[str]) -> str:
-    """A shell command that only creates its output folders, with the two files that later stages
-    depend on (manifest.json, model.pt): ~5 ms, so the time measured is DVC's."""
-    return " && ".join(f"mkdir -p {out} && echo {out} > {out}/manifest.json && echo {out} > {out}/model.pt"
-                       for out in outs)
+NOOP_RUNS = 3
+# What each stage writes into a folder output, as the real stages do at paper size (training logs CA
+# and ASR every epoch there): DVC's cost of checking a folder grows with its files.
+# tests/test_e2e.py checks this table against the folders of a real grid run.
+TRAIN_METRICS = ("train_loss", "clean_acc", "asr", "robust_acc")
+OUTPUT_FILES = {
+    "download": ["manifest.json", "test.pt", "train.pt"],
+    "poison": ["manifest.json", "poison.pt"],
+    "train": ["live/metrics.json", *(f"live/plots/metrics/{m}.tsv" for m in TRAIN_METRICS), "model.pt"],
+    "train-baseline": ["live/metrics.json", *(f"live/plots/metrics/{m}.tsv" for m in TRAIN_METRICS[:2]), "model.pt"],
+}
+
+
+def output_files(stage: str) -> list[str]:
+    """The files a grid stage writes into its output folder (see OUTPUT_FILES)."""
+    kind = stage.split("-", 1)[0]
+    if kind == "train" and "_clean_" in stage:
+        kind = "train-baseline"
+    return sorted(OUTPUT_FILES[kind])
+
+
+def is_file_output(out: str) -> bool:
+    """The grid's only file outputs are the cells' JSON reports (a folder name may contain a dot)."""
+    return out.endswith(".json")
+
+
+def stub(stage: str, outs: list[str]) -> str:
+    """A shell command that only writes the stage's outputs (a folder gets the files the real stage
+    writes, a file output one line): ~5 ms, so the time measured is DVC's."""
+    commands = []
+    for out in outs:
+        files = [out] if is_file_output(out) else [f"{out}/{name}" for name in output_files(stage)]
+        commands += [f"mkdir -p {Path(f).parent} && echo {f} > {f}" for f in files]
+    return " && ".join(commands)
 
 
 def sh(cwd: Path, *cmd: str) -> float:
+    """Run a command; return its wall-clock seconds (``cpu_seconds`` gets its user + system time)."""
+    global cpu_seconds
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc and python
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                             env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return time.perf_counter() - start
+    return wall
+
+
+cpu_seconds = 0.0
+
+
+def copy_dvc_config(dest: Path) -> None:
+    shutil.copytree(ROOT / ".dvc", dest / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
 
 
 def scratch_repo(dest: Path, params_file: Path) -> None:
-    for name in ("stages", "backdoor", ".dvc"):
+    copy_dvc_config(dest)
+    for name in ("stages", "backdoor"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("cache", "tmp", "__pycache__"))
     shutil.copy(params_file, dest / "params.yaml")
     (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {
-        "cmd": stub(["reports/grid/done"]), "deps": ["reports/grid/cells"], "outs": ["reports/grid/done"]}}}))
+        "cmd": stub("report", ["reports/grid/done.json"]), "deps": ["reports/grid/cells"],
+        "outs": ["reports/grid/done.json"]}}}))
     sh(dest, "git", "init", "-q")
     sh(dest, sys.executable, "stages/plan_grid.py")
 
@@ -57,8 +105,8 @@ def stub_commands(grid_dir: Path) -> int:
     count = 0
     for shard in grid_dir.glob("shard-*/dvc.yaml"):
         spec = yaml.safe_load(shard.read_text())
-        for stage in spec["stages"].values():
-            stage["cmd"] = stub(stage["outs"])
+        for name, stage in spec["stages"].items():
+            stage["cmd"] = stub(name, stage["outs"])
             count += 1
         shard.write_text(yaml.safe_dump(spec, sort_keys=False, width=1000))
     return count
@@ -73,11 +121,32 @@ def merge_into_one_file(grid_dir: Path) -> None:
     (grid_dir / "all" / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False, width=1000))
 
 
-def measure(repo: Path) -> tuple[int, float, float]:
-    stages = stub_commands(repo / "grid")
+def floor_repo(dest: Path, stages: int, per_shard: int = 5) -> None:
+    """``stages`` bare stages, ``per_shard`` to a dvc.yaml like the grid, each with one shared file
+    dependency and one file output, pulled in by a root stage as the report pulls in the grid: what
+    DVC charges any stage on this machine."""
+    copy_dvc_config(dest)
+    (dest / "input.txt").write_text("input\n")
+    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {
+        "cmd": stub("report", ["done.json"]), "deps": ["out" if stages else "input.txt"], "outs": ["done.json"]}}}))
+    for first in range(0, stages, per_shard):
+        names = [f"bare-{i}" for i in range(first, min(first + per_shard, stages))]
+        spec = {name: {"cmd": stub(name, [f"out/{name}.json"]), "deps": ["input.txt"], "outs": [f"out/{name}.json"],
+                       "wdir": "../.."} for name in names}
+        shard = dest / "shards" / f"{first // per_shard:03d}"
+        shard.mkdir(parents=True)
+        (shard / "dvc.yaml").write_text(yaml.safe_dump({"stages": spec}))
+    sh(dest, "git", "init", "-q")
+
+
+def measure(repo: Path) -> tuple[float, list[float], list[float]]:
+    """(full run seconds, no-op seconds of each of NOOP_RUNS runs, and their CPU seconds)."""
     full = sh(repo, "dvc", "repro")
-    noop = sh(repo, "dvc", "repro")
-    return stages, full, noop
+    noops, cpus = [], []
+    for _ in range(NOOP_RUNS):
+        noops.append(sh(repo, "dvc", "repro"))
+        cpus.append(cpu_seconds)
+    return full, noops, cpus
 
 
 def limited_params(params_file: Path, cells: int, dest: Path) -> Path:
@@ -102,6 +171,8 @@ def _cells(grid: dict) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=str(ROOT / "presets" / "paper.yaml"))
+    parser.add_argument("--floor-stages", type=int, default=300,
+                        help="bare stages timed in the same run as DVC's own floor per stage (0: skip)")
     parser.add_argument("--compare", type=int, default=0, metavar="CELLS",
                         help="also time about CELLS cells sharded vs in one dvc.yaml, in this run")
     args = parser.parse_args()
@@ -111,10 +182,27 @@ def main() -> None:
         repo = Path(tmp) / "paper"
         repo.mkdir()
         scratch_repo(repo, params_file)
-        stages, full, noop = measure(repo)
+        stages = stub_commands(repo / "grid")
+        full, noops, cpus = measure(repo)
+        noop = statistics.median(noops)
         print(f"paper-size grid: {cells} cells, {stages} stages in {len(list((repo / 'grid').glob('shard-*')))} shards")
         print(f"full dvc repro: {full:.1f} s = {full / stages:.3f} s per executed stage (target < 0.3)")
-        print(f"no-op dvc repro: {noop:.1f} s (target < 15)")
+        print(f"no-op dvc repro: median {noop:.1f} s of {NOOP_RUNS} runs ({', '.join(f'{t:.1f}' for t in noops)} s; "
+              f"CPU {', '.join(f'{t:.1f}' for t in cpus)} s; target < 15)")
+        if args.floor_stages:  # DVC's start-up (a root stage alone) and its cost per added bare stage
+            floors = {}
+            for count in (0, args.floor_stages):
+                floor = Path(tmp) / f"floor-{count}"
+                floor.mkdir()
+                floor_repo(floor, count)
+                floors[count] = statistics.median(measure(floor)[1])
+            start_up = floors[0]
+            bare = (floors[args.floor_stages] - start_up) / args.floor_stages
+            print(f"DVC's floor on this machine, same run: start-up {start_up:.1f} s + {bare * 1000:.1f} ms per bare stage "
+                  f"(one dependency, one output; {args.floor_stages} timed) -> {start_up + bare * stages:.1f} s "
+                  f"for {stages} bare stages")
+            print(f"grid stages: {(noop - start_up) / stages * 1000:.1f} ms each = "
+                  f"{(noop - start_up) / stages / bare:.2f}x a bare stage")
         if args.compare:
             small = limited_params(params_file, args.compare, Path(tmp))
             timings = {}
@@ -124,10 +212,10 @@ def main() -> None:
                 scratch_repo(copy, small)
                 if layout == "one-file":
                     merge_into_one_file(copy / "grid")
-                timings[layout] = measure(copy)
-            n = timings["sharded"][0]
-            print(f"{n} stages, full repro: sharded {timings['sharded'][1]:.1f} s, one file {timings['one-file'][1]:.1f} s "
-                  f"-> sharded is {timings['one-file'][1] / timings['sharded'][1]:.2f}x faster")
+                n = stub_commands(copy / "grid")
+                timings[layout] = measure(copy)[0]
+            print(f"{n} stages, full repro: sharded {timings['sharded']:.1f} s, one file {timings['one-file']:.1f} s "
+                  f"-> sharded is {timings['one-file'] / timings['sharded']:.2f}x faster")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from backdoor.training import Classifier
 
 def main(args) -> None:
     exp = experiment(args)
-    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned)
+    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     before = evaluate(Classifier.load(args.model), data, poisoned)
     after = evaluate(Classifier.load(args.finetuned), data, poisoned)
     manifest = read_json(f"{args.poisoned}/manifest.json")

@@ -30,7 +30,7 @@ def main(args) -> None:
     plot_curves(train, "training on the poisoned set", figures / "training.png")
     plot_curves(finetune, "clean fine-tuning (epoch 0 = before)", figures / "finetune.png", "fine-tune epoch")
 
-    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned)
+    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     picks = poisoned.test_indices[:SAMPLES]
     names = [f"{data.classes[int(t)]}→{data.classes[int(g)]}"
              for t, g in zip(poisoned.test_labels[:SAMPLES], poisoned.test_targets[:SAMPLES])]

@@ -58,7 +58,7 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plan", default="grid/plan.json")
     parser.add_argument("--settings", default="grid/settings.json")
-    parser.add_argument("--cells", default="reports/grid/cells", help="per-cell metrics.json and curve.csv")
+    parser.add_argument("--cells", default="reports/grid/cells", help="one <cell>.json per cell (metrics and fine-tuning curve)")
     parser.add_argument("--raw", default="data/grid/raw", help="the grid's stored datasets (for the galleries)")
     parser.add_argument("--out", default="reports/grid")
     run(main, parser)

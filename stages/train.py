@@ -12,7 +12,7 @@ from backdoor.logging import dvclive_logger
 def main(args) -> None:
     exp = experiment(args)
     data = load_dataset(args.raw)
-    poisoned = load_poisoned(args.poisoned) if args.poisoned else None
+    poisoned = load_poisoned(args.poisoned, args.raw) if args.poisoned else None
     with atomic_dir(args.out) as tmp:
         log, close = dvclive_logger(Path(tmp) / "live")
         clf = train_model(exp, data, poisoned, log=log)

@@ -6,6 +6,7 @@ Slow by nature (it runs the real pipeline through DVC, about 4 minutes on 2 core
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -50,7 +51,7 @@ def shrink(params: dict) -> None:
     params["finetune"].update(small_finetune)
     grid = params["grid"]
     grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], shards=4)
-    grid["settings"]["train"].update(small_train)
+    grid["settings"]["train"].update(small_train, eval_every_epoch=True)  # the paper preset's logging
     grid["settings"]["finetune"].update(small_finetune)
 
 
@@ -93,6 +94,23 @@ def test_repro_runs_every_stage_and_writes_metrics(repo):
     assert len(summary) == 2 and set(summary["poison_rate"]) == {0.0, 0.1}
     assert {"clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc",
             "clean_acc_gap"} <= set(summary.columns)
+
+
+def test_bookkeeping_benchmark_stubs_write_what_the_real_stages_write(repo):
+    spec = importlib.util.spec_from_file_location("dvc_bookkeeping", ROOT / "benchmarks" / "dvc_bookkeeping.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    checked = set()
+    for shard in (repo / "grid").glob("shard-*/dvc.yaml"):
+        for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
+            for out in stage["outs"]:
+                assert bench.is_file_output(out) == (repo / out).is_file(), out
+                if bench.is_file_output(out):
+                    continue
+                written = sorted(p.relative_to(repo / out).as_posix() for p in (repo / out).rglob("*") if p.is_file())
+                assert written == bench.output_files(name), name
+                checked.add("baseline" if "_clean_" in name else name.split("-")[0])
+    assert checked == {"download", "poison", "train", "baseline"}
 
 
 def test_second_repro_executes_nothing(repo):

@@ -106,11 +106,11 @@ def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path
             assert "--params grid/settings.json" in stage["cmd"]
             assert list(stage["params"][0]) == ["grid/settings.json"]
             assert stage["deps"][0] == f"grid/code/{name.split('-')[0]}.sha256"
-            if name.startswith("finetune-"):  # files it reads, not whole folders
+            if name.startswith("finetune-"):  # files it reads, not whole folders; one small file out
                 assert [d for d in stage["deps"] if d.startswith(("data/", "models/"))] == [
-                    "data/grid/raw/fashion-mnist/manifest.json",
-                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0.05_s0/manifest.json",
+                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0.05_s0/manifest.json",  # pins the dataset
                     "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
+                assert stage["outs"] == [f"reports/grid/cells/{name.removeprefix('finetune-')}.json"]
 
 
 def test_a_plan_older_than_params_is_refused():
@@ -126,13 +126,13 @@ def test_a_plan_older_than_params_is_refused():
 
 
 def write_cell(cells_dir, name, ca, asr, ft_ca, ft_asr, n=10000):
-    folder = cells_dir / name
-    folder.mkdir(parents=True)
+    cells_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"clean_acc": ca, "asr": asr, "robust_acc": 1 - asr,
                "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr},
-               "num_poisoned": 0, "num_test": n, "num_triggered_test": 9000}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame({"epoch": [0, 1], "clean_acc": [ca, ft_ca], "asr": [asr, ft_asr]}).to_csv(folder / "curve.csv")
+               "num_poisoned": 0, "num_test": n, "num_triggered_test": 9000,
+               "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": 1 - asr},
+                         {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr}]}
+    (cells_dir / f"{name}.json").write_text(json.dumps(metrics))
 
 
 def synthetic_plan(tmp_path):
@@ -195,3 +195,11 @@ def test_every_fingerprinted_path_exists_and_each_role_has_its_stage_script():
     for role, paths in plan_grid.CODE.items():
         assert paths[0] == f"stages/{role}.py"
         assert all((ROOT / path).exists() for path in paths)
+
+
+def test_a_missing_cell_result_is_named(tmp_path):
+    plan = synthetic_plan(tmp_path)
+    missing = plan["cells"][1]["name"]
+    (tmp_path / "cells" / f"{missing}.json").unlink()
+    with pytest.raises(ConfigError, match=f"missing cell result .*{missing}.json: run its fine-tune stage"):
+        collect(plan, tmp_path / "cells")

@@ -90,3 +90,23 @@ def test_saved_tensors_are_byte_identical_across_paths(tmp_path):
     second = save_tensors(tmp_path / "b" / "other-name.pt", tensors)
     assert first == second
     assert (tmp_path / "a" / "poison.pt").read_bytes() == (tmp_path / "b" / "other-name.pt").read_bytes()
+
+
+def small_dataset(folder: Path, fill: int) -> None:
+    from backdoor.data import DATASETS, store_dataset
+
+    images = torch.full((40, 1, 28, 28), fill, dtype=torch.uint8)
+    labels = torch.arange(40) % 10
+    store_dataset(DATASETS["fashion-mnist"], (images, labels, images[:10], labels[:10]), folder, source="test")
+
+
+def test_poisoned_set_from_another_dataset_is_refused(tmp_path):
+    """Grid stages depend on the poisoned manifest alone; it pins the dataset it was built from."""
+    small_dataset(tmp_path / "raw", fill=0)
+    assert run_stage(tmp_path, "poison.py", "--raw", "raw", "--out", "poisoned", poison_rate=0.1).returncode == 0
+    small_dataset(tmp_path / "raw", fill=7)  # the dataset changed after poisoning
+    result = run_stage(tmp_path, "train.py", "--raw", "raw", "--poisoned", "poisoned", "--out", "model",
+                       poison_rate=0.1)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: poisoned was not built from the dataset in raw: re-run its poison stage" in result.stderr
+    assert not (tmp_path / "model").exists()
