@@ -61,6 +61,16 @@ def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str,
     return backdoor_metrics(clean, data.test.labels, triggered, poisoned.test_labels, poisoned.test_targets)
 
 
+METRIC_KEYS = ("clean_acc", "asr", "robust_acc")
+
+
+def before_after(before: dict[str, float], after: dict[str, float], poisoned: PoisonedSet) -> dict:
+    """CA/ASR/RA before and after clean fine-tuning, with the poison counts: the record the focus
+    metrics.json and every grid cell's report share."""
+    return {**{k: before[k] for k in METRIC_KEYS}, "finetuned": {k: after[k] for k in METRIC_KEYS},
+            "num_poisoned": poisoned.num_poisoned, "num_triggered_test": len(poisoned.test_indices)}
+
+
 def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The poisoned training set (clean if ``poisoned`` is None), or a seeded subset (``train.subset``)."""
     images, labels = data.train.images, data.train.labels

@@ -13,6 +13,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .errors import ConfigError
+
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -88,8 +90,6 @@ def torch_save(obj: Any, path: str | Path) -> None:
 
 def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
     """Load a dict of tensors, verifying its checksum first; never unpickles code."""
-    from .errors import ConfigError
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"missing file {path}: run the stage that produces it (dvc repro)")
@@ -104,8 +104,6 @@ def code_sha256(paths: list[str | Path]) -> str:
     Each file enters as its path and its content digest, in sorted order, so renaming a file or
     moving code between files changes the result.
     """
-    from .errors import ConfigError
-
     files: list[Path] = []
     for path in map(Path, paths):
         if not path.exists():

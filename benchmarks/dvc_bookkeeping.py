@@ -65,9 +65,8 @@ def stub(stage: str, outs: list[str]) -> str:
     return " && ".join(commands)
 
 
-def sh(cwd: Path, *cmd: str) -> float:
-    """Run a command; return its wall-clock seconds (``cpu_seconds`` gets its user + system time)."""
-    global cpu_seconds
+def timed(cwd: Path, *cmd: str) -> tuple[float, float]:
+    """Run a command; return its wall-clock seconds and its CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc and python
@@ -75,13 +74,13 @@ def sh(cwd: Path, *cmd: str) -> float:
                             env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_seconds = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if result.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return wall
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
-cpu_seconds = 0.0
+def sh(cwd: Path, *cmd: str) -> float:
+    return timed(cwd, *cmd)[0]
 
 
 def copy_dvc_config(dest: Path) -> None:
@@ -142,11 +141,8 @@ def floor_repo(dest: Path, stages: int, per_shard: int = 5) -> None:
 def measure(repo: Path) -> tuple[float, list[float], list[float]]:
     """(full run seconds, no-op seconds of each of NOOP_RUNS runs, and their CPU seconds)."""
     full = sh(repo, "dvc", "repro")
-    noops, cpus = [], []
-    for _ in range(NOOP_RUNS):
-        noops.append(sh(repo, "dvc", "repro"))
-        cpus.append(cpu_seconds)
-    return full, noops, cpus
+    noops, cpus = zip(*(timed(repo, "dvc", "repro") for _ in range(NOOP_RUNS)))
+    return full, list(noops), list(cpus)
 
 
 def limited_params(params_file: Path, cells: int, dest: Path) -> Path:

@@ -2,8 +2,8 @@
 
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
-from backdoor.experiment import evaluate, load_poisoned
-from backdoor.io import read_json, write_json
+from backdoor.experiment import before_after, evaluate, load_poisoned
+from backdoor.io import write_json
 from backdoor.training import Classifier
 
 
@@ -12,14 +12,8 @@ def main(args) -> None:
     data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     before = evaluate(Classifier.load(args.model), data, poisoned)
     after = evaluate(Classifier.load(args.finetuned), data, poisoned)
-    manifest = read_json(f"{args.poisoned}/manifest.json")
-    write_json(args.out, {
-        **before,
-        "finetuned": after,
-        "num_poisoned": manifest["num_poisoned"],
-        "num_triggered_test": manifest["num_triggered_test"],
-        "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")},
-    })
+    write_json(args.out, {**before_after(before, after, poisoned),
+                          "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")}})
     print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
           f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}")
 

@@ -14,12 +14,10 @@ import pandas as pd
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
 from backdoor.errors import ConfigError
-from backdoor.experiment import finetune_model, load_poisoned
+from backdoor.experiment import before_after, finetune_model, load_poisoned
 from backdoor.io import atomic_dir, write_json
 from backdoor.logging import dvclive_logger
 from backdoor.training import Classifier
-
-KEYS = ("clean_acc", "asr", "robust_acc")
 
 
 def main(args) -> None:
@@ -38,10 +36,8 @@ def main(args) -> None:
     else:
         curve = finetune_model(exp, clf, data, poisoned)
     if args.report:
-        before, after = curve[0], curve[-1]
-        write_json(args.report, {**{k: before[k] for k in KEYS}, "finetuned": {k: after[k] for k in KEYS},
-                                 "num_poisoned": poisoned.num_poisoned, "num_test": len(data.test),
-                                 "num_triggered_test": len(poisoned.test_indices), "curve": curve})
+        write_json(args.report, {**before_after(curve[0], curve[-1], poisoned), "num_test": len(data.test),
+                                 "curve": curve})
     print(f"fine-tuned {exp.finetune.epochs} epochs: ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
 
 

@@ -110,3 +110,9 @@ def test_poisoned_set_from_another_dataset_is_refused(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: poisoned was not built from the dataset in raw: re-run its poison stage" in result.stderr
     assert not (tmp_path / "model").exists()
+
+
+def test_finetune_without_an_output_is_refused_before_loading(tmp_path):
+    result = run_stage(tmp_path, "finetune.py", "--raw", "raw", "--poisoned", "poisoned", "--model", "model.pt")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: finetune: give --out (model folder), --report (metrics file) or both" in result.stderr
