@@ -1,8 +1,8 @@
 """How much time DVC itself spends per grid stage, on the real stage definitions at paper size.
 
 Plans the grid from a params file (default: presets/paper.yaml, 720 cells) into a scratch copy of
-the repository, swaps every stage's command for a stub that only writes its declared outputs (the
-deps, params and outs stay exactly as planned; folders get the files the real stages write), then times:
+the repository where `python stages/<step>.py` is a shell stand-in that only writes the files the real
+step writes (commands, deps, params and outs stay exactly as planned), then times:
   1. a full `dvc repro` (every stage executes): seconds of DVC bookkeeping per executed stage;
   2. a no-op `dvc repro` (everything up to date), three times: the median and each run;
   3. in the same run, a no-op over bare stages (one dependency, one output): DVC's own cost per
@@ -55,21 +55,60 @@ def is_file_output(out: str) -> bool:
     return out.endswith(".json")
 
 
-def stub(stage: str, outs: list[str]) -> str:
-    """A shell command that only writes the stage's outputs (a folder gets the files the real stage
-    writes, a file output one line): ~5 ms, so the time measured is DVC's."""
-    commands = []
-    for out in outs:
-        files = [out] if is_file_output(out) else [f"{out}/{name}" for name in output_files(stage)]
-        commands += [f"mkdir -p {Path(f).parent} && echo {f} > {f}" for f in files]
-    return " && ".join(commands)
+def stand_in_python(repo: Path) -> None:
+    """``bin/python`` for the scratch repository: ``python stages/{download,poison,train,finetune}.py``
+    becomes a shell stub that writes the files the real script writes (its ``--out`` folder, or each
+    ``--report`` file), in a few milliseconds; anything else runs the real Python. The commands DVC
+    stores and checks stay exactly as planned, and the time measured is DVC's."""
+    branches = []
+    for kind, files in OUTPUT_FILES.items():
+        folders = sorted({str(Path(f).parent) for f in files} - {"."})
+        branches.append(f"  {kind}) folders='{' '.join(folders)}'; names='{' '.join(sorted(files))}';;")
+    script = f"""#!/bin/sh
+case "$1" in
+  stages/download.py|stages/poison.py|stages/train.py|stages/finetune.py) ;;
+  *) exec {sys.executable} "$@";;
+esac
+kind=${{1#stages/}}; kind=${{kind%.py}}; shift
+out=; reports=; list=; baseline=yes
+for arg in "$@"; do
+  case "$arg" in
+    --out) list=out;;
+    --report) list=report;;
+    --poisoned) list=; baseline=;;
+    --*) list=;;
+    *) case "$list" in out) out=$arg;; report) reports="$reports $arg";; esac;;
+  esac
+done
+[ "$kind" = train ] && [ -n "$baseline" ] && kind=train-baseline
+folders=; names=
+case "$kind" in
+{chr(10).join(branches)}
+esac
+if [ -n "$out" ]; then
+  mkdir -p "$out" || exit 1
+  for folder in $folders; do mkdir -p "$out/$folder" || exit 1; done
+  for name in $names; do echo "$name" > "$out/$name" || exit 1; done
+fi
+for report in $reports; do mkdir -p "${{report%/*}}" && echo "$report" > "$report" || exit 1; done
+"""
+    path = repo / "bin" / "python"
+    path.parent.mkdir()
+    path.write_text(script)
+    path.chmod(0o755)
+
+
+def write_cmd(path: str) -> str:
+    """A command for a bare stage: write one small file."""
+    return f"mkdir -p {Path(path).parent} && echo {path} > {path}"
 
 
 def timed(cwd: Path, *cmd: str) -> tuple[float, float]:
     """Run a command; return its wall-clock seconds and its CPU seconds (user + system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this venv's dvc and python
+    # the repository's stand-in python first (if any), then this venv's dvc
+    path = os.pathsep.join([str(cwd / "bin"), str(Path(sys.executable).parent), os.environ["PATH"]])
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                             env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
     wall = time.perf_counter() - start
@@ -93,22 +132,15 @@ def scratch_repo(dest: Path, params_file: Path) -> None:
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("cache", "tmp", "__pycache__"))
     shutil.copy(params_file, dest / "params.yaml")
     (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {
-        "cmd": stub("report", ["reports/grid/done.json"]), "deps": ["reports/grid/cells"],
+        "cmd": write_cmd("reports/grid/done.json"), "deps": ["reports/grid/cells"],
         "outs": ["reports/grid/done.json"]}}}))
+    stand_in_python(dest)
     sh(dest, "git", "init", "-q")
     sh(dest, sys.executable, "stages/plan_grid.py")
 
 
-def stub_commands(grid_dir: Path) -> int:
-    """Replace each command by one that writes its declared outputs; return the number of stages."""
-    count = 0
-    for shard in grid_dir.glob("shard-*/dvc.yaml"):
-        spec = yaml.safe_load(shard.read_text())
-        for name, stage in spec["stages"].items():
-            stage["cmd"] = stub(name, stage["outs"])
-            count += 1
-        shard.write_text(yaml.safe_dump(spec, sort_keys=False, width=1000))
-    return count
+def count_stages(grid_dir: Path) -> int:
+    return sum(len(yaml.safe_load(shard.read_text())["stages"]) for shard in grid_dir.glob("shard-*/dvc.yaml"))
 
 
 def merge_into_one_file(grid_dir: Path) -> None:
@@ -127,10 +159,10 @@ def floor_repo(dest: Path, stages: int, per_shard: int = 5) -> None:
     copy_dvc_config(dest)
     (dest / "input.txt").write_text("input\n")
     (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {
-        "cmd": stub("report", ["done.json"]), "deps": ["out" if stages else "input.txt"], "outs": ["done.json"]}}}))
+        "cmd": write_cmd("done.json"), "deps": ["out" if stages else "input.txt"], "outs": ["done.json"]}}}))
     for first in range(0, stages, per_shard):
         names = [f"bare-{i}" for i in range(first, min(first + per_shard, stages))]
-        spec = {name: {"cmd": stub(name, [f"out/{name}.json"]), "deps": ["input.txt"], "outs": [f"out/{name}.json"],
+        spec = {name: {"cmd": write_cmd(f"out/{name}.json"), "deps": ["input.txt"], "outs": [f"out/{name}.json"],
                        "wdir": "../.."} for name in names}
         shard = dest / "shards" / f"{first // per_shard:03d}"
         shard.mkdir(parents=True)
@@ -178,7 +210,7 @@ def main() -> None:
         repo = Path(tmp) / "paper"
         repo.mkdir()
         scratch_repo(repo, params_file)
-        stages = stub_commands(repo / "grid")
+        stages = count_stages(repo / "grid")
         full, noops, cpus = measure(repo)
         noop = statistics.median(noops)
         print(f"paper-size grid: {cells} cells, {stages} stages in {len(list((repo / 'grid').glob('shard-*')))} shards")
@@ -208,7 +240,7 @@ def main() -> None:
                 scratch_repo(copy, small)
                 if layout == "one-file":
                     merge_into_one_file(copy / "grid")
-                n = stub_commands(copy / "grid")
+                n = count_stages(copy / "grid")
                 timings[layout] = measure(copy)[0]
             print(f"{n} stages, full repro: sharded {timings['sharded']:.1f} s, one file {timings['one-file']:.1f} s "
                   f"-> sharded is {timings['one-file'] / timings['sharded']:.2f}x faster")
