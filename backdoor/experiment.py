@@ -55,6 +55,24 @@ def load_poisoned(folder: str | Path, raw: str | Path | None = None) -> Poisoned
     return PoisonedSet.from_dict(load_tensors(Path(folder) / "poison.pt", manifest["sha256"]["poison.pt"]))
 
 
+def training_data_digests(raw: str | Path, poisoned: str | Path | None) -> dict[str, str | None]:
+    """What a model is trained on, by the sha256 of the manifests (each pins its files): saved in
+    model.pt, so a model's bytes change whenever its training data do and a stage that reads a model
+    can depend on model.pt instead of also on the data it was trained on."""
+    return {"dataset": sha256_file(Path(raw) / "manifest.json"),
+            "poisoned": sha256_file(Path(poisoned) / "manifest.json") if poisoned is not None else None}
+
+
+def load_trained(model: str | Path, raw: str | Path, poisoned: str | Path) -> Classifier:
+    """A trained model, checked to come from this dataset and, unless it is a clean baseline, from
+    this poisoned set (whose triggered test set evaluates it)."""
+    clf = Classifier.load(model)
+    expected = training_data_digests(raw, poisoned if clf.trained_on.get("poisoned") else None)
+    if clf.trained_on != expected:
+        raise ConfigError(f"{model} was not trained on {raw} and {poisoned}: re-run its train stage (dvc repro)")
+    return clf
+
+
 def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str, float]:
     """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics)."""
     clean, triggered = predict_sets(clf, [data.test.images, poisoned.test_images])  # one fused model copy

@@ -2,7 +2,9 @@
 
 Each cell is one poisoned model. Cells share work where the result cannot differ:
 one poisoned dataset per (dataset, trigger, strategy, poison_rate, seed), and one clean baseline
-model per (dataset, arch, regularizer, seed) for every poison_rate 0 cell.
+model per (dataset, arch, regularizer, seed) for every poison_rate 0 cell. The cells of a family (all
+poison rates of one dataset, arch, trigger, strategy, regularizer and seed) are fine-tuned and
+evaluated by one stage (see stages/plan_grid.py for why).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import AXES, cell_experiment, slug
+from .config import AXES, cell_experiment, cell_name, slug
 from .errors import ConfigError
 
 
@@ -34,8 +36,7 @@ class Cell:
 
     @property
     def name(self) -> str:
-        return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
-                         "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}"])
+        return cell_name(self.as_dict())
 
     @property
     def poison_key(self) -> str:
@@ -49,6 +50,15 @@ class Cell:
         if self.is_baseline:
             return "_".join([slug(self.dataset), slug(self.arch), "clean", slug(self.regularizer), f"s{self.seed}"])
         return self.name
+
+    @property
+    def family_key(self) -> str:
+        """The cell's name without the poison rate: what the cells fine-tuned in one stage share."""
+        return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
+                         slug(self.regularizer), f"s{self.seed}"])
+
+    def family_axes(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in AXES if k != "poison_rate"}
 
     def poison_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("dataset", "trigger", "strategy", "poison_rate", "seed")}
@@ -97,6 +107,14 @@ def expand_grid(params: dict) -> list[Cell]:
         except ConfigError as exc:
             raise ConfigError(f"grid: the combination {cell.name} cannot work: {exc}") from None
     return cells
+
+
+def families(cells: list[Cell]) -> dict[str, list[Cell]]:
+    """Cells grouped by ``family_key``, each group in the order of ``grid.poison_rate``."""
+    grouped: dict[str, list[Cell]] = {}
+    for cell in cells:
+        grouped.setdefault(cell.family_key, []).append(cell)
+    return grouped
 
 
 def grid_settings(params: dict) -> dict:

@@ -30,19 +30,28 @@ def t_critical(df: int) -> float:
     return T95[max(k for k in T95 if k <= df)]
 
 
-def cell_report(cells_dir: str | Path, name: str) -> dict:
-    """A cell's metrics file, written by its fine-tune stage (stages/finetune.py --report)."""
-    path = Path(cells_dir) / f"{name}.json"
-    if not path.is_file():
-        raise ConfigError(f"missing cell result {path}: run its fine-tune stage (dvc repro)")
-    return read_json(path)
+def cell_results(plan: dict, cells_dir: str | Path) -> dict[str, dict]:
+    """Each planned cell's metrics, from its family's file (stages/finetune.py --report): cells removed
+    from the grid are ignored even if their files are still on disk."""
+    files: dict[Path, dict] = {}
+    results = {}
+    for cell in plan["cells"]:
+        path = Path(cells_dir) / f"{cell['family_key']}.json"
+        if path not in files:
+            if not path.is_file():
+                raise ConfigError(f"missing fine-tuning results {path}: run its fine-tune stage (dvc repro)")
+            files[path] = read_json(path)
+        if cell["name"] not in files[path]:
+            raise ConfigError(f"{path} has no result for cell {cell['name']}: re-run its fine-tune stage (dvc repro)")
+        results[cell["name"]] = files[path][cell["name"]]
+    return results
 
 
-def collect(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
-    """One row per planned cell (cells removed from the grid are ignored even if still on disk)."""
+def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
+    """One row per planned cell, from ``cell_results``."""
     rows = []
     for cell in plan["cells"]:
-        metrics = cell_report(cells_dir, cell["name"])
+        metrics = results[cell["name"]]
         rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
                      "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
                      **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
@@ -83,11 +92,11 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recovery_curves(plan: dict, cells_dir: str | Path) -> pd.DataFrame:
+def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     """Long table: cell axes, fine-tune epoch, clean_acc, asr (for the recovery figure)."""
     frames = []
     for cell in plan["cells"]:
-        curve = pd.DataFrame(cell_report(cells_dir, cell["name"])["curve"])
+        curve = pd.DataFrame(results[cell["name"]]["curve"])
         for axis in AXES:
             curve[axis] = cell[axis]
         curve["cell"] = cell["name"]

@@ -75,7 +75,8 @@ class Normalizer:
 
 @dataclass
 class Classifier:
-    """A model with what it needs to be rebuilt and fed: arch, shapes and input normalization."""
+    """A model with what it needs to be rebuilt and fed: arch, shapes and input normalization, and what
+    it was trained on (manifest digests, see backdoor.experiment.training_data_digests)."""
 
     model: nn.Module
     arch: str
@@ -84,6 +85,7 @@ class Classifier:
     image_size: int
     normalizer: Normalizer
     model_kwargs: dict = field(default_factory=dict)
+    trained_on: dict = field(default_factory=dict)
 
     @classmethod
     def create(cls, arch: str, train_images: torch.Tensor, num_classes: int, pretrained: bool = False,
@@ -97,7 +99,8 @@ class Classifier:
     def save(self, path: str | Path) -> None:
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         meta = {"arch": self.arch, "num_classes": self.num_classes, "in_chans": self.in_chans,
-                "image_size": self.image_size, "normalizer": asdict(self.normalizer), "model_kwargs": self.model_kwargs}
+                "image_size": self.image_size, "normalizer": asdict(self.normalizer), "model_kwargs": self.model_kwargs,
+                "trained_on": self.trained_on}
         with atomic_path(path) as tmp:
             torch_save({"state_dict": state, "meta": meta}, tmp)
 
@@ -111,7 +114,7 @@ class Classifier:
                              image_size=meta["image_size"], **meta["model_kwargs"])
         model.load_state_dict(checkpoint["state_dict"])
         return cls(model, meta["arch"], meta["num_classes"], meta["in_chans"], meta["image_size"],
-                   Normalizer(**meta["normalizer"]), meta["model_kwargs"])
+                   Normalizer(**meta["normalizer"]), meta["model_kwargs"], meta.get("trained_on") or {})
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> Loss:

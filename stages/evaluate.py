@@ -2,16 +2,15 @@
 
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
-from backdoor.experiment import before_after, evaluate, load_poisoned
+from backdoor.experiment import before_after, evaluate, load_poisoned, load_trained
 from backdoor.io import write_json
-from backdoor.training import Classifier
 
 
 def main(args) -> None:
     exp = experiment(args)
     data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
-    before = evaluate(Classifier.load(args.model), data, poisoned)
-    after = evaluate(Classifier.load(args.finetuned), data, poisoned)
+    before = evaluate(load_trained(args.model, args.raw, args.poisoned), data, poisoned)
+    after = evaluate(load_trained(args.finetuned, args.raw, args.poisoned), data, poisoned)
     write_json(args.out, {**before_after(before, after, poisoned),
                           "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")}})
     print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "

@@ -1,51 +1,78 @@
-"""Stage 4: fine-tune the poisoned model on a small clean set; log CA/ASR/RA per epoch (0 = before).
+"""Stage 4: fine-tune trained models on a small clean set; log CA/ASR/RA per epoch (0 = before).
 
-The focus experiment keeps the fine-tuned model (``--out``) and evaluates it in a stage of its own.
-A grid cell writes only ``--report``: one JSON file with the metrics before and after and the
-per-epoch curve. One small file per cell instead of two folders keeps DVC's per-stage bookkeeping
-low at paper size, and 720 fine-tuned copies of the trained models are not worth their storage
-(re-run this script on a cell's model.pt to get its weights).
+The focus experiment fine-tunes one model, keeps it (``--out``) and evaluates it in a stage of its own.
+A grid stage fine-tunes the cells of one family, every poison rate of one (dataset, arch, trigger,
+strategy, regularizer, seed): ``--poison-rate``, ``--poisoned`` and ``--model`` are parallel lists,
+one entry per cell, and ``--report`` is one JSON file, cell name -> metrics before and after and the
+per-epoch curve. Grid cells keep no fine-tuned weights: 720 copies of the trained models are not worth
+their storage (run this script on one cell's model.pt with ``--out`` to get its weights).
 """
 
+from __future__ import annotations
+
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
-from backdoor.cli import experiment, run, stage_parser
+from backdoor.cli import run, stage_parser
+from backdoor.config import AXES, Experiment, cell_name, load_experiment
 from backdoor.data import load_dataset
 from backdoor.errors import ConfigError
-from backdoor.experiment import before_after, finetune_model, load_poisoned
+from backdoor.experiment import before_after, finetune_model, load_poisoned, load_trained
 from backdoor.io import atomic_dir, write_json
 from backdoor.logging import dvclive_logger
-from backdoor.training import Classifier
 
 
-def main(args) -> None:
+def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
+    """One experiment per model, checked before any loading: the lists must line up."""
     if not (args.out or args.report):
         raise ConfigError("finetune: give --out (model folder), --report (metrics file) or both")
-    exp = experiment(args)
-    data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
-    clf = Classifier.load(args.model)
-    if args.out:
-        with atomic_dir(args.out) as tmp:
-            log, close = dvclive_logger(Path(tmp) / "live")
-            curve = finetune_model(exp, clf, data, poisoned, log=log)
-            close()
-            clf.save(Path(tmp) / "model.pt")
-            pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
-    else:
-        curve = finetune_model(exp, clf, data, poisoned)
+    count = len(args.model)
+    lists = {"--poisoned": args.poisoned, "--poison-rate": args.poison_rate or [None] * count}
+    mismatched = [f"{name} ({len(values)})" for name, values in lists.items() if len(values) != count]
+    if mismatched:
+        raise ConfigError(f"finetune: one entry per --model ({count}) expected in {', '.join(mismatched)}")
+    if args.out and count > 1:
+        raise ConfigError(f"finetune: --out keeps one model's weights, got {count} models")
+    if not args.poison_rate:
+        return [load_experiment(args.params, args.cell)]
+    if not args.cell or any(pair.startswith("poison_rate=") for pair in args.cell):
+        raise ConfigError("finetune: --poison-rate needs --cell with every other axis (and no poison_rate=)")
+    return [load_experiment(args.params, [*args.cell, f"poison_rate={rate}"]) for rate in args.poison_rate]
+
+
+def main(args: argparse.Namespace) -> None:
+    experiments = cell_experiments(args)
+    data = load_dataset(args.raw)  # once for the whole family
+    report = {}
+    for exp, poisoned_dir, model in zip(experiments, args.poisoned, args.model):
+        poisoned = load_poisoned(poisoned_dir, args.raw)
+        clf = load_trained(model, args.raw, poisoned_dir)
+        if args.out:
+            with atomic_dir(args.out) as tmp:
+                log, close = dvclive_logger(Path(tmp) / "live")
+                curve = finetune_model(exp, clf, data, poisoned, log=log)
+                close()
+                clf.save(Path(tmp) / "model.pt")
+                pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
+        else:
+            curve = finetune_model(exp, clf, data, poisoned)
+        name = cell_name({axis: getattr(exp, axis) for axis in AXES})
+        report[name] = {**before_after(curve[0], curve[-1], poisoned), "num_test": len(data.test), "curve": curve}
+        print(f"{name}: fine-tuned {exp.finetune.epochs} epochs, ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
     if args.report:
-        write_json(args.report, {**before_after(curve[0], curve[-1], poisoned), "num_test": len(data.test),
-                                 "curve": curve})
-    print(f"fine-tuned {exp.finetune.epochs} epochs: ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
+        write_json(args.report, report)
 
 
 if __name__ == "__main__":
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", required=True)
-    parser.add_argument("--poisoned", required=True)
-    parser.add_argument("--model", required=True, help="trained model.pt")
-    parser.add_argument("--out", help="output folder: model.pt, curve.csv, live/")
-    parser.add_argument("--report", help="output file: metrics before and after, and the per-epoch curve (JSON)")
+    parser.add_argument("--poisoned", required=True, nargs="+", help="poisoned set folder(s), one per model")
+    parser.add_argument("--model", required=True, nargs="+", help="trained model.pt file(s)")
+    parser.add_argument("--poison-rate", nargs="+", type=float,
+                        help="with --cell (all other axes): each model's poison rate, one grid cell per model")
+    parser.add_argument("--out", help="output folder for a single model: model.pt, curve.csv, live/")
+    parser.add_argument("--report", help="output file (JSON): cell name -> metrics before and after and the "
+                                         "per-epoch curve")
     run(main, parser)

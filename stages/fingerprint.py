@@ -1,7 +1,7 @@
 """Grid stage: one sha256 per role (download, poison, train, finetune) of the code that role runs.
 
 Grid stages depend on their role's fingerprint file instead of listing each source file: DVC checks
-every dependency of every stage on each `dvc repro`, and at paper size (1,340 stages) the source
+every dependency of every stage on each `dvc repro`, and at paper size (then 1,340 stages) the source
 files were a quarter of a no-op run. Editing a file reruns this stage; a role's cells rerun only if
 their fingerprint changed (adding a trigger to backdoor/triggers.py reruns poisoning, not training).
 The role -> files table is ``CODE`` in stages/plan_grid.py.

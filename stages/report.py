@@ -12,7 +12,7 @@ from backdoor.gallery import trigger_gallery
 from backdoor.grid import check_plan
 from backdoor.io import atomic_path, read_json, write_json
 from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_heatmap, plot_recovery
-from backdoor.report import add_baseline_gap, aggregate_metrics, collect, recovery_curves, seed_summary
+from backdoor.report import add_baseline_gap, aggregate_metrics, cell_results, collect, recovery_curves, seed_summary
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -36,8 +36,9 @@ def main(args) -> None:
     params = read_params(args.params)
     check_plan(params, plan, read_json(args.settings))
     out = Path(args.out)
-    table = add_baseline_gap(collect(plan, args.cells))
-    curves = recovery_curves(plan, args.cells)
+    results = cell_results(plan, args.cells)
+    table = add_baseline_gap(collect(plan, results))
+    curves = recovery_curves(plan, results)
     write_csv(table, out / "summary.csv")
     write_csv(seed_summary(table), out / "seeds.csv")
     write_csv(curves, out / "recovery.csv")
@@ -58,7 +59,7 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plan", default="grid/plan.json")
     parser.add_argument("--settings", default="grid/settings.json")
-    parser.add_argument("--cells", default="reports/grid/cells", help="one <cell>.json per cell (metrics and fine-tuning curve)")
+    parser.add_argument("--cells", default="reports/grid/cells", help="one <family>.json per family of cells (metrics and fine-tuning curves)")
     parser.add_argument("--raw", default="data/grid/raw", help="the grid's stored datasets (for the galleries)")
     parser.add_argument("--out", default="reports/grid")
     run(main, parser)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
-from backdoor.experiment import load_poisoned, train_model
+from backdoor.experiment import load_poisoned, train_model, training_data_digests
 from backdoor.io import atomic_dir
 from backdoor.logging import dvclive_logger
 
@@ -17,6 +17,7 @@ def main(args) -> None:
         log, close = dvclive_logger(Path(tmp) / "live")
         clf = train_model(exp, data, poisoned, log=log)
         close()
+        clf.trained_on = training_data_digests(args.raw, args.poisoned)
         clf.save(Path(tmp) / "model.pt")
     print(f"saved {args.out}/model.pt")
 

@@ -13,7 +13,7 @@ from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, expand_grid, grid_settings
 from backdoor.io import code_sha256
-from backdoor.report import add_baseline_gap, collect, seed_summary, t_critical
+from backdoor.report import add_baseline_gap, cell_results, collect, seed_summary, t_critical
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
@@ -73,12 +73,42 @@ def test_planned_stages_match_the_product(tmp_path):
     plan, stages = planned_stages(params, tmp_path)
     cells = expand_grid(params)
     assert len(plan["cells"]) == 8
-    # 1 dataset + 4 poisoned sets + (2 archs x (1 baseline + 2 poisoned)) trainings + 8 fine-tunings
+    # 1 dataset + 4 poisoned sets + (2 archs x (1 baseline + 2 poisoned)) trainings
+    # + (2 archs x 2 triggers) fine-tunings, each of a family's 2 poison rates
     assert sum(n.startswith("download-") for n in stages) == 1
     assert sum(n.startswith("poison-") for n in stages) == 4
     assert sum(n.startswith("train-") for n in stages) == 6
-    assert {n for n in stages if n.startswith("finetune-")} == {f"finetune-{c.name}" for c in cells}
-    assert plan["num_stages"] == len(stages) + 1 == 20  # and the code fingerprints (grid/dvc.yaml)
+    assert {n for n in stages if n.startswith("finetune-")} == {f"finetune-{c.family_key}" for c in cells}
+    assert plan["num_stages"] == len(stages) + 1 == 16  # and the code fingerprints (grid/dvc.yaml)
+
+
+def stage_specs(params, tmp_path) -> dict[str, dict]:
+    plan_grid.plan(params, tmp_path / "grid")
+    return {name: stage for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml")
+            for name, stage in yaml.safe_load(shard.read_text())["stages"].items()}
+
+
+@pytest.mark.parametrize("axis, added", [
+    ("trigger", "square"), ("arch", "resnet18"), ("regularizer", "logit-squeeze"), ("seed", 1),
+    ("dataset", "cifar10"), ("strategy", "all-to-all"),
+])
+def test_adding_a_value_leaves_every_existing_stage_as_it_was(tmp_path, axis, added):
+    params = with_grid(trigger=["checker"], poison_rate=[0, 0.05])
+    before = stage_specs(params, tmp_path / "a")
+    params["grid"][axis] = [*params["grid"][axis], added]
+    after = stage_specs(params, tmp_path / "b")
+    assert {name: after[name] for name in before} == before  # DVC sees nothing changed: only new stages run
+    assert len(after) > len(before)
+
+
+def test_adding_a_poison_rate_trains_only_the_new_cells(tmp_path):
+    before = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05]), tmp_path / "a")
+    after = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05, 0.1]), tmp_path / "b")
+    changed = sorted(name for name in before if after[name] != before[name])
+    new = sorted(set(after) - set(before))
+    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0"]  # re-fine-tunes the family
+    assert new == ["poison-fashion-mnist_checker_all-to-one_r0.1_s0",
+                   "train-fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"]
 
 
 def test_adding_a_trigger_keeps_every_existing_stage_in_its_shard(tmp_path):
@@ -98,7 +128,7 @@ def test_shrinking_the_grid_removes_empty_shards(tmp_path):
 
 
 def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path):
-    plan_grid.plan(with_grid(trigger=["checker"], poison_rate=[0.05]), tmp_path / "grid")
+    plan_grid.plan(with_grid(trigger=["checker"], poison_rate=[0, 0.05]), tmp_path / "grid")
     settings = json.loads((tmp_path / "grid" / "settings.json").read_text())
     assert settings == grid_settings(with_grid())
     for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml"):
@@ -106,11 +136,13 @@ def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path
             assert "--params grid/settings.json" in stage["cmd"]
             assert list(stage["params"][0]) == ["grid/settings.json"]
             assert stage["deps"][0] == f"grid/code/{name.split('-')[0]}.sha256"
-            if name.startswith("finetune-"):  # files it reads, not whole folders; one small file out
+            if name.startswith("finetune-"):  # files it reads, not whole folders; one small file per family
                 assert [d for d in stage["deps"] if d.startswith(("data/", "models/"))] == [
-                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0.05_s0/manifest.json",  # pins the dataset
+                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0_s0/manifest.json",  # the baseline's test set
+                    "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt",  # pins the data it saw
                     "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
-                assert stage["outs"] == [f"reports/grid/cells/{name.removeprefix('finetune-')}.json"]
+                assert stage["outs"] == ["reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0.json"]
+                assert "--poison-rate 0.0 0.05 --poisoned" in stage["cmd"]
 
 
 def test_a_plan_older_than_params_is_refused():
@@ -125,14 +157,16 @@ def test_a_plan_older_than_params_is_refused():
         check_plan(edited, plan, grid_settings(params))
 
 
-def write_cell(cells_dir, name, ca, asr, ft_ca, ft_asr, n=10000):
+def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
     cells_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"clean_acc": ca, "asr": asr, "robust_acc": 1 - asr,
                "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr},
                "num_poisoned": 0, "num_test": n, "num_triggered_test": 9000,
                "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": 1 - asr},
                          {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr}]}
-    (cells_dir / f"{name}.json").write_text(json.dumps(metrics))
+    path = cells_dir / f"{family}.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(results | {name: metrics}))
 
 
 def synthetic_plan(tmp_path):
@@ -143,12 +177,17 @@ def synthetic_plan(tmp_path):
                2: {0.0: (0.91, 0.11), 0.05: (0.86, 0.94)}}
     for cell in plan["cells"]:
         ca, asr = numbers[cell["seed"]][cell["poison_rate"]]
-        write_cell(tmp_path / "cells", cell["name"], ca, asr, ca - 0.01, asr / 2)
+        write_cell(tmp_path / "cells", cell["family_key"], cell["name"], ca, asr, ca - 0.01, asr / 2)
     return plan
 
 
+def synthetic_table(tmp_path):
+    plan = synthetic_plan(tmp_path)
+    return add_baseline_gap(collect(plan, cell_results(plan, tmp_path / "cells")))
+
+
 def test_report_table_on_synthetic_results(tmp_path):
-    table = add_baseline_gap(collect(synthetic_plan(tmp_path), tmp_path / "cells"))
+    table = synthetic_table(tmp_path)
     assert len(table) == 6
     assert list(table.columns[:8]) == ["cell", *AXES]
     poisoned = table[table["poison_rate"] == 0.05].set_index("seed")
@@ -161,7 +200,7 @@ def test_report_table_on_synthetic_results(tmp_path):
 
 
 def test_seed_summary_mean_and_t_interval(tmp_path):
-    table = add_baseline_gap(collect(synthetic_plan(tmp_path), tmp_path / "cells"))
+    table = synthetic_table(tmp_path)
     seeds = seed_summary(table)
     row = seeds[seeds["poison_rate"] == 0.05].iloc[0]
     assert row["n_seeds"] == 3
@@ -174,8 +213,9 @@ def test_seed_summary_mean_and_t_interval(tmp_path):
 
 def test_report_ignores_cells_removed_from_the_grid(tmp_path):
     plan = synthetic_plan(tmp_path)
-    write_cell(tmp_path / "cells", "stale_cell_no_longer_planned", 0.5, 0.5, 0.5, 0.5)
-    assert len(collect(plan, tmp_path / "cells")) == 6
+    write_cell(tmp_path / "cells", plan["cells"][0]["family_key"], "stale_cell_no_longer_planned", 0.5, 0.5, 0.5, 0.5)
+    write_cell(tmp_path / "cells", "stale_family", "stale_cell", 0.5, 0.5, 0.5, 0.5)
+    assert len(collect(plan, cell_results(plan, tmp_path / "cells"))) == 6
 
 
 def test_code_fingerprint_changes_with_the_code_only(tmp_path):
@@ -199,7 +239,12 @@ def test_every_fingerprinted_path_exists_and_each_role_has_its_stage_script():
 
 def test_a_missing_cell_result_is_named(tmp_path):
     plan = synthetic_plan(tmp_path)
-    missing = plan["cells"][1]["name"]
-    (tmp_path / "cells" / f"{missing}.json").unlink()
-    with pytest.raises(ConfigError, match=f"missing cell result .*{missing}.json: run its fine-tune stage"):
-        collect(plan, tmp_path / "cells")
+    cell = plan["cells"][1]
+    family = tmp_path / "cells" / f"{cell['family_key']}.json"
+    results = json.loads(family.read_text())
+    family.write_text(json.dumps({k: v for k, v in results.items() if k != cell["name"]}))
+    with pytest.raises(ConfigError, match=f"{cell['family_key']}.json has no result for cell {cell['name']}: re-run"):
+        cell_results(plan, tmp_path / "cells")
+    family.unlink()
+    with pytest.raises(ConfigError, match=f"missing fine-tuning results .*{cell['family_key']}.json: run its fine-tune"):
+        cell_results(plan, tmp_path / "cells")

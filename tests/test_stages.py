@@ -1,5 +1,7 @@
 """Stage scripts: bad input exits 2 with one line naming the problem, no traceback, no output left."""
 
+import json
+import runpy
 import shutil
 import subprocess
 import sys
@@ -116,3 +118,50 @@ def test_finetune_without_an_output_is_refused_before_loading(tmp_path):
     result = run_stage(tmp_path, "finetune.py", "--raw", "raw", "--poisoned", "poisoned", "--model", "model.pt")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: finetune: give --out (model folder), --report (metrics file) or both" in result.stderr
+
+
+def test_finetune_lists_must_line_up_before_loading(tmp_path):
+    result = run_stage(tmp_path, "finetune.py", "--cell", "dataset=fashion-mnist", "seed=0", "--raw", "raw",
+                       "--poison-rate", "0", "0.1", "--poisoned", "p0", "--model", "m0", "m1", "--report", "r.json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: finetune: one entry per --model (2) expected in --poisoned (1)" in result.stderr
+
+
+def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path, monkeypatch, capsys):
+    """A grid stage fine-tunes all poison rates of a family in one process: no state may leak between cells.
+    (The stages run in this process, torch imported once; each run finds a different global state.)"""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["grid"]["settings"]["train"].update(epochs=1, batch_size=16, subset=None)
+    params["grid"]["settings"]["finetune"].update(epochs=1, batch_size=8, clean_size=12)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    small_dataset(tmp_path / "raw", fill=0)
+    family = ["dataset=fashion-mnist", "arch=small-cnn", "trigger=checker", "strategy=all-to-one",
+              "regularizer=none", "seed=0"]
+
+    monkeypatch.chdir(tmp_path)
+
+    def stage(script, *args):
+        monkeypatch.setattr(sys, "argv", [script, "--params", "params.yaml", *args])
+        runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+
+    for rate in ("0.0", "0.1"):
+        stage("poison.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw", "--out", f"p{rate}")
+        stage("train.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw", "--poisoned", f"p{rate}",
+              "--out", f"m{rate}")
+    stage("finetune.py", "--cell", *family, "--raw", "raw", "--poison-rate", "0.0", "0.1",
+          "--poisoned", "p0.0", "p0.1", "--model", "m0.0/model.pt", "m0.1/model.pt", "--report", "family.json")
+    stage("finetune.py", "--cell", *family, "poison_rate=0.1", "--raw", "raw", "--poisoned", "p0.1",
+          "--model", "m0.1/model.pt", "--report", "alone.json")
+    family_results, alone = (json.loads((tmp_path / f).read_text()) for f in ("family.json", "alone.json"))
+    name = "fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"
+    assert list(family_results) == ["fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0", name]
+    assert family_results[name] == alone[name]
+    assert alone[name]["num_poisoned"] == 4 and family_results[
+        "fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0"]["num_poisoned"] == 0
+
+    # model.pt records the data it was trained on: a stage that depends on it alone cannot mix them up
+    with pytest.raises(SystemExit) as exit_code:
+        stage("finetune.py", "--cell", *family, "poison_rate=0.1", "--raw", "raw", "--poisoned", "p0.0",
+              "--model", "m0.1/model.pt", "--report", "mixed.json")
+    assert exit_code.value.code == 2 and not (tmp_path / "mixed.json").exists()
+    assert "error: m0.1/model.pt was not trained on raw and p0.0: re-run its train stage" in capsys.readouterr().err
