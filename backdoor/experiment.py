@@ -10,7 +10,7 @@ import torch
 from .config import Experiment
 from .data import Dataset
 from .errors import ConfigError
-from .io import load_tensors, read_json, sha256_file
+from .io import load_tensors, manifest_sha256, read_json
 from .metrics import backdoor_metrics, clean_accuracy
 from .poisoning import PoisonedSet, build_strategy, make_poisoned_set
 from .regularizers import build_regularizer
@@ -50,7 +50,7 @@ def load_poisoned(folder: str | Path, raw: str | Path | None = None) -> Poisoned
     """Load a poisoned set (checksummed). With ``raw``, also check it was built from that stored dataset:
     grid stages depend on the poisoned set's manifest alone, which pins the dataset by this digest."""
     manifest = read_json(Path(folder) / "manifest.json")
-    if raw is not None and manifest.get("raw_manifest_sha256") != sha256_file(Path(raw) / "manifest.json"):
+    if raw is not None and manifest.get("raw_manifest_sha256") != manifest_sha256(raw):
         raise ConfigError(f"{folder} was not built from the dataset in {raw}: re-run its poison stage (dvc repro)")
     return PoisonedSet.from_dict(load_tensors(Path(folder) / "poison.pt", manifest["sha256"]["poison.pt"]))
 
@@ -59,8 +59,7 @@ def training_data_digests(raw: str | Path, poisoned: str | Path | None) -> dict[
     """What a model is trained on, by the sha256 of the manifests (each pins its files): saved in
     model.pt, so a model's bytes change whenever its training data do and a stage that reads a model
     can depend on model.pt instead of also on the data it was trained on."""
-    return {"dataset": sha256_file(Path(raw) / "manifest.json"),
-            "poisoned": sha256_file(Path(poisoned) / "manifest.json") if poisoned is not None else None}
+    return {"dataset": manifest_sha256(raw), "poisoned": manifest_sha256(poisoned) if poisoned is not None else None}
 
 
 def load_trained(model: str | Path, raw: str | Path, poisoned: str | Path) -> Classifier:

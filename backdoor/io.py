@@ -88,6 +88,12 @@ def torch_save(obj: Any, path: str | Path) -> None:
         torch.save(obj, handle)
 
 
+def manifest_sha256(folder: str | Path) -> str:
+    """The digest of a stored folder's manifest.json, which pins every other file in it: how one
+    artifact records the exact version of another it was made from."""
+    return sha256_file(Path(folder) / "manifest.json")
+
+
 def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
     """Load a dict of tensors, verifying its checksum first; never unpickles code."""
     path = Path(path)

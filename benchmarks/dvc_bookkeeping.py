@@ -51,13 +51,13 @@ def output_files(stage: str) -> list[str]:
 
 
 def is_file_output(out: str) -> bool:
-    """The grid's only file outputs are the cells' JSON reports (a folder name may contain a dot)."""
+    """The grid's only file outputs are the families' JSON reports (a folder name may contain a dot)."""
     return out.endswith(".json")
 
 
 def stand_in_python(repo: Path) -> None:
     """``bin/python`` for the scratch repository: ``python stages/{download,poison,train,finetune}.py``
-    becomes a shell stub that writes the files the real script writes (its ``--out`` folder, or each
+    becomes a shell stub that writes the files the real script writes (its ``--out`` folder, or its
     ``--report`` file), in a few milliseconds; anything else runs the real Python. The commands DVC
     stores and checks stay exactly as planned, and the time measured is DVC's."""
     branches = []
@@ -70,14 +70,14 @@ case "$1" in
   *) exec {sys.executable} "$@";;
 esac
 kind=${{1#stages/}}; kind=${{kind%.py}}; shift
-out=; reports=; list=; baseline=yes
+out=; report=; list=; baseline=yes
 for arg in "$@"; do
   case "$arg" in
     --out) list=out;;
     --report) list=report;;
     --poisoned) list=; baseline=;;
     --*) list=;;
-    *) case "$list" in out) out=$arg;; report) reports="$reports $arg";; esac;;
+    *) case "$list" in out) out=$arg;; report) report=$arg;; esac;;
   esac
 done
 [ "$kind" = train ] && [ -n "$baseline" ] && kind=train-baseline
@@ -90,7 +90,7 @@ if [ -n "$out" ]; then
   for folder in $folders; do mkdir -p "$out/$folder" || exit 1; done
   for name in $names; do echo "$name" > "$out/$name" || exit 1; done
 fi
-for report in $reports; do mkdir -p "${{report%/*}}" && echo "$report" > "$report" || exit 1; done
+if [ -n "$report" ]; then mkdir -p "${{report%/*}}" && echo "$report" > "$report" || exit 1; fi
 """
     path = repo / "bin" / "python"
     path.parent.mkdir()

@@ -29,8 +29,8 @@ def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
     if not (args.out or args.report):
         raise ConfigError("finetune: give --out (model folder), --report (metrics file) or both")
     count = len(args.model)
-    lists = {"--poisoned": args.poisoned, "--poison-rate": args.poison_rate or [None] * count}
-    mismatched = [f"{name} ({len(values)})" for name, values in lists.items() if len(values) != count]
+    lists = {"--poisoned": args.poisoned, "--poison-rate": args.poison_rate}
+    mismatched = [f"{name} ({len(values)})" for name, values in lists.items() if values and len(values) != count]
     if mismatched:
         raise ConfigError(f"finetune: one entry per --model ({count}) expected in {', '.join(mismatched)}")
     if args.out and count > 1:

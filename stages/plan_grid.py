@@ -132,7 +132,7 @@ def finetune_stage(family: list[Cell]) -> dict:
         "cmd": (f"python stages/finetune.py --params {SETTINGS} --cell {cell_args(family[0].family_axes())} "
                 f"--raw {raw_dir(family[0])} --poison-rate {rates} --poisoned {' '.join(poisoned)} "
                 f"--model {' '.join(models)} --report {family_report(family)}"),
-        "deps": [code_dep("finetune"), *(f"{poisoned_dir(c)}/{MANIFEST}" for c in family if c.is_baseline), *models],
+        "deps": [code_dep("finetune"), *(f"{p}/{MANIFEST}" for c, p in zip(family, poisoned) if c.is_baseline), *models],
         "params": params_dep("grid.settings.finetune"),
         "outs": [family_report(family)],
     }

@@ -5,7 +5,7 @@ from pathlib import Path
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.data import load_dataset
 from backdoor.experiment import poison_dataset
-from backdoor.io import atomic_dir, save_tensors, sha256_file, write_json
+from backdoor.io import atomic_dir, manifest_sha256, save_tensors, write_json
 
 
 def main(args) -> None:
@@ -16,7 +16,7 @@ def main(args) -> None:
         digest = save_tensors(Path(tmp) / "poison.pt", poisoned.to_dict())
         write_json(Path(tmp) / "manifest.json", {
             "sha256": {"poison.pt": digest},
-            "raw_manifest_sha256": sha256_file(Path(args.raw) / "manifest.json"),  # the dataset it was built from
+            "raw_manifest_sha256": manifest_sha256(args.raw),  # the dataset it was built from
             "num_poisoned": poisoned.num_poisoned,
             "num_cross": poisoned.num_cross,
             "num_train": len(data.train),

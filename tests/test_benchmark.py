@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 RATIO = re.compile(r"^ratio \(ours / DataLoader\): \d+\.\d\dx$", re.M)
@@ -58,3 +59,23 @@ def test_argument_modes(bench):
     assert bench.parse_args([]).dataset_shape == (1, 28, 28) and bench.parse_args([]).peak_tflops == 989
     with pytest.raises(SystemExit):
         bench.parse_args(["--dataset-shape", "huge"])
+
+
+def test_bookkeeping_stand_in_writes_each_planned_stages_files(tmp_path):
+    """The shell stand-in for `python stages/<step>.py` parses the planned commands as the real scripts do:
+    a training without --poisoned is a baseline (fewer logged metrics), a fine-tune writes its --report."""
+    spec = importlib.util.spec_from_file_location("dvc_bookkeeping", SCRIPT.parent / "dvc_bookkeeping.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.scratch_repo(tmp_path, SCRIPT.parents[1] / "params.yaml")
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    for shard in sorted((tmp_path / "grid").glob("shard-*/dvc.yaml")):
+        for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
+            subprocess.run(stage["cmd"], shell=True, cwd=tmp_path, env=env, check=True)
+            for out in stage["outs"]:
+                if bench.is_file_output(out):
+                    assert (tmp_path / out).is_file(), name
+                else:
+                    written = sorted(p.relative_to(tmp_path / out).as_posix()
+                                     for p in (tmp_path / out).rglob("*") if p.is_file())
+                    assert written == bench.output_files(name), name
