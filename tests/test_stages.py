@@ -165,3 +165,25 @@ def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path, monke
               "--model", "m0.1/model.pt", "--report", "mixed.json")
     assert exit_code.value.code == 2 and not (tmp_path / "mixed.json").exists()
     assert "error: m0.1/model.pt was not trained on raw and p0.0: re-run its train stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--poison-rate", "0", "0.1", "--poisoned", "p0", "p1", "--model", "m0", "m1", "--out", "ft"],
+     "finetune: --out keeps one model's weights, got 2 models"),
+    (["--cell", "dataset=fashion-mnist", "poison_rate=0.1", "seed=0", "--poison-rate", "0.1", "--poisoned", "p",
+      "--model", "m", "--report", "r.json"],
+     "finetune: --poison-rate needs --cell with every other axis (and no poison_rate=)"),
+    (["--poison-rate", "0.1", "--poisoned", "p", "--model", "m", "--report", "r.json"],
+     "finetune: --poison-rate needs --cell with every other axis (and no poison_rate=)"),
+    (["--poison-rate", "0", "0.1", "0.2", "--poisoned", "p0", "p1", "--model", "m0", "m1", "--report", "r.json"],
+     "finetune: one entry per --model (2) expected in --poison-rate (3)"),
+])
+def test_finetune_argument_combinations_that_cannot_work(args, message, monkeypatch, capsys, tmp_path):
+    """Checked before anything is loaded (none of these paths exists)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["finetune.py", "--params", str(ROOT / "params.yaml"), "--raw", "raw", *args])
+    with pytest.raises(SystemExit) as exit_code:
+        runpy.run_path(str(ROOT / "stages" / "finetune.py"), run_name="__main__")
+    assert exit_code.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert list(tmp_path.iterdir()) == []
