@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test grid bench paper clean-venv
+.PHONY: setup repro test grid exp bench preset paper clean-venv
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -43,14 +43,27 @@ repro: grid
 test: setup
 	python -m pytest -q --durations=8
 
+# Each experiment's changed params with its focus CA, ASR and fine-tuned ASR (dvc exp show has a column per
+# param and dependency hash: unreadable even at 200 columns).
+exp: setup
+	@dvc exp show --only-changed --drop '.*' --keep 'Experiment|Created|^(?!grid\.|triggers\.|regularizers\.)[a-z_.]+$$|reports/metrics.json:(clean_acc|asr|finetuned.asr)$$' --precision 3
+
 bench: setup
 	python benchmarks/train_throughput.py
 
 clean-venv:
 	rm -rf $(VENV)
 
+# Make a preset the experiment: make preset PRESET=triggers-cpu (refuses to overwrite an edited params.yaml).
+PRESET ?=
+preset:
+	@test -f presets/$(PRESET).yaml || { echo "PRESET: no presets/$(PRESET).yaml; valid: $$(ls presets | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
+	@git diff --quiet -- params.yaml || { echo "params.yaml has uncommitted changes: commit or stash them first (git stash), then make preset again"; exit 2; }
+	cp presets/$(PRESET).yaml params.yaml
+	@echo "params.yaml is now presets/$(PRESET).yaml; git checkout params.yaml restores the committed one"
+
 # Paper-scale grid on a GPU machine: one cell per GPU at a time, e.g. make paper GPUS=0,1,2,3
 GPUS ?= 0
 paper: setup
-	cp presets/paper.yaml params.yaml
+	$(MAKE) preset PRESET=paper
 	python tools/run_grid.py --gpus $(GPUS)

@@ -8,6 +8,7 @@ from typing import Callable
 
 from .config import Experiment, load_experiment
 from .errors import ConfigError
+from .lifecycle import stage_process
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:
@@ -15,7 +16,7 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: params.yaml)")
     parser.add_argument("--cell", nargs="+", metavar="AXIS=VALUE",
                         help="a grid cell (dataset=.. arch=.. trigger=.. strategy=.. poison_rate=.. regularizer=.. "
-                             "seed=..); without it, the focus experiment (top-level scalars)")
+                             "seed=.. ft_lr=.. ft_clean_size=..); without it, the focus experiment")
     return parser
 
 
@@ -24,10 +25,13 @@ def experiment(args: argparse.Namespace) -> Experiment:
 
 
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
-    """Parse, run, and turn a ConfigError into one line on stderr and exit status 2 (no traceback)."""
+    """Parse, run, and turn a ConfigError into one line on stderr and exit status 2 (no traceback).
+
+    The stage ends cleanly on SIGTERM/SIGINT and with the ``dvc`` that started it (``backdoor.lifecycle``)."""
     args = parser.parse_args()
     try:
-        main(args)
+        with stage_process():
+            main(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

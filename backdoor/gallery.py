@@ -13,9 +13,25 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .config import Experiment
 from .io import atomic_path
 from .seeding import generator
-from .triggers import Trigger
+from .triggers import PATCH_TRIGGERS, TRIGGERS, Trigger, build_trigger
+
+
+def trigger_zoo(exp: Experiment, shape: tuple[int, int, int], settings: dict[str, dict],
+                names: list[str] | None = None) -> dict[str, Trigger]:
+    """Every registered trigger (or ``names``) with the experiment's size, location and settings.
+
+    Triggers with a fixed place take no location: they get the default corner instead of ``random``.
+    """
+    zoo = {}
+    for name in names or sorted(TRIGGERS):
+        location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
+        zoo[name] = build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location,
+                                  **(settings.get(name) or {}))
+    return zoo
+
 
 def _to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
     """uint8 (C, H, W) -> array for imshow and its colormap (gray for one channel)."""

@@ -1,10 +1,11 @@
-"""The experiment grid: axes from params.yaml ``grid:``, validated, expanded into cells.
+"""The experiment grid: axes from params.yaml ``grid:``, expanded into cells.
 
-Each cell is one poisoned model. Cells share work where the result cannot differ:
-one poisoned dataset per (dataset, trigger, strategy, poison_rate, seed), and one clean baseline
-model per (dataset, arch, regularizer, seed) for every poison_rate 0 cell. The cells of a family (all
-poison rates of one dataset, arch, trigger, strategy, regularizer and seed) are fine-tuned and
-evaluated by one stage (see stages/plan_grid.py for why).
+Each cell is one poisoned model and one fine-tuning of it. Cells share work where the result cannot
+differ: one poisoned dataset per (dataset, trigger, strategy, poison_rate, seed), one trained model per
+(dataset, arch, trigger, strategy, poison_rate, regularizer, seed) whatever the fine-tuning, and one clean
+baseline model per (dataset, arch, regularizer, seed) for every poison_rate 0 cell. The cells of a family
+(all poison rates of one model recipe and fine-tuning setting) are fine-tuned and evaluated by one stage
+(``backdoor.pipeline.plan`` says why). ``backdoor.checks.validate_grid`` checks every cell.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import AXES, cell_experiment, cell_name, slug
+from .config import AXES, cell_name, slug
 from .errors import ConfigError
+from .validation import check_number
+
+FLOAT_AXES = ("poison_rate", "ft_lr")  # 0.1 and 0.10 are one value; ft_clean_size keeps counts (int) apart
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class Cell:
     poison_rate: float
     regularizer: Any
     seed: int
+    ft_lr: float
+    ft_clean_size: float
 
     def as_dict(self) -> dict[str, Any]:
         return {axis: getattr(self, axis) for axis in AXES}
@@ -39,23 +45,24 @@ class Cell:
         return cell_name(self.as_dict())
 
     @property
+    def family_key(self) -> str:
+        """The cell's name without the poison rate: what the cells fine-tuned in one stage share."""
+        return cell_name(self.as_dict(), with_rate=False)
+
+    @property
     def poison_key(self) -> str:
-        """What the poisoned dataset depends on: not the arch, not the regularizer."""
+        """What the poisoned dataset depends on: not the arch, regularizer or fine-tuning."""
         return "_".join([slug(self.dataset), slug(self.trigger), slug(self.strategy),
                          "r" + slug(float(self.poison_rate)), f"s{self.seed}"])
 
     @property
     def train_key(self) -> str:
-        """What the trained model depends on: a baseline (rate 0) ignores trigger and strategy."""
+        """What the trained model depends on: not the fine-tuning; a baseline (rate 0) neither the trigger
+        nor the strategy."""
         if self.is_baseline:
             return "_".join([slug(self.dataset), slug(self.arch), "clean", slug(self.regularizer), f"s{self.seed}"])
-        return self.name
-
-    @property
-    def family_key(self) -> str:
-        """The cell's name without the poison rate: what the cells fine-tuned in one stage share."""
         return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
-                         slug(self.regularizer), f"s{self.seed}"])
+                         "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}"])
 
     def family_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES if k != "poison_rate"}
@@ -81,7 +88,7 @@ def grid_axes(params: dict) -> dict[str, list]:
         values = grid.get(axis)
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{axis}: must be a non-empty list, got {values!r}")
-        normalized = [float(v) if axis == "poison_rate" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        normalized = [float(v) if axis in FLOAT_AXES and isinstance(v, (int, float)) and not isinstance(v, bool)
                       else v for v in values]
         duplicates = sorted({str(v) for v in normalized if normalized.count(v) > 1})
         if duplicates:
@@ -90,23 +97,18 @@ def grid_axes(params: dict) -> dict[str, list]:
     return axes
 
 
-def expand_grid(params: dict) -> list[Cell]:
-    """All cells, validated one by one before any work; an error names the list and the value."""
+DEFAULT_SHARDS = 4
+
+
+def grid_shards(params: dict) -> int:
+    """How many shard files the grid's stages are spread over (``grid.shards``)."""
+    return check_number("grid.shards", (params.get("grid") or {}).get("shards", DEFAULT_SHARDS), low=1, integer=True)
+
+
+def grid_cells(params: dict) -> list[Cell]:
+    """Every combination of the axes, in the order of the lists (not validated: see checks.validate_grid)."""
     axes = grid_axes(params)
-    for axis, values in axes.items():  # each value once, with the other axes at their first value
-        for value in values:
-            probe = {a: v[0] for a, v in axes.items()} | {axis: value}
-            try:
-                cell_experiment(params, probe)
-            except ConfigError as exc:
-                raise ConfigError(f"grid.{axis}: value {value!r} is invalid: {exc}") from None
-    cells = [Cell(*values) for values in itertools.product(*(axes[a] for a in AXES))]
-    for cell in cells:  # combinations (a target outside one dataset's classes, ...)
-        try:
-            cell_experiment(params, cell.as_dict())
-        except ConfigError as exc:
-            raise ConfigError(f"grid: the combination {cell.name} cannot work: {exc}") from None
-    return cells
+    return [Cell(*values) for values in itertools.product(*(axes[a] for a in AXES))]
 
 
 def families(cells: list[Cell]) -> dict[str, list[Cell]]:
@@ -120,7 +122,7 @@ def families(cells: list[Cell]) -> dict[str, list[Cell]]:
 def grid_settings(params: dict) -> dict:
     """The part of params.yaml the grid's stages read: ``grid.settings``, ``triggers``, ``regularizers``.
 
-    plan_grid writes it to grid/settings.json and the stages depend on that file's keys: DVC re-parses
+    The planner writes it to grid/settings.json and the stages depend on that file's keys: DVC re-parses
     a params file for every params dependency of every stage it checks, and JSON parses in
     microseconds where the commented params.yaml costs about 50 ms (most of DVC's time at paper size).
     """
@@ -130,7 +132,7 @@ def grid_settings(params: dict) -> dict:
 
 def check_plan(params: dict, plan: dict, settings: dict) -> None:
     """Refuse results planned from another version of params.yaml (edited without re-planning)."""
-    stale = [cell.name for cell in expand_grid(params)] != [cell["name"] for cell in plan["cells"]]
+    stale = [cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]]
     if stale or grid_settings(params) != settings:
         raise ConfigError("grid/ is out of date with params.yaml (grid, triggers or regularizers): run `make grid` "
                           "(python stages/plan_grid.py), then dvc repro")

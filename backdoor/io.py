@@ -5,23 +5,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
+import psutil
 import torch
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    import pandas
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def _umask() -> int:
@@ -30,14 +39,59 @@ def _umask() -> int:
     return mask
 
 
+# Temporaries are siblings named ".<name>.<pid>-<start time>.<random>.tmp": the writer's identity in the
+# name lets a later run remove what a killed writer left (SIGKILL runs no cleanup) without touching a
+# temporary that a live process is still writing.
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(psutil.Process(pid).create_time() * 100)
+    except psutil.Error:
+        return None
+
+
+def _writer_token() -> str:
+    return f"{os.getpid()}-{_start_time(os.getpid())}"
+
+
+def _writer_alive(pid: int, start: str) -> bool:
+    now = _start_time(pid)
+    return now is not None and start in (str(now), "None")
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` whose writer is gone; return what was removed."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)-(\d+|None)\.[^.]+\.tmp")
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match is None or _writer_alive(int(match[1]), match[2]):
+            continue
+        shutil.rmtree(candidate, ignore_errors=True) if candidate.is_dir() else candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _temporary(path: Path, directory: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    prefix = f".{path.name}.{_writer_token()}."
+    if directory:
+        return Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temporary(path, directory=False)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
@@ -50,8 +104,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = _temporary(path, directory=True)
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
@@ -63,9 +116,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+@contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory of ``path`` for intermediate files; always removed afterwards."""
+    tmp = _temporary(Path(path), directory=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")  # NaN is not JSON
+
+
+def write_csv(table: "pandas.DataFrame", path: str | Path, float_format: str | None = None) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format=float_format)
 
 
 def read_json(path: str | Path) -> Any:
@@ -102,21 +170,3 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
     if sha256 is not None and sha256_file(path) != sha256:
         raise ConfigError(f"corrupt file {path}: sha256 does not match its manifest; delete it and re-run dvc repro")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def code_sha256(paths: list[str | Path]) -> str:
-    """One digest over source files and folders (recursively; ``__pycache__`` and ``.pyc`` skipped).
-
-    Each file enters as its path and its content digest, in sorted order, so renaming a file or
-    moving code between files changes the result.
-    """
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if not path.exists():
-            raise ConfigError(f"code fingerprint: {path} does not exist (stages/plan_grid.py CODE lists it)")
-        found = sorted(path.rglob("*")) if path.is_dir() else [path]
-        files += [f for f in found if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
-    digest = hashlib.sha256()
-    for file in sorted(set(files)):
-        digest.update(f"{file.as_posix()}\0{sha256_file(file)}\n".encode())
-    return digest.hexdigest()

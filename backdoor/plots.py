@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -117,16 +118,26 @@ def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
-    """ASR (solid) and clean accuracy (dashed) against fine-tune epoch, mean per trigger, poisoned cells."""
+    """ASR (solid) and clean accuracy (dashed) against fine-tune epoch, mean per trigger over poisoned cells;
+    one panel per fine-tuning setting (rows: ft_lr, columns: ft_clean_size)."""
     poisoned = curves[curves["poison_rate"] > 0]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for index, (trigger, rows) in enumerate(poisoned.groupby("trigger")):
-        mean = rows.groupby("epoch")[["asr", "clean_acc"]].mean()
-        colour = f"C{index}"
-        ax.plot(mean.index, mean["asr"], marker="o", color=colour, label=f"{trigger} ASR")
-        ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{trigger} CA")
-    ax.set(xlabel="fine-tune epoch (0 = before)", ylabel="rate", ylim=(-0.02, 1.02),
-           title="clean fine-tuning: backdoor recovery")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    lrs, sizes = sorted(set(poisoned["ft_lr"])) or [None], sorted(set(poisoned["ft_clean_size"])) or [None]
+    fig, axes = plt.subplots(len(lrs), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(lrs)), squeeze=False,
+                             sharex=True, sharey=True)
+    for (i, lr), (j, size) in itertools.product(enumerate(lrs), enumerate(sizes)):
+        ax = axes[i, j]
+        panel = poisoned[(poisoned["ft_lr"] == lr) & (poisoned["ft_clean_size"] == size)]
+        for index, (trigger, rows) in enumerate(panel.groupby("trigger")):
+            mean = rows.groupby("epoch")[["asr", "clean_acc"]].mean()
+            colour = f"C{index}"
+            ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{trigger} ASR")
+            ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{trigger} CA")
+        ax.set(title=f"ft_lr {lr:g}, clean {size:g}" if lr is not None else "no poisoned cells", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("fine-tune epoch (0 = before)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("rate")
+    axes[0, -1].legend(fontsize=7, ncol=2)
+    fig.suptitle("clean fine-tuning: backdoor recovery")
     save_figure(fig, path)

@@ -5,8 +5,9 @@ test set, which triggered images count towards the attack success rate and what 
 The poisoned training set is stored as a delta (indices, triggered pixels, new labels), never as a
 copy of the dataset.
 
-``poison_rate`` is always a fraction of the *whole* training set: round(rate x N) images are drawn
-(seeded) from those the strategy makes eligible, and it is an error if fewer are eligible.
+``poison_rate`` is a fraction of the training pool, the images the model trains on (the whole training
+set, or a seeded ``train.subset`` of it): round(rate x pool) images are drawn (seeded) from the pool's
+images that the strategy makes eligible, and it is an error if fewer are eligible.
 
 Strategies, with t = ``target``, s = ``source``, K = number of classes:
 
@@ -32,14 +33,17 @@ perturbations of Turner et al. 2019.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from .config import Experiment, poison_count
+from .datasets import Dataset
 from .errors import ConfigError, choices_error
+from .poisoned_set import PoisonedSet, training_pool
 from .seeding import generator
-from .triggers import Trigger
+from .triggers import Trigger, build_trigger
 
 
 @dataclass(frozen=True)
@@ -124,66 +128,25 @@ def build_strategy(name: str, target: int, source: int | None, num_classes: int)
     return STRATEGIES[name](target, source, num_classes)
 
 
-@dataclass
-class PoisonedSet:
-    """The delta to the clean training set, plus the triggered test set used for ASR and RA."""
-
-    indices: torch.Tensor       # int64 (P,), positions in the training set
-    images: torch.Tensor        # uint8 (P, C, H, W), triggered pixels
-    labels: torch.Tensor        # int64 (P,), labels after poisoning
-    test_indices: torch.Tensor  # int64 (T,), positions in the test set
-    test_images: torch.Tensor   # uint8 (T, C, H, W), triggered test images
-    test_labels: torch.Tensor   # int64 (T,), their true labels
-    test_targets: torch.Tensor  # int64 (T,), the label the attack wants for each
-    # int64 (X,), the entries of ``indices`` that are WaNet noise-mode "cross" images (triggered
-    # differently, true label kept) rather than poisoned ones; empty for every other trigger
-    cross_indices: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
-
-    @property
-    def num_poisoned(self) -> int:
-        """Training images that carry the trigger (cross images excluded)."""
-        return len(self.indices) - len(self.cross_indices)
-
-    @property
-    def num_cross(self) -> int:
-        return len(self.cross_indices)
-
-    def to_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, tensors: dict[str, torch.Tensor]) -> "PoisonedSet":
-        """Inverse of ``to_dict``; a file written before ``cross_indices`` existed loads with none."""
-        return cls(**{name: tensors[name] for name in cls.__dataclass_fields__ if name in tensors})
-
-    def apply(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The poisoned training set: copies of ``images`` and ``labels`` with the delta written in."""
-        images, labels = images.clone(), labels.clone()
-        images[self.indices] = self.images
-        labels[self.indices] = self.labels
-        return images, labels
-
-
-def poison_count(num_train: int, rate: float) -> int:
-    return int(round(num_train * rate))
-
-
 def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
                       test_images: torch.Tensor, test_labels: torch.Tensor,
-                      trigger: Trigger, strategy: Strategy, rate: float, seed: int) -> PoisonedSet:
-    """Draw ``rate`` x N eligible training images (seeded), trigger and relabel them; trigger the test set.
+                      trigger: Trigger, strategy: Strategy, rate: float, seed: int,
+                      pool: torch.Tensor | None = None) -> PoisonedSet:
+    """Draw round(rate x pool) eligible images of the training ``pool`` (seeded; default: every training
+    image), trigger and relabel them; trigger the test set.
 
     A trigger with ``cross_ratio > 0`` (WaNet noise mode) also gets that many times as many "cross"
-    images from the unpoisoned training images, made by ``trigger.cross`` and keeping their labels;
+    images from the pool's unpoisoned images, made by ``trigger.cross`` and keeping their labels;
     they are part of the delta and listed in ``cross_indices``.
     """
     if not 0.0 <= rate <= 1.0:
         raise ConfigError(f"poison_rate: must be in [0, 1], got {rate}")
-    eligible = torch.nonzero(strategy.train_mask(train_labels)).flatten()
-    count = poison_count(len(train_labels), rate)
+    pool = torch.arange(len(train_labels)) if pool is None else pool
+    eligible = pool[strategy.train_mask(train_labels[pool])]
+    count = poison_count(len(pool), rate)
     if count > len(eligible):
-        raise ConfigError(f"poison_rate: {rate} asks for {count} poisoned images but only {len(eligible)} "
-                          f"training images are eligible under this strategy")
+        raise ConfigError(f"poison_rate: {rate:g} asks for {count} poisoned images but only {len(eligible)} of the "
+                          f"{len(pool)} training images are eligible under this strategy")
     order = torch.randperm(len(eligible), generator=generator(seed, "poison-indices"))
     indices = eligible[order[:count]].sort().values
     images = trigger(train_images[indices], generator(seed, "trigger-train"))
@@ -192,7 +155,7 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
     cross_indices = torch.zeros(0, dtype=torch.int64)
     cross_ratio = float(getattr(trigger, "cross_ratio", 0.0))
     if cross_ratio > 0:
-        cross_indices, cross_images = _cross_samples(train_images, indices, trigger, cross_ratio, count, seed)
+        cross_indices, cross_images = _cross_samples(train_images, pool, indices, trigger, cross_ratio, seed)
         indices, order = torch.cat([indices, cross_indices]).sort()
         images = torch.cat([images, cross_images])[order]
         labels = torch.cat([labels, train_labels[cross_indices]])[order]
@@ -200,7 +163,7 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
     test_indices = torch.nonzero(strategy.test_mask(test_labels)).flatten()
     true = test_labels[test_indices]
     return PoisonedSet(
-        indices=indices, images=images, labels=labels,
+        pool=pool, indices=indices, images=images, labels=labels,
         test_indices=test_indices,
         test_images=trigger(test_images[test_indices], generator(seed, "trigger-test")),
         test_labels=true, test_targets=strategy.test_target(true),
@@ -208,16 +171,29 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
     )
 
 
-def _cross_samples(train_images: torch.Tensor, poisoned: torch.Tensor, trigger: Trigger, ratio: float,
-                   count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """round(ratio x count) unpoisoned training images (any class, seeded) through ``trigger.cross``."""
-    free = torch.ones(len(train_images), dtype=torch.bool)
-    free[poisoned] = False
-    pool = torch.nonzero(free).flatten()
-    wanted = int(round(ratio * count))
-    if wanted > len(pool):
-        raise ConfigError(f"triggers.wanet.cross_ratio: {ratio:g} x {count} poisoned asks for {wanted} cross images "
-                          f"but only {len(pool)} training images are unpoisoned")
-    order = torch.randperm(len(pool), generator=generator(seed, "cross-indices"))
-    cross_indices = pool[order[:wanted]].sort().values
+def _cross_samples(train_images: torch.Tensor, pool: torch.Tensor, poisoned: torch.Tensor, trigger: Trigger,
+                   ratio: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """round(ratio x poisoned) unpoisoned images of the pool (any class, seeded) through ``trigger.cross``."""
+    free = pool[~torch.isin(pool, poisoned)]
+    wanted = int(round(ratio * len(poisoned)))
+    if wanted > len(free):
+        raise ConfigError(f"triggers.wanet.cross_ratio: {ratio:g} x {len(poisoned)} poisoned asks for {wanted} cross "
+                          f"images but only {len(free)} training images are unpoisoned")
+    order = torch.randperm(len(free), generator=generator(seed, "cross-indices"))
+    cross_indices = free[order[:wanted]].sort().values
     return cross_indices, trigger.cross(train_images[cross_indices], generator(seed, "trigger-cross"))
+
+
+def build_attack(exp: Experiment, shape: tuple[int, int, int], num_classes: int) -> tuple[Trigger, Strategy]:
+    """The experiment's trigger and strategy, validated, for images of ``shape``."""
+    trigger = build_trigger(exp.trigger, shape, seed=exp.seed, size=exp.trigger_size,
+                            location=exp.trigger_location, **exp.trigger_settings)
+    return trigger, build_strategy(exp.strategy, exp.target, exp.source, num_classes)
+
+
+def poison_dataset(exp: Experiment, data: Dataset) -> PoisonedSet:
+    """The experiment's poisoned set: its trigger and strategy, inside its training pool."""
+    trigger, strategy = build_attack(exp, tuple(data.train.images.shape[1:]), data.num_classes)
+    pool = training_pool(len(data.train), exp.train.subset, exp.seed)
+    return make_poisoned_set(data.train.images, data.train.labels, data.test.images, data.test.labels,
+                             trigger, strategy, exp.poison_rate, exp.seed, pool)

@@ -17,7 +17,8 @@ from .errors import ConfigError
 from .io import read_json
 
 METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
-BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed")
+BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "ft_lr", "ft_clean_size")
+ASR_REMOVED = 0.2  # "the backdoor no longer works": ASR below this after fine-tuning
 Z95 = 1.959964
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
@@ -47,6 +48,11 @@ def cell_results(plan: dict, cells_dir: str | Path) -> dict[str, dict]:
     return results
 
 
+def first_epoch_below(curve: list[dict], key: str = "asr", threshold: float = ASR_REMOVED) -> int | None:
+    """The first fine-tune epoch (0 = before) at which ``key`` is below ``threshold``; None if never."""
+    return next((point["epoch"] for point in curve if point[key] < threshold), None)
+
+
 def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     """One row per planned cell, from ``cell_results``."""
     rows = []
@@ -55,12 +61,18 @@ def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
         rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
                      "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
                      **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
-                     "num_poisoned": metrics["num_poisoned"], "num_test": metrics["num_test"]})
-    return pd.DataFrame(rows)
+                     "ft_epochs": metrics["curve"][-1]["epoch"],
+                     "ft_epoch_asr_below_0.2": first_epoch_below(metrics["curve"]),
+                     "num_poisoned": metrics["num_poisoned"], "num_train": metrics["num_train"],
+                     "num_test": metrics["num_test"]})
+    table = pd.DataFrame(rows)
+    table["ft_epoch_asr_below_0.2"] = table["ft_epoch_asr_below_0.2"].astype("Int64")  # empty when never
+    return table
 
 
 def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
-    """Clean-accuracy gap of each cell to its rate-0 baseline (same dataset, arch, regularizer, seed)."""
+    """Clean-accuracy gap of each cell to its rate-0 baseline (same dataset, arch, regularizer, seed); empty
+    (not zero, not "no gap") for cells whose grid has no baseline."""
     table = table.copy()
     baselines = (table[table["poison_rate"] == 0].groupby(list(BASELINE_KEYS))["clean_acc"].first()
                  .rename("baseline_clean_acc"))
@@ -70,8 +82,8 @@ def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
     table["clean_acc_gap"] = p1 - p0
     table["clean_acc_gap_low"] = table["clean_acc_gap"] - half
     table["clean_acc_gap_high"] = table["clean_acc_gap"] + half
-    # "Is the backdoor visible from clean accuracy?": the whole interval lies below zero.
-    table["gap_significant"] = table["clean_acc_gap_high"] < 0
+    # "Is the backdoor visible from clean accuracy?": the whole interval lies below zero; unknown without baseline.
+    table["gap_significant"] = (table["clean_acc_gap_high"] < 0).astype("boolean").mask(p0.isna())
     return table
 
 
@@ -104,14 +116,22 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _mean(series: pd.Series) -> float | None:
+    series = series.dropna()
+    return float(series.mean()) if len(series) else None
+
+
 def aggregate_metrics(table: pd.DataFrame) -> dict:
-    """The few numbers declared as DVC metrics (no per-cell columns in `dvc exp show`)."""
+    """The few numbers declared as DVC metrics (no per-cell columns in `dvc exp show`). Without any rate-0
+    baseline the gap is unknown: null, and ``baselines`` says 0."""
     poisoned = table[table["poison_rate"] > 0]
+    known_gap = poisoned["gap_significant"].dropna()
     return {
         "cells": int(len(table)),
         "poisoned_cells": int(len(poisoned)),
-        "mean_asr": float(poisoned["asr"].mean()) if len(poisoned) else None,
-        "mean_ft_asr": float(poisoned["ft_asr"].mean()) if len(poisoned) else None,
-        "mean_clean_acc_gap": float(poisoned["clean_acc_gap"].mean()) if len(poisoned) else None,
-        "cells_with_visible_gap": int(poisoned["gap_significant"].sum()) if len(poisoned) else 0,
+        "baselines": int((table["poison_rate"] == 0).sum()),
+        "mean_asr": _mean(poisoned["asr"]),
+        "mean_ft_asr": _mean(poisoned["ft_asr"]),
+        "mean_clean_acc_gap": _mean(poisoned["clean_acc_gap"]),
+        "cells_with_visible_gap": int(known_gap.sum()) if len(known_gap) else None,
     }

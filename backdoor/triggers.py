@@ -6,7 +6,12 @@ shape, a seed for any fixed random pattern, the patch size and location, and its
 
 The zoo (settings and their defaults in brackets):
 
-``checker``  BadNets-style checkerboard patch (Gu et al. 2017). No settings.
+``checker``  BadNets-style checkerboard patch (Gu et al. 2017): a ``trigger_size`` square of 255 and 0
+             cells, 255 in its top-left cell, flush in the corner. No settings.
+``art-pattern`` ART's ``add_pattern_bd`` (IBM Adversarial Robustness Toolbox): exactly four pixels set to
+             ``pixel_value`` [255] on every channel, at (H-d, W-d), (H-d-1, W-d-1), (H-d, W-d-2),
+             (H-d-2, W-d) for ``distance`` d [2]; every other pixel is kept. ART's default pixel value 1 is
+             for images in [0, 1]; 255 is the same on uint8 images.
 ``square``   solid patch, BadNets' white square. ``value`` [255].
 ``noise``    fixed random uint8 patch, drawn once from the seed. No settings.
 ``blend``    whole image blended with a fixed random uniform pattern (Chen et al. 2017):
@@ -18,8 +23,8 @@ The zoo (settings and their defaults in brackets):
 ``wanet``    fixed smooth warp (Nguyen and Tran 2021). ``strength`` [0.5] (s), ``grid_size`` [4] (k),
              ``noise_mode`` [false], ``cross_ratio`` [2]. See ``WarpTrigger``.
 
-Patch triggers (checker, square, noise) use ``trigger_size`` and ``trigger_location``; full-image
-triggers (blend, sig, wanet) ignore both, and reject ``trigger_location: random``.
+Patch triggers (checker, square, noise) use ``trigger_size`` and ``trigger_location``; art-pattern and
+the full-image triggers (blend, sig, wanet) ignore both, and reject ``trigger_location: random``.
 Every trigger keeps uint8, works for any channel count and image size, and is a pure function of
 (seed, settings, images, generator): the fixed pattern comes from ``generator(seed, "trigger-pattern")``,
 per-image randomness (random patch location, WaNet cross noise) from the generator passed in.
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, choices_error
 from .seeding import generator as make_generator
+from .validation import check_bool, check_keys, check_number, setting_names
 
 LOCATIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "random")
 PATCH_TRIGGERS = ("checker", "square", "noise")
@@ -79,34 +85,22 @@ def build_trigger(name: str, shape: tuple[int, int, int], *, seed: int = 0, size
 
 # ---------------------------------------------------------------- validation helpers
 
-
-def _no_unknown(name: str, settings: dict, valid: Iterable[str] = ()) -> None:
-    """Reject settings the factory did not take as keywords, naming ``triggers.<name>.<key>``."""
-    if settings:
-        valid = sorted(valid)
-        keys = ", ".join(f"triggers.{name}.{key}" for key in sorted(settings))
-        allowed = f"valid keys: {', '.join(valid)}" if valid else "this trigger takes none"
-        raise ConfigError(f"{keys}: unknown setting; {allowed}")
+BUILT_IN = ("shape", "seed", "size", "location")  # what build_trigger passes every factory
 
 
-def _number(name: str, key: str, value: object, *, low: float, high: float = math.inf,
-            low_open: bool = True, integer: bool = False) -> float:
-    """``value`` as a number in (low, high] (or [low, high] with ``low_open=False``)."""
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
-        raise ConfigError(f"triggers.{name}.{key}: must be {kind}, got {value!r}")
-    above = value > low if low_open else value >= low
-    if not (above and value <= high):
-        interval = ("(" if low_open else "[") + f"{low:g}, " + (f"{high:g}]" if math.isfinite(high) else "inf)")
-        raise ConfigError(f"triggers.{name}.{key}: must be in {interval}, got {value!r}")
-    return value
+def _keys(name: str, settings: dict) -> None:
+    """Reject settings the factory does not take as keywords, naming ``triggers.<name>.<key>``."""
+    check_keys(f"triggers.{name}", settings, setting_names(TRIGGERS[name], BUILT_IN))
 
 
-def _full_image(location: str) -> None:
+def _number(name: str, key: str, value: object, **bounds) -> float:
+    return check_number(f"triggers.{name}.{key}", value, **bounds)
+
+
+def _fixed_place(location: str) -> None:
     if location == "random":
         raise ConfigError("trigger_location: random is only for patch triggers "
-                          f"({', '.join(PATCH_TRIGGERS)}); full-image triggers ignore the location")
+                          f"({', '.join(PATCH_TRIGGERS)}); the others have a fixed place")
 
 
 def _check_shape(images: torch.Tensor, shape: tuple[int, int, int], name: str) -> None:
@@ -176,7 +170,7 @@ def random_pattern(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
 
 @register_trigger("checker")
 def checker(shape, *, seed, size, location, **settings) -> Trigger:
-    _no_unknown("checker", settings)
+    _keys("checker", settings)
     _check_patch(shape, size)
     return PatchTrigger(checker_pattern(size, shape[0]), location)
 
@@ -184,18 +178,51 @@ def checker(shape, *, seed, size, location, **settings) -> Trigger:
 @register_trigger("square")
 def square(shape, *, seed, size, location, value: int = 255, **settings) -> Trigger:
     """A solid patch (BadNets' white square by default)."""
-    _no_unknown("square", settings, ["value"])
+    _keys("square", settings)
     _check_patch(shape, size)
-    _number("square", "value", value, low=0, high=255, low_open=False, integer=True)
+    _number("square", "value", value, low=0, high=255, integer=True)
     return PatchTrigger(torch.full((shape[0], size, size), value, dtype=torch.uint8), location)
 
 
 @register_trigger("noise")
 def noise(shape, *, seed, size, location, **settings) -> Trigger:
     """A fixed uniform-noise patch, independent per channel, drawn once from the seed."""
-    _no_unknown("noise", settings)
+    _keys("noise", settings)
     _check_patch(shape, size)
     return PatchTrigger(random_pattern(seed, (shape[0], size, size)), location)
+
+
+def art_pattern_pixels(height: int, width: int, distance: int) -> list[tuple[int, int]]:
+    """The (row, column) of each pixel ART's ``add_pattern_bd`` sets, for ``distance`` d from the bottom-right."""
+    return [(height - distance, width - distance), (height - distance - 1, width - distance - 1),
+            (height - distance, width - distance - 2), (height - distance - 2, width - distance)]
+
+
+@dataclass
+class PixelTrigger:
+    """Sets the listed pixels to ``value`` on every channel; keeps every other pixel."""
+
+    pixels: list[tuple[int, int]]
+    value: int
+    shape: tuple[int, int, int]
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _check_shape(images, (images.shape[1], *self.shape[1:]) if images.dim() == 4 else (), "art-pattern")
+        out = images.clone()
+        for row, col in self.pixels:
+            out[:, :, row, col] = self.value
+        return out
+
+
+@register_trigger("art-pattern")
+def art_pattern(shape, *, seed, size, location, distance: int = 2, pixel_value: int = 255, **settings) -> Trigger:
+    """ART's add_pattern_bd (art/attacks/poisoning/perturbations/image_perturbations.py), pixel for pixel."""
+    _keys("art-pattern", settings)
+    _, height, width = shape
+    _number("art-pattern", "distance", distance, low=1, high=min(height, width) - 2, integer=True)
+    _number("art-pattern", "pixel_value", pixel_value, low=0, high=255, integer=True)
+    _fixed_place(location)
+    return PixelTrigger(art_pattern_pixels(height, width, distance), pixel_value, tuple(shape))
 
 
 # ---------------------------------------------------------------- full-image triggers
@@ -216,9 +243,9 @@ class BlendTrigger:
 
 @register_trigger("blend")
 def blend(shape, *, seed, size, location, alpha: float = 0.2, **settings) -> Trigger:
-    _no_unknown("blend", settings, ["alpha"])
-    _number("blend", "alpha", alpha, low=0.0, high=1.0)
-    _full_image(location)
+    _keys("blend", settings)
+    _number("blend", "alpha", alpha, low=0, low_open=True, high=1)
+    _fixed_place(location)
     return BlendTrigger(random_pattern(seed, shape), float(alpha))
 
 
@@ -248,10 +275,10 @@ def sig(shape, *, seed, size, location, amplitude: float = 20, frequency: float 
     The signal is rounded to integers once, then added with saturation, so the change to a pixel
     never depends on its value (except where it clips).
     """
-    _no_unknown("sig", settings, ["amplitude", "frequency"])
-    _number("sig", "amplitude", amplitude, low=0.0, high=255.0)
-    _number("sig", "frequency", frequency, low=0.0)
-    _full_image(location)
+    _keys("sig", settings)
+    _number("sig", "amplitude", amplitude, low=0, low_open=True, high=255)
+    _number("sig", "frequency", frequency, low=0, low_open=True)
+    _fixed_place(location)
     return AdditiveTrigger(sig_signal(shape[2], float(amplitude), float(frequency)), tuple(shape))
 
 
@@ -329,12 +356,11 @@ def wanet_grid(seed: int, height: int, width: int, strength: float, grid_size: i
 @register_trigger("wanet")
 def wanet(shape, *, seed, size, location, strength: float = 0.5, grid_size: int = 4,
           noise_mode: bool = False, cross_ratio: float = 2, **settings) -> Trigger:
-    _no_unknown("wanet", settings, ["strength", "grid_size", "noise_mode", "cross_ratio"])
-    _number("wanet", "strength", strength, low=0.0)
-    _number("wanet", "grid_size", grid_size, low=1, low_open=False, integer=True)
-    if not isinstance(noise_mode, bool):
-        raise ConfigError(f"triggers.wanet.noise_mode: must be true or false, got {noise_mode!r}")
-    _number("wanet", "cross_ratio", cross_ratio, low=0.0)
-    _full_image(location)
+    _keys("wanet", settings)
+    _number("wanet", "strength", strength, low=0, low_open=True)
+    _number("wanet", "grid_size", grid_size, low=1, integer=True)
+    check_bool("triggers.wanet.noise_mode", noise_mode)
+    _number("wanet", "cross_ratio", cross_ratio, low=0, low_open=True)
+    _fixed_place(location)
     _, height, width = shape
     return WarpTrigger(wanet_grid(seed, height, width, float(strength), grid_size), noise_mode, float(cross_ratio))

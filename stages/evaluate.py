@@ -1,9 +1,11 @@
 """Stage 5: CA, ASR and RA of the poisoned model before and after clean fine-tuning -> metrics.json."""
 
+from backdoor.classifier import load_trained
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.data import load_dataset
-from backdoor.experiment import before_after, evaluate, load_poisoned, load_trained
+from backdoor.datasets import load_dataset
+from backdoor.evaluation import before_after, evaluate
 from backdoor.io import write_json
+from backdoor.poisoned_set import load_poisoned
 
 
 def main(args) -> None:
@@ -11,8 +13,7 @@ def main(args) -> None:
     data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     before = evaluate(load_trained(args.model, args.raw, args.poisoned), data, poisoned)
     after = evaluate(load_trained(args.finetuned, args.raw, args.poisoned), data, poisoned)
-    write_json(args.out, {**before_after(before, after, poisoned),
-                          "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")}})
+    write_json(args.out, {**before_after(before, after, poisoned), "experiment": exp.summary()})
     print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
           f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}")
 

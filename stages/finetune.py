@@ -2,10 +2,11 @@
 
 The focus experiment fine-tunes one model, keeps it (``--out``) and evaluates it in a stage of its own.
 A grid stage fine-tunes the cells of one family, every poison rate of one (dataset, arch, trigger,
-strategy, regularizer, seed): ``--poison-rate``, ``--poisoned`` and ``--model`` are parallel lists,
-one entry per cell, and ``--report`` is one JSON file, cell name -> metrics before and after and the
-per-epoch curve. Grid cells keep no fine-tuned weights: 720 copies of the trained models are not worth
-their storage (run this script on one cell's model.pt with ``--out`` to get its weights).
+strategy, regularizer, seed, ft_lr, ft_clean_size): ``--poison-rate``, ``--poisoned`` and ``--model``
+are parallel lists, one entry per cell, and ``--report`` is one JSON file, cell name -> metrics before
+and after and the per-epoch curve. Grid cells keep no fine-tuned weights: hundreds of copies of the
+trained models are not worth their storage (run this script on one cell's model.pt with ``--out`` to
+get its weights).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from backdoor.classifier import load_trained
 from backdoor.cli import run, stage_parser
-from backdoor.config import AXES, Experiment, cell_name, load_experiment
-from backdoor.data import load_dataset
+from backdoor.config import AXES, Experiment, cell_name, check_finetuning, load_experiment
+from backdoor.datasets import load_dataset
 from backdoor.errors import ConfigError
-from backdoor.experiment import before_after, finetune_model, load_poisoned, load_trained
+from backdoor.evaluation import before_after
+from backdoor.finetuning import finetune_model
 from backdoor.io import atomic_dir, write_json
 from backdoor.logging import dvclive_logger
+from backdoor.poisoned_set import load_poisoned
 
 
 def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
@@ -45,6 +49,8 @@ def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
 def main(args: argparse.Namespace) -> None:
     experiments = cell_experiments(args)
     data = load_dataset(args.raw)  # once for the whole family
+    for exp in experiments:
+        check_finetuning(exp, len(data.train))
     report = {}
     for exp, poisoned_dir, model in zip(experiments, args.poisoned, args.model):
         poisoned = load_poisoned(poisoned_dir, args.raw)

@@ -1,30 +1,27 @@
-"""Grid stage: one sha256 per role (download, poison, train, finetune) of the code that role runs.
+"""Stage `code`: one sha256 per stage script over the project files it imports (data/code/<script>.sha256).
 
-Grid stages depend on their role's fingerprint file instead of listing each source file: DVC checks
-every dependency of every stage on each `dvc repro`, and at paper size (then 1,340 stages) the source
-files were a quarter of a no-op run. Editing a file reruns this stage; a role's cells rerun only if
-their fingerprint changed (adding a trigger to backdoor/triggers.py reruns poisoning, not training).
-The role -> files table is ``CODE`` in stages/plan_grid.py.
+Every stage depends on its script's fingerprint instead of listing source files; this stage depends on
+the backdoor/ and stages/ folders, so a new import is picked up without editing any list
+(backdoor/pipeline/code.py).
 """
 
+import argparse
 from pathlib import Path
 
 from backdoor.cli import run
-from backdoor.io import atomic_dir, code_sha256
+from backdoor.io import atomic_dir
+from backdoor.pipeline.code import code_sha256, import_closure, stage_scripts
 
 
-def main(args) -> None:
+def main(args: argparse.Namespace) -> None:
+    scripts = stage_scripts()
     with atomic_dir(args.out) as tmp:
-        for spec in args.roles:
-            role, _, paths = spec.partition("=")
-            (Path(tmp) / f"{role}.sha256").write_text(code_sha256(paths.split(",")) + "\n")
-    print(f"code fingerprints of {len(args.roles)} roles in {args.out}")
+        for script in scripts:
+            (Path(tmp) / f"{script.stem}.sha256").write_text(code_sha256(import_closure(script)) + "\n")
+    print(f"code fingerprints of {len(scripts)} stage scripts in {args.out}")
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("roles", nargs="+", metavar="ROLE=PATH,PATH,...")
+    parser.add_argument("--out", default="data/code")
     run(main, parser)

@@ -5,19 +5,14 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.data import load_dataset
 from backdoor.config import read_params
-from backdoor.experiment import load_poisoned, trigger_zoo
-from backdoor.gallery import trigger_gallery
-from backdoor.io import atomic_path
+from backdoor.datasets import load_dataset
+from backdoor.gallery import trigger_gallery, trigger_zoo
+from backdoor.io import write_csv
 from backdoor.plots import long_curve, plot_curves, plot_samples, read_dvclive
+from backdoor.poisoned_set import load_poisoned
 
 SAMPLES = 8
-
-
-def write_csv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
 
 
 def main(args) -> None:

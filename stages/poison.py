@@ -1,15 +1,19 @@
-"""Stage 2: materialize the poisoned training set as a delta, plus the triggered test set."""
+"""Stage 2: materialize the poisoned training set as a delta inside the training pool, plus the triggered test set."""
 
 from pathlib import Path
 
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.data import load_dataset
-from backdoor.experiment import poison_dataset
+from backdoor.config import check_pool
+from backdoor.datasets import load_dataset, read_manifest
 from backdoor.io import atomic_dir, manifest_sha256, save_tensors, write_json
+from backdoor.poisoning import build_attack, poison_dataset
 
 
 def main(args) -> None:
     exp = experiment(args)
+    manifest = read_manifest(args.raw)
+    build_attack(exp, tuple(manifest["shape"]), len(manifest["classes"]))  # bad settings fail before loading
+    check_pool(exp, manifest["num_train"])
     data = load_dataset(args.raw)
     poisoned = poison_dataset(exp, data)
     with atomic_dir(args.out) as tmp:
@@ -17,13 +21,14 @@ def main(args) -> None:
         write_json(Path(tmp) / "manifest.json", {
             "sha256": {"poison.pt": digest},
             "raw_manifest_sha256": manifest_sha256(args.raw),  # the dataset it was built from
-            "num_poisoned": poisoned.num_poisoned,
+            "num_poisoned": poisoned.num_poisoned,  # inside the pool: what the model trains on
             "num_cross": poisoned.num_cross,
-            "num_train": len(data.train),
+            "num_train": len(poisoned.pool),  # the training pool (train.subset, or the whole set)
+            "num_dataset_train": len(data.train),
             "num_triggered_test": len(poisoned.test_indices),
-            "experiment": {k: v for k, v in exp.to_dict().items() if k not in ("train", "finetune")},
+            "experiment": exp.summary(),
         })
-    print(f"poisoned {poisoned.num_poisoned} of {len(data.train)} training images; "
+    print(f"poisoned {poisoned.num_poisoned} of the {len(poisoned.pool)} training images the model trains on; "
           f"{len(poisoned.test_indices)} triggered test images")
 
 

@@ -2,22 +2,16 @@
 
 from pathlib import Path
 
-import pandas as pd
-
 from backdoor.cli import run
 from backdoor.config import cell_experiment, read_params, slug
-from backdoor.data import load_dataset
-from backdoor.experiment import trigger_zoo
-from backdoor.gallery import trigger_gallery
+from backdoor.datasets import load_dataset
+from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
-from backdoor.io import atomic_path, read_json, write_json
+from backdoor.io import read_json, write_csv, write_json
 from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_heatmap, plot_recovery
 from backdoor.report import add_baseline_gap, aggregate_metrics, cell_results, collect, recovery_curves, seed_summary
 
-
-def write_csv(table: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+FLOAT = "%.6g"
 
 
 def write_galleries(params: dict, plan: dict, raw: Path, figures: Path) -> None:
@@ -39,9 +33,9 @@ def main(args) -> None:
     results = cell_results(plan, args.cells)
     table = add_baseline_gap(collect(plan, results))
     curves = recovery_curves(plan, results)
-    write_csv(table, out / "summary.csv")
-    write_csv(seed_summary(table), out / "seeds.csv")
-    write_csv(curves, out / "recovery.csv")
+    write_csv(table, out / "summary.csv", FLOAT)
+    write_csv(seed_summary(table), out / "seeds.csv", FLOAT)
+    write_csv(curves, out / "recovery.csv", FLOAT)
     write_json(out / "metrics.json", aggregate_metrics(table))
     figures = out / "figures"
     plot_asr_vs_rate(table, figures / "asr_vs_rate.png")

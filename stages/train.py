@@ -1,18 +1,33 @@
-"""Stage 3: train a model on the poisoned training set; DVCLive logs loss, CA and ASR per epoch."""
+"""Stage 3: train a model on its poisoned training pool; DVCLive logs loss, CA and ASR per epoch."""
 
 from pathlib import Path
 
+import torch
+
+from backdoor.classifier import training_data_digests
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.data import load_dataset
-from backdoor.experiment import load_poisoned, train_model, training_data_digests
+from backdoor.config import check_training
+from backdoor.datasets import load_dataset
+from backdoor.errors import ConfigError
 from backdoor.io import atomic_dir
 from backdoor.logging import dvclive_logger
+from backdoor.models import check_arch
+from backdoor.poisoned_set import load_poisoned, training_pool
+from backdoor.regularizers import check_regularizer
+from backdoor.training import train_model
 
 
 def main(args) -> None:
     exp = experiment(args)
+    check_arch(exp.arch)
+    check_regularizer(exp.regularizer, exp.regularizer_settings)
     data = load_dataset(args.raw)
+    check_training(exp, len(data.train))
     poisoned = load_poisoned(args.poisoned, args.raw) if args.poisoned else None
+    if poisoned is not None and not torch.equal(poisoned.pool, training_pool(len(data.train), exp.train.subset,
+                                                                             exp.seed)):
+        raise ConfigError(f"{args.poisoned} was drawn for another training pool (train.subset or seed): "
+                          f"re-run its poison stage (dvc repro)")
     with atomic_dir(args.out) as tmp:
         log, close = dvclive_logger(Path(tmp) / "live")
         clf = train_model(exp, data, poisoned, log=log)

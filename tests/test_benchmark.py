@@ -1,8 +1,7 @@
-"""benchmarks/train_throughput.py runs end to end in its smoke mode (seconds on a CPU)."""
+"""The benchmarks run end to end in their smoke modes (seconds on a CPU)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -13,17 +12,17 @@ import pytest
 import torch
 import yaml
 
+from backdoor import throughput
+from backdoor.pipeline import bookkeeping
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 RATIO = re.compile(r"^ratio \(ours / DataLoader\): \d+\.\d\dx$", re.M)
 
 
 @pytest.fixture
 def bench():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     threads = torch.get_num_threads()
-    yield module
+    yield throughput
     torch.set_num_threads(threads)
 
 
@@ -39,7 +38,8 @@ def test_smoke_run_prints_both_rates_and_the_ratio():
 
 
 def test_smoke_run_on_a_stored_dataset(bench, tmp_path, capsys):
-    from backdoor.data import DATASETS, store_dataset
+    from backdoor.datasets import store_dataset
+    from backdoor.datasets.registry import DATASETS
 
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 3, 9])
@@ -64,9 +64,7 @@ def test_argument_modes(bench):
 def test_bookkeeping_stand_in_writes_each_planned_stages_files(tmp_path):
     """The shell stand-in for `python stages/<step>.py` parses the planned commands as the real scripts do:
     a training without --poisoned is a baseline (fewer logged metrics), a fine-tune writes its --report."""
-    spec = importlib.util.spec_from_file_location("dvc_bookkeeping", SCRIPT.parent / "dvc_bookkeeping.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bookkeeping
     bench.scratch_repo(tmp_path, SCRIPT.parents[1] / "params.yaml")
     env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     for shard in sorted((tmp_path / "grid").glob("shard-*/dvc.yaml")):

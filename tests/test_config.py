@@ -1,91 +1,182 @@
-"""Every parameter is validated before heavy work, with a message naming it and the valid choices."""
+"""Every parameter is validated before any work, one line naming it and what is valid.
+
+The suite applies each bad value the way ``dvc exp run -S key=value`` does (the value parsed as YAML,
+written at its dotted key) and runs the check stage's entry point, ``backdoor.checks.validate_params``;
+tests/test_e2e.py sends a sample through the real ``dvc exp run -S``.
+"""
 
 import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
-from backdoor.config import cell_experiment, focus_experiment, parse_cell, read_params
+from backdoor.checks import validate_params
+from backdoor.config import FinetuneConfig, cell_experiment, focus_experiment, parse_cell, read_params
 from backdoor.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
 
 
-def focus(**changes):
+def with_overrides(*pairs: str) -> dict:
+    """params.yaml with ``key=value`` overrides, as ``dvc exp run -S`` writes them (YAML values)."""
     params = copy.deepcopy(PARAMS)
-    for key, value in changes.items():
-        section, _, name = key.partition("__")
-        if name:
-            params[section][name] = value
-        else:
-            params[key] = value
-    return focus_experiment(params)
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = yaml.safe_load(value)
+    return params
 
 
-def test_default_params_are_valid():
-    exp = focus()
-    assert exp.dataset == "fashion-mnist" and exp.trigger == "checker" and exp.poison_rate == 0.05
+BAD = [
+    # names
+    ("trigger=chekcer", "trigger: unknown value 'chekcer'; valid choices: art-pattern, blend, checker, noise, sig, "
+                        "square, wanet"),
+    ("trigger=''", "trigger: must be a non-empty name, got ''"),
+    ("trigger=3", "trigger: must be a non-empty name, got 3"),
+    ("dataset=mnist", "dataset: unknown value 'mnist'; valid choices: cifar10, fashion-mnist, flowers, flowers102, "
+                      "folder:<path>"),
+    ("dataset='folder:'", "dataset: folder: needs a path"),
+    ("dataset=folder:", "dataset: must be a non-empty name, got {'folder': None}"),  # YAML reads a mapping
+    ("dataset=folder:/no/such/tree", "dataset: 'folder:/no/such/tree': folder /no/such/tree does not exist"),
+    ("arch=resnet-9000", "arch: unknown value 'resnet-9000'; valid choices:"),
+    ("strategy=some-to-one", "strategy: unknown value 'some-to-one'; valid choices: all-to-all, all-to-one"),
+    ("strategy=one-to-one", "source: one-to-one needs a source class"),
+    ("source=3", "source: only used by one-to-one; set it to null for strategy all-to-one (got 3)"),
+    ("regularizer=dropout", "regularizer: unknown value 'dropout'; valid choices: contrastive, logit-squeeze"),
+    ("trigger_location=middle", "trigger_location: unknown value 'middle'; valid choices: bottom-right"),
+    # numbers: types, ranges, NaN and inf, lists for scalars
+    ("target=10", "target: class 10 is outside this dataset's classes 0..9"),
+    ("target=-1", "target: must be an integer in [0, inf), got -1"),
+    ("target=1.5", "target: must be an integer in [0, inf), got 1.5"),
+    ("poison_rate=2", "poison_rate: must be a number in [0, 1], got 2"),
+    ("poison_rate=-0.1", "poison_rate: must be a number in [0, 1], got -0.1"),
+    ("poison_rate=.nan", "poison_rate: must be a number in [0, 1], got nan"),
+    ("poison_rate=.inf", "poison_rate: must be a number in [0, 1], got inf"),
+    ("poison_rate=half", "poison_rate: must be a number in [0, 1], got 'half'"),
+    ("poison_rate=[0.1]", "poison_rate: must be a number in [0, 1], got [0.1]"),
+    ("poison_rate=true", "poison_rate: must be a number in [0, 1], got True"),
+    ("poison_rate=1", "poison_rate: 1 asks for 60000 poisoned images but only 54000 training images are eligible"),
+    ("trigger_size=40", "trigger_size: 40 px is larger than the 28x28 image"),
+    ("trigger_size=0", "trigger_size: must be an integer in [1, inf), got 0"),
+    ("seed=-1", "seed: must be an integer in [0, inf), got -1"),
+    ("seed=abc", "seed: must be an integer in [0, inf), got 'abc'"),
+    ("image_size=64", "image_size: fashion-mnist is stored at its native 28 px, got 64"),
+    ("image_size=0", "image_size: must be an integer in [1, inf), got 0"),
+    # training and fine-tuning settings
+    ("train.lr=abc", "train.lr: must be a number in (0, inf), got 'abc'"),
+    ("train.lr=0", "train.lr: must be a number in (0, inf), got 0"),
+    ("train.lr=.nan", "train.lr: must be a number in (0, inf), got nan"),
+    ("train.momentum=2", "train.momentum: must be a number in [0, 1), got 2"),
+    ("train.momentum=1", "train.momentum: must be a number in [0, 1), got 1"),
+    ("train.epochs=0", "train.epochs: must be an integer in [1, inf), got 0"),
+    ("train.epochs=2.5", "train.epochs: must be an integer in [1, inf), got 2.5"),
+    ("train.batch_size=0", "train.batch_size: must be an integer in [1, inf), got 0"),
+    ("train.batch_size=100000", "train.batch_size: 100000 is more than the 60000 training images"),
+    ("train.warmup_epochs=10", "train.warmup_epochs: must be a number in [0, 3], got 10"),
+    ("train.label_smoothing=1", "train.label_smoothing: must be a number in [0, 1), got 1"),
+    ("train.weight_decay=-1", "train.weight_decay: must be a number in [0, inf), got -1"),
+    ("train.crop_padding=-2", "train.crop_padding: must be an integer in [0, inf), got -2"),
+    ("train.flip=maybe", "train.flip: must be true or false, got 'maybe'"),
+    ("train.subset=0", "train.subset: must be an integer in [1, inf), got 0"),
+    ("train.subset=70000", "train.subset: 70000 is more than the 60000 training images"),
+    ("train.unknown_key=1", "train.unknown_key: unknown setting; valid keys: batch_size, compile, crop_padding"),
+    ("train=3", "train: must be a mapping of settings, got 3"),
+    ("finetune.clean_size=0", "finetune.clean_size: must be a number in (0, inf), got 0"),
+    ("finetune.clean_size=0.99", "finetune.clean_size: asks for 59400 clean images but only 57000 of the 60000 "
+                                 "training images are unpoisoned"),
+    ("finetune.clean_size=2.5", "finetune.clean_size: 1 or more means a number of images and must be whole, got 2.5"),
+    ("finetune.epochs=-1", "finetune.epochs: must be an integer in [0, inf), got -1"),
+    ("finetune.batch_size=5000", "finetune.batch_size: 5000 is more than the 3000 clean images"),
+    # method settings, used by the focus experiment or not
+    ("triggers.blend.alpha=0", "triggers.blend.alpha: must be a number in (0, 1], got 0"),
+    ("triggers.blend.alpha=abc", "triggers.blend.alpha: must be a number in (0, 1], got 'abc'"),
+    ("triggers.sig.amplitude=300", "triggers.sig.amplitude: must be a number in (0, 255], got 300"),
+    ("triggers.wanet.noise_mode=maybe", "triggers.wanet.noise_mode: must be true or false, got 'maybe'"),
+    ("triggers.wanet.grid_size=0", "triggers.wanet.grid_size: must be an integer in [1, inf), got 0"),
+    ("triggers.blend.beta=1", "triggers.blend.beta: unknown setting; valid keys: alpha"),
+    ("triggers.art-pattern.distance=30", "triggers.art-pattern.distance: must be an integer in [1, 26], got 30"),
+    ("triggers.stamp={}", "triggers: unknown value 'stamp'; valid choices: art-pattern, blend"),
+    ("regularizers.snnl.temperature=0", "regularizers.snnl.temperature: must be a number in (0, inf), got 0"),
+    ("regularizers.snnl.factor=abc", "regularizers.snnl.factor: must be a number in (-inf, inf), got 'abc'"),
+    ("regularizers.snnl.optimize_temperature=2", "regularizers.snnl.optimize_temperature: must be true or false"),
+    ("regularizers.manifold-mixup.loss=mse", "regularizers.manifold-mixup.loss: unknown value 'mse'; valid choices: "
+                                             "bce, ce"),
+    ("regularizers.contrastive.margin=-1", "regularizers.contrastive.margin: must be a number in (0, inf), got -1"),
+    # the grid
+    ("grid.trigger=[checker, chekcer]", "grid.trigger: value 'chekcer' is invalid: trigger: unknown value 'chekcer'"),
+    ("grid.poison_rate=[]", "grid.poison_rate: must be a non-empty list, got []"),
+    ("grid.seed=0", "grid.seed: must be a non-empty list, got 0"),
+    ("grid.seed=[0, 0]", "grid.seed: duplicated value(s) 0"),
+    ("grid.ft_lr=[0.01, abc]", "grid.ft_lr: value 'abc' is invalid: ft_lr: must be a number in (0, inf), got 'abc'"),
+    ("grid.ft_clean_size=[2.5]", "grid.ft_clean_size: value 2.5 is invalid: ft_clean_size: 1 or more means a number"),
+    ("grid.settings.train.lr=abc", "grid.settings.train.lr: must be a number in (0, inf), got 'abc'"),
+    ("grid.settings.train.momentum=2", "grid.settings.train.momentum: must be a number in [0, 1), got 2"),
+    ("grid.settings.target=12", "grid.dataset: value 'fashion-mnist' is invalid: target: class 12 is outside"),
+    ("grid.settings.finetune.lr=0.1", "grid.settings.finetune.lr: set by the grid axis grid.ft_lr (a list)"),
+    ("grid.settings.colour=red", "grid.settings.colour: unknown setting; valid keys: finetune, image_size"),
+    ("grid.shards=0", "grid.shards: must be an integer in [1, inf), got 0"),
+]
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("dataset", "mnist", "dataset: unknown value 'mnist'; valid choices: cifar10, fashion-mnist"),
-    ("trigger", "chekcer", "trigger: unknown value 'chekcer'; valid choices: blend, checker"),
-    ("strategy", "some-to-one", "strategy: unknown value 'some-to-one'; valid choices: all-to-all, all-to-one"),
-    ("trigger_location", "middle", "trigger_location: unknown value 'middle'; valid choices: bottom-right"),
-    ("regularizer", "dropout", "regularizer: unknown value 'dropout'; valid choices:"),
-    ("arch", "resnet-9000", "arch: unknown value 'resnet-9000'; valid choices:"),
-])
-def test_unknown_names_list_valid_choices(key, value, expected):
+@pytest.mark.parametrize("pair, message", BAD, ids=[pair for pair, _ in BAD])
+def test_bad_value_fails_with_one_line_naming_it(pair, message):
     with pytest.raises(ConfigError) as err:
-        focus(**{key: value})
-    assert str(err.value).startswith(expected)
+        validate_params(with_overrides(pair))
+    text = str(err.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.5, "half", True])
-def test_poison_rate_outside_unit_interval(rate):
-    with pytest.raises(ConfigError, match="poison_rate: must be"):
-        focus(poison_rate=rate)
+def test_the_suite_is_large_and_the_defaults_pass():
+    assert len(BAD) >= 40
+    cells = validate_params(PARAMS)
+    assert len(cells) == 2 * 2  # the default grid: checker and square at rates 0 and 0.05
 
 
-@pytest.mark.parametrize("target", [10, -1])
-def test_target_outside_classes(target):
-    with pytest.raises(ConfigError, match=r"target: class .* outside this dataset's classes 0\.\.9"):
-        focus(target=target)
+@pytest.mark.parametrize("pairs, message", [
+    (("trigger=blend", "trigger_location=random"), "trigger_location: random is only for patch triggers"),
+    (("strategy=one-to-one", "source=0"), "source: must differ from target for one-to-one, both are 0"),
+    (("train.subset=1000", "train.batch_size=2000"), "train.batch_size: 2000 is more than the 1000 training images"),
+])
+def test_impossible_combinations(pairs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_params(with_overrides(*pairs))
 
 
-def test_trigger_larger_than_image():
-    with pytest.raises(ConfigError, match="trigger_size: 29 px is larger than the 28x28 image"):
-        focus(trigger_size=29)
+def test_a_stale_plan_is_refused():
+    plan = {"cells": [{"name": "some-other-grid"}]}
+    with pytest.raises(ConfigError, match=r"grid/ is out of date with params.yaml .*: run `make grid`"):
+        validate_params(PARAMS, plan, {})
 
 
-def test_unknown_and_invalid_training_settings():
-    with pytest.raises(ConfigError, match="train: unknown key.*epoch;"):
-        focus(train__epoch=3)
-    with pytest.raises(ConfigError, match="train.lr: must be positive"):
-        focus(train__lr=0)
-    with pytest.raises(ConfigError, match="finetune.clean_size: must be > 0"):
-        focus(finetune__clean_size=0)
-    with pytest.raises(ConfigError, match="train.subset: must be a positive"):
-        focus(train__subset=0)
-
-
-def test_missing_key():
-    params = copy.deepcopy(PARAMS)
-    del params["target"]
-    with pytest.raises(ConfigError, match="missing key.*target"):
-        focus_experiment(params)
-
-
-def test_grid_cell_uses_grid_settings_not_focus_scalars():
+def test_grid_cell_uses_grid_settings_and_its_fine_tuning_axes_not_focus_scalars():
     params = copy.deepcopy(PARAMS)
     params["trigger_size"] = 5
     params["grid"]["settings"]["trigger_size"] = 4
-    exp = cell_experiment(params, parse_cell(["dataset=fashion-mnist", "trigger=square", "poison_rate=0.1", "seed=1"]))
+    exp = cell_experiment(params, parse_cell(["dataset=fashion-mnist", "trigger=square", "poison_rate=0.1", "seed=1",
+                                              "ft_lr=0.05", "ft_clean_size=300"]))
     assert (exp.trigger_size, exp.trigger, exp.poison_rate, exp.seed, exp.arch) == (4, "square", 0.1, 1, None)
-    assert exp.train.epochs == params["grid"]["settings"]["train"]["epochs"]
+    assert (exp.finetune.lr, exp.finetune.clean_size) == (0.05, 300)
+    assert exp.train.subset == params["grid"]["settings"]["train"]["subset"] != params["train"]["subset"]
+
+
+def test_clean_size_is_a_fraction_of_the_pool_or_a_count():
+    assert FinetuneConfig(clean_size=0.05).clean_count(20000) == 1000
+    assert FinetuneConfig(clean_size=0.015).clean_count(1000) == 15
+    assert FinetuneConfig(clean_size=300).clean_count(20000) == 300
+    assert FinetuneConfig(clean_size=1).clean_count(20000) == 1  # 1 is a count, not 100 %
 
 
 def test_parse_cell_rejects_unknown_axis():
     with pytest.raises(ConfigError, match="--cell: expected AXIS=VALUE"):
         parse_cell(["colour=red"])
+
+
+def test_focus_experiment_reads_each_scalar():
+    exp = focus_experiment(with_overrides("trigger=square", "poison_rate=0.2", "seed=7", "train.lr=0.3"))
+    assert (exp.trigger, exp.poison_rate, exp.seed, exp.train.lr) == ("square", 0.2, 7, 0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import struct
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from backdoor import data
-from backdoor.data import dataset_spec, load_dataset, prepare_dataset, read_mat
+from backdoor.datasets import cifar10, fashion_mnist, flowers102, images, load_dataset, photos
+from backdoor.datasets.registry import DATASETS, dataset_spec, prepare_dataset
 from backdoor.errors import ConfigError
 
 OFFLINE = "http://127.0.0.1:9/"  # nothing listens on the discard port: connection refused at once
@@ -95,7 +96,7 @@ def test_dataset_spec_image_size():
     flowers = dataset_spec("flowers", 64)
     assert (flowers.image_size, flowers.num_classes, flowers.channels) == (64, 5, 3)
     assert dataset_spec("flowers102", 96).num_classes == 102 and len(dataset_spec("flowers102").classes) == 102
-    assert data.DATASETS["flowers"].image_size == 224  # the registry entry is not changed
+    assert DATASETS["flowers"].image_size == 224  # the registry entry is not changed
     with pytest.raises(ConfigError, match="image_size: cifar10 is stored at its native 32 px"):
         dataset_spec("cifar10", 224)
     for bad in (0, -3, "64", 64.0, True):
@@ -114,7 +115,7 @@ def test_cifar10_from_binary_batches(tmp_path):
     batches.mkdir(parents=True)
     written = {}
     for name, n in [(f"data_batch_{i}.bin", 2) for i in range(1, 6)] + [("test_batch.bin", 3)]:
-        records = rng.integers(0, 256, size=(n, data.CIFAR10_RECORD), dtype=np.uint8)
+        records = rng.integers(0, 256, size=(n, cifar10.RECORD), dtype=np.uint8)
         records[:, 0] = rng.integers(0, 10, size=n)
         (batches / name).write_bytes(records.tobytes())
         written[name] = records
@@ -137,7 +138,7 @@ def test_corrupted_stored_file_is_rejected(tmp_path):
     batches = tmp_path / "dl" / "cifar-10-batches-bin"
     batches.mkdir(parents=True)
     for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-        (batches / name).write_bytes(bytes(data.CIFAR10_RECORD))
+        (batches / name).write_bytes(bytes(cifar10.RECORD))
     prepare_dataset("cifar10", tmp_path / "raw", tmp_path / "dl")
     load_dataset(tmp_path / "raw")
     stored = tmp_path / "raw" / "train.pt"
@@ -166,23 +167,23 @@ def flower_archive(tmp_path, monkeypatch):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     archive = tar_dir(src, downloads / "flower_photos.tgz", "flower_photos")
-    monkeypatch.setattr(data, "FLOWERS_MD5", md5(archive))
-    monkeypatch.setattr(data, "FLOWERS_SHA256", sha256(archive))
-    monkeypatch.setattr(data, "FLOWERS_URLS", [OFFLINE + "flower_photos.tgz"])
+    monkeypatch.setattr(photos, "FLOWERS_MD5", md5(archive))
+    monkeypatch.setattr(photos, "FLOWERS_SHA256", sha256(archive))
+    monkeypatch.setattr(photos, "FLOWERS_URLS", [OFFLINE + "flower_photos.tgz"])
     return archive
 
 
 def test_flowers_from_archive(tmp_path, flower_archive):
     prepare_dataset("flowers", tmp_path / "raw", flower_archive.parent, image_size=16)
     ds = load_dataset(tmp_path / "raw")
-    assert ds.name == "flowers" and ds.classes == data.FLOWERS_CLASSES
+    assert ds.name == "flowers" and ds.classes == photos.FLOWERS_CLASSES
     assert ds.train.images.shape == (20, 3, 16, 16) and ds.test.images.shape == (5, 3, 16, 16)
     assert ds.train.images.dtype == torch.uint8
     # stratified: round(0.2 x 5) = 1 test image per class
     assert torch.equal(torch.bincount(ds.test.labels, minlength=5), torch.ones(5, dtype=torch.int64))
     for images, labels in ((ds.train.images, ds.train.labels), (ds.test.images, ds.test.labels)):
         for image, label in zip(images, labels):  # every image is its class's flat color (JPEG: within a few levels)
-            expected = torch.tensor(COLORS[data.FLOWERS_CLASSES[label]]).view(3, 1, 1)
+            expected = torch.tensor(COLORS[photos.FLOWERS_CLASSES[label]]).view(3, 1, 1)
             assert (image.int() - expected).abs().max() <= 8
     assert (flower_archive.parent / "flower_photos" / "daisy").is_dir()  # extracted next to the archive
     assert not list(flower_archive.parent.glob(".flower_photos.*"))  # no temporary folder left behind
@@ -207,7 +208,7 @@ def test_flowers_corrupt_archive_and_offline(tmp_path, flower_archive):
 
 
 def test_flowers_wrong_sha256_is_rejected(tmp_path, flower_archive, monkeypatch):
-    monkeypatch.setattr(data, "FLOWERS_SHA256", "0" * 64)
+    monkeypatch.setattr(photos, "FLOWERS_SHA256", "0" * 64)
     with pytest.raises(ConfigError, match="corrupt download .*: sha256 differs"):
         prepare_dataset("flowers", tmp_path / "raw", flower_archive.parent, image_size=16)
 
@@ -218,15 +219,15 @@ def test_load_image_resizes_shorter_side_then_center_crops(tmp_path):
     img = Image.new("RGB", (80, 40), (255, 0, 0))  # red, with a green 40x40 square in the middle
     img.paste((0, 255, 0), (20, 0, 60, 40))
     img.save(tmp_path / "wide.png")
-    out = data.load_image(tmp_path / "wide.png", 10)  # 80x40 -> 20x10 -> center 10x10: the green square
+    out = images.load_image(tmp_path / "wide.png", 10)  # 80x40 -> 20x10 -> center 10x10: the green square
     assert out.shape == (3, 10, 10) and out.dtype == np.uint8
     assert out[1, :, 1:-1].min() > 200 and out[0, :, 1:-1].max() < 60
     Image.new("L", (8, 12), 77).save(tmp_path / "gray.png")  # grayscale becomes RGB; upscaled when smaller
-    gray = data.load_image(tmp_path / "gray.png", 16)
+    gray = images.load_image(tmp_path / "gray.png", 16)
     assert gray.shape == (3, 16, 16) and int(gray.min()) == int(gray.max()) == 77
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(ConfigError, match="unreadable image"):
-        data.load_image(tmp_path / "broken.jpg", 16)
+        images.load_image(tmp_path / "broken.jpg", 16)
 
 
 # ---------------------------------------------------------------- flowers102 (.tgz + .mat files)
@@ -245,9 +246,9 @@ def flowers102_files(base: Path, monkeypatch, *, scipy_written: bool, **mat_kwar
     else:
         mat_file(base / "imagelabels.mat", {"labels": [1, 2, 102, 1, 2, 102]}, **mat_kwargs)
         mat_file(base / "setid.mat", {"trnid": [1, 4], "valid": [2], "tstid": [3, 5, 6]}, **mat_kwargs)
-    monkeypatch.setattr(data, "FLOWERS102_FILES", {name: md5(base / name) for name in
-                                                   (archive.name, "imagelabels.mat", "setid.mat")})
-    monkeypatch.setattr(data, "FLOWERS102_URL", OFFLINE)
+    monkeypatch.setattr(flowers102, "FILES", {name: md5(base / name) for name in
+                                              (archive.name, "imagelabels.mat", "setid.mat")})
+    monkeypatch.setattr(flowers102, "URL", OFFLINE)
 
 
 @pytest.mark.parametrize("mat", ["scipy", "matlab-compressed", "big-endian-uncompressed"])
@@ -274,26 +275,54 @@ def test_flowers102_offline_and_missing_images(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^could not download setid.mat \(no internet access\?\)"):
         prepare_dataset("flowers102", tmp_path / "raw", downloads, image_size=12)
     mat_file(downloads / "flowers-102" / "setid.mat", {"trnid": [1, 4], "valid": [2], "tstid": [3, 5, 9]})
-    monkeypatch.setitem(data.FLOWERS102_FILES, "setid.mat", md5(downloads / "flowers-102" / "setid.mat"))
+    monkeypatch.setitem(flowers102.FILES, "setid.mat", md5(downloads / "flowers-102" / "setid.mat"))
     with pytest.raises(ConfigError, match="image ids outside 1..6"):
         prepare_dataset("flowers102", tmp_path / "raw", downloads, image_size=12)
 
 
-def test_read_mat_skips_non_numeric_and_rejects_garbage(tmp_path):
+def test_read_ints_takes_named_variables_and_rejects_garbage(tmp_path):
     (tmp_path / "setid.mat").write_bytes(base64.b64decode(SCIPY_SETID))
-    arrays = read_mat(tmp_path / "setid.mat")
-    assert sorted(arrays) == ["trnid", "tstid", "valid"]  # the char variable is skipped
-    assert arrays["valid"].dtype == np.uint16 and arrays["tstid"].tolist() == [[3, 5, 6]]
-    (tmp_path / "bad.mat").write_bytes(b"MATLAB 7.3 MAT-file" + bytes(200))
-    with pytest.raises(ConfigError, match="HDF5"):
-        read_mat(tmp_path / "bad.mat")
-    (tmp_path / "bad.mat").write_bytes(b"\x89HDF" + bytes(200))
-    with pytest.raises(ConfigError, match="not a MATLAB 5 MAT-file"):
-        read_mat(tmp_path / "bad.mat")
-    raw = base64.b64decode(SCIPY_LABELS)
-    (tmp_path / "bad.mat").write_bytes(raw[:-20])
-    with pytest.raises(ConfigError, match="MAT"):
-        read_mat(tmp_path / "bad.mat")
+    ids = flowers102.read_ints(tmp_path / "setid.mat", ("trnid", "valid", "tstid"))  # a char variable is beside them
+    assert {k: v.tolist() for k, v in ids.items()} == {"trnid": [1, 4], "valid": [2], "tstid": [3, 5, 6]}
+    with pytest.raises(ConfigError, match="setid.mat: no variable 'labels'"):
+        flowers102.read_ints(tmp_path / "setid.mat", ("labels",))
+    mat_file(tmp_path / "half.mat", {"labels": np.array([1.5, 2.0])}, storage="f8")
+    with pytest.raises(ConfigError, match="'labels' holds non-integers"):
+        flowers102.read_ints(tmp_path / "half.mat", ("labels",))
+    for garbage in (b"MATLAB 7.3 MAT-file" + bytes(200), b"\x89HDF" + bytes(200),
+                    base64.b64decode(SCIPY_LABELS)[:-20]):
+        (tmp_path / "bad.mat").write_bytes(garbage)
+        with pytest.raises(ConfigError, match="bad.mat: not a readable MAT-file"):
+            flowers102.read_ints(tmp_path / "bad.mat", ("labels",))
+
+
+# ---------------------------------------------------------------- Fashion-MNIST (IDX files)
+
+
+def idx_file(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    """An IDX file as LeCun's format defines it: 0, 0, type 0x08 (ubyte), ndim, big-endian dims, data."""
+    raw = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def test_read_idx_on_hand_written_files(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for gz in (True, False):
+        path = idx_file(tmp_path / ("x.gz" if gz else "x"), images, gz)
+        assert np.array_equal(fashion_mnist.read_idx(path), images)
+    labels = idx_file(tmp_path / "y.gz", np.array([7, 0, 9]))
+    assert fashion_mnist.read_idx(labels).tolist() == [7, 0, 9]
+    raw = gzip.decompress(labels.read_bytes())
+    assert fashion_mnist.read_idx(labels, sha256=hashlib.sha256(raw).hexdigest()).tolist() == [7, 0, 9]
+    with pytest.raises(ConfigError, match="y.gz: its content's sha256 differs from the published data"):
+        fashion_mnist.read_idx(labels, sha256="0" * 64)
+    (tmp_path / "short").write_bytes(raw[:-1])
+    with pytest.raises(ConfigError, match="short: truncated IDX file"):
+        fashion_mnist.read_idx(tmp_path / "short")
+    (tmp_path / "float").write_bytes(bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 1) + b"\0\0\0\0")
+    with pytest.raises(ConfigError, match="float: not an unsigned-byte IDX file"):
+        fashion_mnist.read_idx(tmp_path / "float")
 
 
 # ---------------------------------------------------------------- folder:<path>

@@ -1,41 +1,55 @@
-"""End to end on a copy of this repository with shrunk params: dvc repro, caching, exp run, grid edits.
+"""End to end on copies of this repository with shrunk params: dvc repro, caching, exp run, grid edits,
+rejected parameters, code edits and killed runs.
 
-Slow by nature (it runs the real pipeline through DVC, about 4 minutes on 2 cores) but part of
-`make test`: it is the check that the README's commands work on a fresh clone.
+Slow by nature (the real pipeline through DVC) but part of `make test`: it is the check that the README's
+commands work on a fresh clone. ``base`` runs the pipeline once per session; every test that changes
+something works on its own copy of that finished repository (its DVC cache included), so each test runs
+alone (``pytest -k NAME``) and in any order.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-       "OMP_NUM_THREADS": "1",  # identical float sums in serial and parallel runs
+       "OMP_NUM_THREADS": "1",  # identical float sums whatever runs beside
        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 pytestmark = pytest.mark.slow
 
 
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+
+
 def sh(cwd: Path, *cmd: str) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    result = run(cwd, *cmd)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
 
 def executed(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+def stale(repo: Path) -> set[str]:
+    """Stages `dvc status` reports as changed (data/code is the fingerprint stage)."""
+    return set(json.loads(sh(repo, "dvc", "status", "--json").splitlines()[-1] or "{}"))
 
 
 def edit_params(repo: Path, change) -> None:
@@ -46,13 +60,12 @@ def edit_params(repo: Path, change) -> None:
 
 def shrink(params: dict) -> None:
     small_train = {"epochs": 1, "batch_size": 128, "subset": 1500}
-    small_finetune = {"epochs": 1, "clean_size": 300}
     params["train"].update(small_train)
-    params["finetune"].update(small_finetune)
+    params["finetune"].update(epochs=1, clean_size=300)
     grid = params["grid"]
-    grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], shards=4)
+    grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], ft_clean_size=[300])
     grid["settings"]["train"].update(small_train, eval_every_epoch=True)  # the paper preset's logging
-    grid["settings"]["finetune"].update(small_finetune)
+    grid["settings"]["finetune"].update(epochs=1)
 
 
 def make_copy(dest: Path) -> Path:
@@ -65,41 +78,64 @@ def make_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     edit_params(dest, shrink)
+    sh(dest, "python", "stages/plan_grid.py")
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "copy")
     return dest
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    return make_copy(tmp_path_factory.mktemp("repo"))
-
-
-def test_repro_runs_every_stage_and_writes_metrics(repo):
-    sh(repo, "python", "stages/plan_grid.py")
+@pytest.fixture(scope="session")
+def base(tmp_path_factory) -> tuple[Path, str]:
+    """A copy after one full `dvc repro`, committed; and what that run printed."""
+    repo = make_copy(tmp_path_factory.mktemp("base"))
     out = sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "results")
+    return repo, out
+
+
+@pytest.fixture
+def repo(base, tmp_path) -> Path:
+    """A private copy of the finished repository (outputs and DVC cache included)."""
+    copy = tmp_path / "repo"
+    shutil.copytree(base[0], copy, symlinks=True)
+    return copy
+
+
+def test_repro_runs_every_stage_and_writes_metrics(base):
+    repo, out = base
     ran = executed(out)
-    for stage in ("download", "poison", "train", "finetune", "evaluate", "plot", "report"):
+    for stage in ("code", "check", "download", "poison", "train", "finetune", "evaluate", "plot", "report"):
         assert stage in ran
-    # code fingerprints, download, poison x2, train x2, fine-tune (one stage for both poison rates)
-    assert len([s for s in ran if s.startswith("grid/")]) == 1 + 1 + 2 + 2 + 1
+    # download, poison x2, train x2, fine-tune (one stage for both poison rates)
+    assert len([s for s in ran if s.startswith("grid/")]) == 1 + 2 + 2 + 1
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    for key in ("clean_acc", "asr", "robust_acc"):
-        assert 0.0 <= metrics[key] <= 1.0 and 0.0 <= metrics["finetuned"][key] <= 1.0
-    assert metrics["num_poisoned"] == 3000  # 5% of the 60,000 training images
-    for figure in ("training.png", "finetune.png", "samples.png"):
+    # train.subset 1500 is the pool; 5 % of it is poisoned, inside it; all-to-one target 0 triggers the 9,000
+    # test images of the other classes
+    assert (metrics["num_train"], metrics["num_poisoned"], metrics["num_triggered_test"]) == (1500, 75, 9000)
+    manifest = json.loads((repo / "data" / "poisoned" / "focus" / "manifest.json").read_text())
+    assert (manifest["num_train"], manifest["num_poisoned"], manifest["num_dataset_train"]) == (1500, 75, 60000)
+    for figure in ("training.png", "finetune.png", "samples.png", "triggers.png"):
         assert (repo / "reports" / "figures" / figure).stat().st_size > 1000
     summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
-    assert len(summary) == 2 and set(summary["poison_rate"]) == {0.0, 0.1}
-    assert {"clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc",
-            "clean_acc_gap"} <= set(summary.columns)
+    assert list(summary["poison_rate"]) == [0.0, 0.1] and list(summary["num_poisoned"]) == [0, 150]
+    assert list(summary["ft_lr"]) == [0.01, 0.01] and list(summary["ft_clean_size"]) == [300, 300]
+    assert {"clean_acc_gap", "ft_epochs", "ft_epoch_asr_below_0.2"} <= set(summary.columns)
+    recovery = pd.read_csv(repo / "reports" / "grid" / "recovery.csv")
+    assert list(recovery["epoch"]) == [0, 1, 0, 1] and {"ft_lr", "ft_clean_size"} <= set(recovery.columns)
+    assert not list(repo.rglob(".*.tmp"))  # no temporaries anywhere
 
 
-def test_bookkeeping_benchmark_stubs_write_what_the_real_stages_write(repo):
-    spec = importlib.util.spec_from_file_location("dvc_bookkeeping", ROOT / "benchmarks" / "dvc_bookkeeping.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_second_repro_executes_nothing_and_status_is_clean(repo):
+    assert executed(sh(repo, "dvc", "repro")) == []
+    assert stale(repo) == set()
+
+
+def test_bookkeeping_benchmark_stubs_write_what_the_real_stages_write(base):
+    from backdoor.pipeline import bookkeeping as bench
+
+    repo = base[0]
     checked = set()
     for shard in (repo / "grid").glob("shard-*/dvc.yaml"):
         for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
@@ -113,11 +149,6 @@ def test_bookkeeping_benchmark_stubs_write_what_the_real_stages_write(repo):
     assert checked == {"download", "poison", "train", "baseline"}
 
 
-def test_second_repro_executes_nothing(repo):
-    out = sh(repo, "dvc", "repro")
-    assert executed(out) == [], out
-
-
 def test_plots_page_renders_offline(repo):
     sh(repo, "dvc", "plots", "show", "-o", "dvc_plots")
     page = (repo / "dvc_plots" / "index.html").read_text()
@@ -125,12 +156,58 @@ def test_plots_page_renders_offline(repo):
 
 
 def test_exp_run_changes_only_what_depends_on_the_trigger(repo):
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "results")
     ran = executed(sh(repo, "dvc", "exp", "run", "-S", "trigger=square"))
-    assert "poison" in ran and "train" in ran and "evaluate" in ran
-    assert "download" not in ran
+    assert {"check", "poison", "train", "finetune", "evaluate", "plot"} <= set(ran)
+    assert "download" not in ran and "code" not in ran
     assert not [s for s in ran if s.startswith("grid/") or s == "report"], ran
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("train.lr=abc", "error: train.lr: must be a number in (0, inf), got 'abc'"),
+    ("grid.settings.train.momentum=2", "error: grid.settings.train.momentum: must be a number in [0, 1), got 2"),
+])
+def test_a_rejected_parameter_costs_no_output(repo, pair, message):
+    """DVC removes a stage's outputs before running it: the check stage runs first and fails, so once
+    params.yaml is restored, `dvc status` is clean without `dvc checkout`."""
+    result = run(repo, "dvc", "exp", "run", "-S", pair)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert message in output and "Traceback" not in output
+    assert executed(output) == ["check"]
+    sh(repo, "git", "checkout", "params.yaml")
+    assert stale(repo) == set()
+    assert (repo / "reports" / "metrics.json").is_file() and (repo / "reports" / "grid" / "summary.csv").is_file()
+
+
+def test_an_unknown_key_is_refused_by_dvc_itself(repo):
+    """`-S` on a key that params.yaml lacks fails inside DVC, before any stage (README says what it means)."""
+    result = run(repo, "dvc", "exp", "run", "-S", "train.unknown_key=1")
+    assert result.returncode != 0 and executed(result.stdout + result.stderr) == []
+    assert "train.unknown_key" in result.stdout + result.stderr
+    sh(repo, "git", "checkout", "params.yaml")
+    assert stale(repo) == set()
+
+
+def test_editing_fine_tuning_code_reruns_fine_tuning_only(repo):
+    """backdoor/finetuning.py is imported by the fine-tune stage alone: the focus and grid fine-tune stages go
+    stale, nothing upstream; an edit that changes no result stops there."""
+    with open(repo / "backdoor" / "finetuning.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert stale(repo) == {"code"}  # the fingerprints are out of date; DVC sees the rest once they are rewritten
+    ran = executed(sh(repo, "dvc", "repro"))
+    grid_finetunes = [s for s in ran if s.startswith("grid/")]
+    assert sorted(s for s in ran if not s.startswith("grid/")) == ["code", "finetune"]
+    assert len(grid_finetunes) == 1 and grid_finetunes[0].split(":")[1].startswith("finetune-")
+    assert stale(repo) == set()
+
+
+def test_adding_a_fine_tuning_value_trains_nothing(repo):
+    edit_params(repo, lambda p: p["grid"].update(ft_lr=[0.01, 0.05]))
+    sh(repo, "python", "stages/plan_grid.py")
+    ran = executed(sh(repo, "dvc", "repro"))
+    assert sorted(s.split(":")[-1].split("-")[0] for s in ran) == ["check", "finetune", "report"], ran
+    summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
+    assert sorted(summary["ft_lr"]) == [0.01, 0.01, 0.05, 0.05]
 
 
 def test_adding_a_trigger_runs_only_the_new_cells(repo):
@@ -145,28 +222,93 @@ def test_adding_a_trigger_runs_only_the_new_cells(repo):
     assert sorted(summary["trigger"]) == ["checker", "checker", "square", "square"]
 
 
-def test_removing_a_trigger_leaves_a_consistent_summary(repo):
-    edit_params(repo, lambda p: p["grid"].update(trigger=["square"]))
+def test_removing_a_rate_leaves_a_consistent_summary(repo):
+    edit_params(repo, lambda p: p["grid"].update(poison_rate=[0.1]))
     sh(repo, "python", "stages/plan_grid.py")
     ran = executed(sh(repo, "dvc", "repro"))
-    assert ran == ["report"], ran
+    assert "report" in ran and not [s for s in ran if s.split(":")[-1].startswith(("download-", "poison-", "train-"))]
     summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
-    assert list(summary["trigger"]) == ["square", "square"]
+    assert list(summary["poison_rate"]) == [0.1] and summary["clean_acc_gap"].isna().all()
+    metrics = json.loads((repo / "reports" / "grid" / "metrics.json").read_text())
+    assert metrics["baselines"] == 0 and metrics["cells_with_visible_gap"] is None  # unknown, not "none"
 
 
-def test_stale_plan_is_refused(repo):
+def test_stale_plan_is_refused_before_any_output_is_removed(repo):
     edit_params(repo, lambda p: p["grid"].update(seed=[0, 1]))
-    result = subprocess.run(["dvc", "repro", "report"], cwd=repo, env=ENV, capture_output=True, text=True)
+    result = run(repo, "dvc", "repro")
     assert result.returncode != 0
     assert "grid/ is out of date with params.yaml (grid, triggers or regularizers): run `make grid`" in (
         result.stdout + result.stderr)
-    edit_params(repo, lambda p: p["grid"].update(seed=[0]))
-    assert executed(sh(repo, "dvc", "repro")) == ["report"]  # the failed run removed the old report
+    assert (repo / "reports" / "grid" / "summary.csv").is_file()
+    sh(repo, "git", "checkout", "params.yaml")
+    assert stale(repo) == set()
 
 
-def test_two_parallel_workers_match_a_serial_run(repo, tmp_path):
+def test_two_parallel_workers_match_a_serial_run(base, tmp_path):
     parallel = make_copy(tmp_path)
-    edit_params(parallel, lambda p: p["grid"].update(trigger=["square"]))
     sh(parallel, "python", "tools/run_grid.py", "--workers", "2")
-    serial = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
+    serial = pd.read_csv(base[0] / "reports" / "grid" / "summary.csv")
     assert pd.read_csv(parallel / "reports" / "grid" / "summary.csv").equals(serial)
+
+
+# ---------------------------------------------------------------- killed runs
+
+
+def longer_training(repo: Path) -> None:
+    """A focus training long enough to be killed in the middle (about ten seconds)."""
+    edit_params(repo, lambda p: p["train"].update(epochs=4, subset=6000))
+    sh(repo, "git", "commit", "-qam", "longer training")
+
+
+def stage_process(repo: Path, script: str, timeout: float = 120) -> psutil.Process:
+    """The python process running ``stages/<script>`` in ``repo``, once its temporary output exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline", "cwd"]):
+            try:
+                if proc.info["cwd"] == str(repo) and f"stages/{script}" in " ".join(proc.info["cmdline"] or []):
+                    if list((repo / "models" / "focus").glob(".train.*.tmp/live")):
+                        return proc
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"stages/{script} did not start within {timeout} s")
+
+
+def model_digest(repo: Path) -> str:
+    from backdoor.io import sha256_file
+
+    return sha256_file(repo / "models" / "focus" / "train" / "model.pt")
+
+
+def finish_and_compare(repo: Path) -> None:
+    """Re-run, then check: no temporaries, status clean, and the model equals an uninterrupted training."""
+    ran = executed(sh(repo, "dvc", "repro"))
+    assert "train" in ran
+    assert not list(repo.rglob(".*.tmp")), list(repo.rglob(".*.tmp"))
+    assert stale(repo) == set()
+    resumed = model_digest(repo)
+    sh(repo, "dvc", "repro", "-f", "-s", "train")  # the same training, never interrupted
+    assert model_digest(repo) == resumed
+
+
+def test_a_training_killed_with_sigkill_leaves_no_litter_after_the_next_repro(repo):
+    longer_training(repo)
+    dvc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    stage_process(repo, "train.py").kill()  # SIGKILL: no cleanup can run
+    assert dvc.wait(timeout=60) != 0
+    assert list((repo / "models" / "focus").glob(".train.*.tmp"))  # the litter the next run must remove
+    finish_and_compare(repo)
+
+
+def test_sigterm_to_dvc_stops_the_stage_and_the_next_repro_resumes(repo):
+    longer_training(repo)
+    dvc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=ENV, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    stage = stage_process(repo, "train.py")
+    dvc.send_signal(signal.SIGTERM)  # DVC dies at once; its child must not go on training as an orphan
+    dvc.wait(timeout=30)
+    stage.wait(timeout=10)
+    assert not list((repo / "models" / "focus").glob(".train.*.tmp"))  # it removed its temporary on the way out
+    finish_and_compare(repo)

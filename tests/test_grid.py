@@ -1,7 +1,6 @@
 """The grid: expansion, validation, the planned stages and shards, and the report on known numbers."""
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,17 +8,20 @@ import pandas as pd
 import pytest
 import yaml
 
+from backdoor.checks import validate_grid as expand_grid
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
-from backdoor.grid import check_plan, expand_grid, grid_settings
-from backdoor.io import code_sha256
-from backdoor.report import add_baseline_gap, cell_results, collect, seed_summary, t_critical
+from backdoor.grid import check_plan, grid_settings
+from backdoor.pipeline.plan import write_plan
+from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, first_epoch_below,
+                             seed_summary, t_critical)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
-spec = importlib.util.spec_from_file_location("plan_grid", ROOT / "stages" / "plan_grid.py")
-plan_grid = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(plan_grid)
+
+
+def plan_grid(params: dict, grid_dir: Path) -> dict:
+    return write_plan(params, expand_grid(params), grid_dir)
 
 
 def with_grid(**lists):
@@ -42,7 +44,7 @@ def test_cells_are_the_product_of_the_lists():
     ({"trigger": ["checker", "squar"]}, "grid.trigger: value 'squar' is invalid: trigger: unknown value 'squar'"),
     ({"arch": ["small-cnn", "small-cnn"]}, "grid.arch: duplicated value(s) small-cnn"),
     ({"poison_rate": [0.1, 0.10]}, "grid.poison_rate: duplicated value(s) 0.1"),
-    ({"poison_rate": [0.1, 1.5]}, "grid.poison_rate: value 1.5 is invalid: poison_rate: must be in [0, 1]"),
+    ({"poison_rate": [0.1, 1.5]}, "grid.poison_rate: value 1.5 is invalid: poison_rate: must be a number in [0, 1]"),
     ({"dataset": ["fashion-mnist", "mnist"]}, "grid.dataset: value 'mnist' is invalid"),
 ])
 def test_bad_lists_fail_before_any_work(lists, message):
@@ -60,7 +62,7 @@ def test_a_combination_that_cannot_work_is_named():
 
 
 def planned_stages(params, tmp_path):
-    plan = plan_grid.plan(params, tmp_path / "grid")
+    plan = plan_grid(params, tmp_path / "grid")
     stages = {}
     for shard in sorted((tmp_path / "grid").glob("shard-*/dvc.yaml")):
         for name in yaml.safe_load(shard.read_text())["stages"]:
@@ -79,11 +81,11 @@ def test_planned_stages_match_the_product(tmp_path):
     assert sum(n.startswith("poison-") for n in stages) == 4
     assert sum(n.startswith("train-") for n in stages) == 6
     assert {n for n in stages if n.startswith("finetune-")} == {f"finetune-{c.family_key}" for c in cells}
-    assert plan["num_stages"] == len(stages) + 1 == 16  # and the code fingerprints (grid/dvc.yaml)
+    assert plan["num_stages"] == len(stages) == 15
 
 
 def stage_specs(params, tmp_path) -> dict[str, dict]:
-    plan_grid.plan(params, tmp_path / "grid")
+    plan_grid(params, tmp_path / "grid")
     return {name: stage for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml")
             for name, stage in yaml.safe_load(shard.read_text())["stages"].items()}
 
@@ -101,12 +103,23 @@ def test_adding_a_value_leaves_every_existing_stage_as_it_was(tmp_path, axis, ad
     assert len(after) > len(before)
 
 
+@pytest.mark.parametrize("axis, added", [("ft_lr", 0.05), ("ft_clean_size", 300)])
+def test_adding_a_fine_tuning_value_adds_fine_tune_stages_only(tmp_path, axis, added):
+    params = with_grid(trigger=["checker", "square"], poison_rate=[0, 0.05])
+    before = stage_specs(params, tmp_path / "a")
+    params["grid"][axis] = [*params["grid"][axis], added]
+    after = stage_specs(params, tmp_path / "b")
+    assert {name: after[name] for name in before} == before
+    new = set(after) - set(before)
+    assert len(new) == 2 and all(name.startswith("finetune-") for name in new)  # one per trigger; no training
+
+
 def test_adding_a_poison_rate_trains_only_the_new_cells(tmp_path):
     before = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05]), tmp_path / "a")
     after = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05, 0.1]), tmp_path / "b")
     changed = sorted(name for name in before if after[name] != before[name])
     new = sorted(set(after) - set(before))
-    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0"]  # re-fine-tunes the family
+    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05"]  # the family
     assert new == ["poison-fashion-mnist_checker_all-to-one_r0.1_s0",
                    "train-fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"]
 
@@ -128,20 +141,21 @@ def test_shrinking_the_grid_removes_empty_shards(tmp_path):
 
 
 def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path):
-    plan_grid.plan(with_grid(trigger=["checker"], poison_rate=[0, 0.05]), tmp_path / "grid")
+    plan_grid(with_grid(trigger=["checker"], poison_rate=[0, 0.05]), tmp_path / "grid")
     settings = json.loads((tmp_path / "grid" / "settings.json").read_text())
     assert settings == grid_settings(with_grid())
     for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml"):
         for name, stage in yaml.safe_load(shard.read_text())["stages"].items():
             assert "--params grid/settings.json" in stage["cmd"]
             assert list(stage["params"][0]) == ["grid/settings.json"]
-            assert stage["deps"][0] == f"grid/code/{name.split('-')[0]}.sha256"
+            assert stage["deps"][0] == f"data/code/{name.split('-')[0]}.sha256"
             if name.startswith("finetune-"):  # files it reads, not whole folders; one small file per family
-                assert [d for d in stage["deps"] if d.startswith(("data/", "models/"))] == [
+                assert stage["deps"][1:] == [
                     "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0_s0/manifest.json",  # the baseline's test set
                     "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt",  # pins the data it saw
                     "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
-                assert stage["outs"] == ["reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0.json"]
+                assert stage["outs"] == [
+                    "reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05.json"]
                 assert "--poison-rate 0.0 0.05 --poisoned" in stage["cmd"]
 
 
@@ -161,7 +175,7 @@ def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
     cells_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"clean_acc": ca, "asr": asr, "robust_acc": 1 - asr,
                "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr},
-               "num_poisoned": 0, "num_test": n, "num_triggered_test": 9000,
+               "num_poisoned": 0, "num_train": 20000, "num_test": n, "num_triggered_test": 9000,
                "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": 1 - asr},
                          {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr}]}
     path = cells_dir / f"{family}.json"
@@ -171,7 +185,7 @@ def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
 
 def synthetic_plan(tmp_path):
     params = with_grid(trigger=["checker"], poison_rate=[0, 0.05], seed=[0, 1, 2])
-    plan = plan_grid.plan(params, tmp_path / "grid")
+    plan = plan_grid(params, tmp_path / "grid")
     numbers = {0: {0.0: (0.90, 0.10), 0.05: (0.88, 0.98)},
                1: {0.0: (0.92, 0.12), 0.05: (0.90, 0.96)},
                2: {0.0: (0.91, 0.11), 0.05: (0.86, 0.94)}}
@@ -189,7 +203,7 @@ def synthetic_table(tmp_path):
 def test_report_table_on_synthetic_results(tmp_path):
     table = synthetic_table(tmp_path)
     assert len(table) == 6
-    assert list(table.columns[:8]) == ["cell", *AXES]
+    assert list(table.columns[:10]) == ["cell", *AXES]
     poisoned = table[table["poison_rate"] == 0.05].set_index("seed")
     assert poisoned["clean_acc_gap"].tolist() == pytest.approx([-0.02, -0.02, -0.05])
     assert poisoned["ft_asr"].tolist() == pytest.approx([0.49, 0.48, 0.47])
@@ -216,25 +230,6 @@ def test_report_ignores_cells_removed_from_the_grid(tmp_path):
     write_cell(tmp_path / "cells", plan["cells"][0]["family_key"], "stale_cell_no_longer_planned", 0.5, 0.5, 0.5, 0.5)
     write_cell(tmp_path / "cells", "stale_family", "stale_cell", 0.5, 0.5, 0.5, 0.5)
     assert len(collect(plan, cell_results(plan, tmp_path / "cells"))) == 6
-
-
-def test_code_fingerprint_changes_with_the_code_only(tmp_path):
-    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
-    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
-    (tmp_path / "stage.py").write_text("print()\n")
-    paths = [tmp_path / "stage.py", tmp_path / "pkg"]
-    before = code_sha256(paths)
-    assert code_sha256(paths[::-1]) == before
-    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
-    assert code_sha256(paths) == before
-    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
-    assert code_sha256(paths) != before
-
-
-def test_every_fingerprinted_path_exists_and_each_role_has_its_stage_script():
-    for role, paths in plan_grid.CODE.items():
-        assert paths[0] == f"stages/{role}.py"
-        assert all((ROOT / path).exists() for path in paths)
 
 
 def test_a_missing_cell_result_is_named(tmp_path):

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from backdoor.errors import ConfigError
 from backdoor.models import MODELS, create_model, hidden_layers
 from backdoor.models.nasnet import NASNetA
-from backdoor.training import Classifier, LoopConfig, fit, predict
+from backdoor.classifier import Classifier, predict
+from backdoor.config import LoopConfig
+from backdoor.loop import fit
 
 ARCHS = ["small-cnn", "resnet18", "resnet50", "nasnet-mobile", "nasnet-large"]
 SHAPES = [(1, 28), (3, 32)]  # fashion-mnist, cifar10

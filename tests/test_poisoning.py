@@ -7,7 +7,9 @@ import torch
 
 from backdoor.errors import ConfigError
 from backdoor.metrics import attack_success_rate, backdoor_metrics
-from backdoor.poisoning import STRATEGIES, PoisonedSet, build_strategy, make_poisoned_set, poison_count
+from backdoor.config import poison_count
+from backdoor.poisoned_set import PoisonedSet, training_pool
+from backdoor.poisoning import STRATEGIES, build_strategy, make_poisoned_set
 from backdoor.seeding import generator
 from backdoor.triggers import build_trigger
 
@@ -109,7 +111,7 @@ def test_clean_label():
                                                       ("clean-label", None, 10)])
 def test_rate_above_the_eligible_images(strategy, source, eligible):
     rate = (eligible + 1) / 40
-    with pytest.raises(ConfigError, match=rf"poison_rate: .* only {eligible} training images are eligible"):
+    with pytest.raises(ConfigError, match=rf"poison_rate: .* only {eligible} of the 40 training images are eligible"):
         poison(strategy, rate=rate, target=0, source=source)
     assert len(poison(strategy, rate=eligible / 40, target=0, source=source).indices) == eligible
 
@@ -135,24 +137,45 @@ def test_seeded_draw():
     assert not torch.equal(a.indices, poison("all-to-one", 0.25, seed=2).indices)
 
 
-def test_apply_writes_the_delta():
+def test_training_set_writes_the_delta():
     p = poison("all-to-all", rate=0.25)
     train_x, train_y = train_set()
-    images, labels = p.apply(train_x, train_y)
-    assert torch.equal(train_x, train_set()[0]), "apply copies"
+    images, labels = p.training_set(train_x, train_y)
+    assert torch.equal(train_x, train_set()[0]), "training_set copies"
     poisoned = torch.zeros(40, dtype=torch.bool)
     poisoned[p.indices] = True
     assert torch.equal(images[~poisoned], train_x[~poisoned]) and torch.equal(labels[~poisoned], train_y[~poisoned])
     assert torch.equal(images[p.indices], p.images) and torch.equal(labels[p.indices], (train_y[p.indices] + 1) % K)
 
 
-def test_to_dict_round_trip_and_old_files():
+def test_poison_is_drawn_inside_the_training_pool():
+    """With train.subset, the rate is a fraction of the pool and every poisoned image is in it: the model
+    trains on exactly num_poisoned triggered images."""
+    train_x, train_y = train_set(400)
+    test_x, test_y = clean_test_set()
+    pool = training_pool(400, 100, seed=3)
+    assert len(pool) == 100 and torch.equal(pool, pool.sort().values) and len(pool.unique()) == 100
+    assert torch.equal(pool, training_pool(400, 100, seed=3)) and not torch.equal(pool, training_pool(400, 100, 4))
+    assert torch.equal(training_pool(400, None, seed=3), torch.arange(400))
+    p = make_poisoned_set(train_x, train_y, test_x, test_y, square(), build_strategy("all-to-one", 0, None, K),
+                          0.05, seed=0, pool=pool)
+    assert p.num_poisoned == 5 == poison_count(100, 0.05)  # not round(0.05 x 400) = 20
+    assert torch.isin(p.indices, pool).all()
+    images, labels = p.training_set(train_x, train_y)
+    assert len(labels) == 100
+    chosen = torch.isin(pool, p.indices)
+    assert torch.equal(images[chosen], p.images) and (labels[chosen] == 0).all()
+    assert torch.equal(images[~chosen], train_x[pool[~chosen]]) and torch.equal(labels[~chosen], train_y[pool[~chosen]])
+
+
+def test_to_dict_round_trip_and_incomplete_files():
     p = poison("one-to-one", 0.1, target=2, source=0)
     q = PoisonedSet.from_dict(p.to_dict())
     for key, value in p.to_dict().items():
         assert torch.equal(value, getattr(q, key))
-    old = {k: v for k, v in p.to_dict().items() if k != "cross_indices"}
-    assert PoisonedSet.from_dict(old).num_cross == 0
+    old = {k: v for k, v in p.to_dict().items() if k != "pool"}
+    with pytest.raises(ConfigError, match="poisoned set: missing pool; re-run its poison stage"):
+        PoisonedSet.from_dict(old)
 
 
 # ---------------------------------------------------------------- validation

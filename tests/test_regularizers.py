@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from backdoor.errors import ConfigError
 from backdoor.hooks import capture_outputs, replace_output, unwrap
 from backdoor.models import create_model, hidden_layers
-from backdoor.regularizers import (DEFAULTS, REGULARIZERS, SNNL_EPS, build_regularizer, check_regularizer,
-                                   contrastive_loss, mixup_loss, soft_nearest_neighbor_loss)
+from backdoor.regularizers import (REGULARIZERS, SNNL_EPS, build_regularizer, check_regularizer, contrastive_loss,
+                                   mixup_loss, reference_mixup_layers, regularizer_defaults,
+                                   soft_nearest_neighbor_loss)
 
 DEFENSES = ["contrastive", "logit-squeeze", "manifold-mixup", "snnl"]
 
@@ -83,6 +84,27 @@ def snnl_cleverhans(points, labels, temperature):
     return total / n
 
 
+def cleverhans_snnl(x, y, temp):
+    """SNNLCrossEntropy.SNNL (cleverhans v3.1.0 loss.py) transcribed op for op in float64 torch."""
+    batch = x.shape[0]
+    sqr_norm_a = (x ** 2).sum(1).reshape(1, batch)
+    sqr_norm_b = (x ** 2).sum(1).reshape(batch, 1)
+    distance = sqr_norm_a.tile(batch, 1) + sqr_norm_b.tile(1, batch) - 2 * (x @ x.T)  # pairwise_euclid_distance
+    f = torch.exp(-(distance / temp)) - torch.eye(batch, dtype=x.dtype)  # fits(x, x) - eye
+    pick = f / (SNNL_EPS + f.sum(1).unsqueeze(1))  # pick_probability
+    mask = (y == y.unsqueeze(1)).to(x.dtype)  # same_label_mask
+    return (-torch.log(SNNL_EPS + (pick * mask).sum(1))).mean()
+
+
+def cleverhans_optimized_snnl(x, y, initial_temp, t):
+    """optimized_temp_SNNL: t <- t - 0.1 * dSNNL(initial_temp / t)/dt, then SNNL at initial_temp / t (no gradient
+    through the assignment). Returns the loss and the new t."""
+    t = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(cleverhans_snnl(x.detach(), y, initial_temp / t), t)
+    updated = float(t.detach() - 0.1 * grad)
+    return cleverhans_snnl(x, y, initial_temp / updated), updated
+
+
 def grads_finite(model):
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return bool(grads) and all(torch.isfinite(g).all() for g in grads)
@@ -124,9 +146,33 @@ def test_contrastive_margin_only_pushes_close_pairs():
 def test_snnl_by_hand():
     x, y = batch()
     model = Tiny()
-    loss = build_regularizer("snnl", model, temperature=2.0, factor=-3.0)(model, x, y)
+    loss = build_regularizer("snnl", model, temperature=2.0, factor=-3.0, optimize_temperature=False)(model, x, y)
     expected = mean_ce_by_hand(X, Y) - 3.0 * snnl_cleverhans(X, Y, 2.0)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_snnl_with_optimized_temperature_matches_cleverhans_value_and_gradient():
+    """cleverhans' default: a persistent t per layer, one gradient step on it per evaluation; two steps in a
+    row, comparing the loss and its gradient with respect to the hidden activations (here, the inputs)."""
+    torch.manual_seed(0)
+    x64 = torch.randn(6, 2, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1, 2, 2])
+    model = Tiny()
+    loss_fn = build_regularizer("snnl", model, temperature=3.0, factor=-2.0)
+    t = 1.0
+    for step in range(2):
+        x = x64.float().requires_grad_()
+        loss = loss_fn(model, x, y)
+        loss.backward()
+        ref_x = x64.clone().requires_grad_()
+        term, t = cleverhans_optimized_snnl(ref_x, y, 3.0, t)
+        reference = F.cross_entropy(ref_x @ torch.tensor(Tiny.FC_W, dtype=torch.float64).T
+                                    + torch.tensor(Tiny.FC_B, dtype=torch.float64), y) - 2.0 * term
+        reference.backward()
+        assert loss.item() == pytest.approx(reference.item(), rel=1e-5), step
+        assert torch.allclose(x.grad.double(), ref_x.grad, rtol=1e-4, atol=1e-6), step
+        assert loss_fn.t["hidden"] == pytest.approx(t, rel=1e-5), step
+    assert t != 1.0  # the temperature moved
 
 
 def test_snnl_matches_cleverhans_on_random_activations():
@@ -148,8 +194,9 @@ def test_snnl_lower_for_separated_classes():
     assert soft_nearest_neighbor_loss(points, by_cluster, 1.0) < soft_nearest_neighbor_loss(points, mixed, 1.0)
 
 
-def test_snnl_keeps_range_and_gradient_for_far_apart_activations():
-    # squared distances of ~1e5 (raw conv activations): exp(-d/T) underflows in cleverhans' form
+def test_snnl_stabilized_keeps_range_and_gradient_for_far_apart_activations():
+    # squared distances of ~1e5 (raw conv activations): exp(-d/T) underflows in cleverhans' form, which then
+    # sits at -log(eps) whatever the labels; the stabilized variant (not the default) does not
     torch.manual_seed(0)
     centres = torch.zeros(2, 50)
     centres[0, 0], centres[1, 0] = 150.0, -150.0
@@ -157,22 +204,41 @@ def test_snnl_keeps_range_and_gradient_for_far_apart_activations():
     separated = torch.tensor([0, 0, 0, 1, 1, 1])
     mixed = torch.tensor([0, 1, 0, 1, 0, 1])
     assert snnl_cleverhans(points.tolist(), mixed.tolist(), 100.0) == pytest.approx(-math.log(SNNL_EPS), rel=1e-3)
-    low = soft_nearest_neighbor_loss(points, separated, 100.0)
-    high = soft_nearest_neighbor_loss(points, mixed, 100.0)
+    stuck = [soft_nearest_neighbor_loss(points, labels, 100.0).item() for labels in (separated, mixed)]
+    assert stuck[0] == stuck[1]  # the reference form sees no labels here: only float32 noise on the diagonal
+    low = soft_nearest_neighbor_loss(points, separated, 100.0, stabilized=True)
+    high = soft_nearest_neighbor_loss(points, mixed, 100.0, stabilized=True)
     assert low.item() < 1e-3 < high.item() < -math.log(SNNL_EPS) - 1
     high.backward()
     assert torch.isfinite(points.grad).all() and points.grad.abs().max() > 0
 
 
+def bce_by_hand(points, targets):
+    """Mean over samples and classes of the binary cross-entropy of softmax(logits) against soft targets."""
+    total = 0.0
+    for p, t in zip(points, targets):
+        logits = fc_by_hand(p)
+        z = sum(math.exp(v) for v in logits)
+        probs = [math.exp(v) / z for v in logits]
+        total += sum(-(ti * math.log(pi) + (1 - ti) * math.log(1 - pi)) for pi, ti in zip(probs, t))
+    return total / (len(points) * 3)
+
+
 def test_mixup_by_hand():
     x, y = batch()
     lam, perm = 0.3, [1, 0, 3, 2]
-    loss = mixup_loss(Tiny(), x, y, "hidden", lam, torch.tensor(perm))
     mixed = [[lam * a + (1 - lam) * b for a, b in zip(X[i], X[perm[i]])] for i in range(len(X))]
-    expected = lam * mean_ce_by_hand(mixed, Y) + (1 - lam) * mean_ce_by_hand(mixed, [Y[p] for p in perm])
-    assert loss.item() == pytest.approx(expected, rel=1e-6)
-    # the identity hidden layer makes input mixup the same computation
-    assert mixup_loss(Tiny(), x, y, "input", lam, torch.tensor(perm)).item() == pytest.approx(expected, rel=1e-6)
+    onehot = [[1.0 if k == c else 0.0 for k in range(3)] for c in Y]
+    targets = [[lam * a + (1 - lam) * b for a, b in zip(onehot[i], onehot[perm[i]])] for i in range(len(X))]
+    ce = lam * mean_ce_by_hand(mixed, Y) + (1 - lam) * mean_ce_by_hand(mixed, [Y[p] for p in perm])
+    bce = bce_by_hand(mixed, targets)  # the reference's bce_loss(softmax(output), reweighted_target)
+    for kind, expected in (("ce", ce), ("bce", bce)):
+        assert mixup_loss(Tiny(), x, y, "hidden", lam, torch.tensor(perm), kind=kind).item() == pytest.approx(
+            expected, rel=1e-6), kind
+        # the identity hidden layer makes input mixup the same computation
+        assert mixup_loss(Tiny(), x, y, "input", lam, torch.tensor(perm), kind=kind).item() == pytest.approx(
+            expected, rel=1e-6), kind
+    assert mixup_loss(Tiny(), x, y, "hidden", lam, torch.tensor(perm)).item() == pytest.approx(bce, rel=1e-6)
 
 
 def test_mixup_hook_is_removed_after_the_step():
@@ -195,12 +261,27 @@ def test_mixup_with_lambda_one_is_cross_entropy(arch, shape, labels):
     x, y = torch.randn(shape), torch.tensor(labels)
     perm = torch.randperm(len(y))
     with torch.no_grad():
-        plain = F.cross_entropy(model(x), y)
-        for layer in ["input"] + hidden_layers(model):
-            assert mixup_loss(model, x, y, layer, 1.0, perm).item() == pytest.approx(plain.item(), rel=1e-6), layer
-        alpha_zero = build_regularizer("manifold-mixup", model, alpha=0)  # lam = 1 when alpha = 0
-        for _ in range(3):
-            assert alpha_zero(model, x, y).item() == pytest.approx(plain.item(), rel=1e-6)
+        logits = model(x)
+        plain = {"ce": F.cross_entropy(logits, y).item(),
+                 "bce": F.binary_cross_entropy(logits.softmax(1), F.one_hot(y, 10).float()).item()}
+        for kind in ("ce", "bce"):
+            for layer in ["input"] + hidden_layers(model):
+                assert mixup_loss(model, x, y, layer, 1.0, perm, kind=kind).item() == pytest.approx(
+                    plain[kind], rel=1e-6), layer
+            alpha_zero = build_regularizer("manifold-mixup", model, alpha=0, loss=kind)  # lam = 1 when alpha = 0
+            for _ in range(3):
+                assert alpha_zero(model, x, y).item() == pytest.approx(plain[kind], rel=1e-6)
+
+
+@pytest.mark.parametrize("arch, expected", [("small-cnn", ["input", "stages.0", "stages.1"]),
+                                            ("resnet18", ["input", "layer1", "layer2"])])
+def test_mixup_default_layers_are_the_references(arch, expected):
+    """Verma et al.'s code mixes at random.randint(0, 2): the input, after layer1 or after layer2 (not the stem,
+    not the last stages)."""
+    model = create_model(arch, num_classes=10, in_chans=3, image_size=32)
+    assert reference_mixup_layers(model) == expected
+    loss = build_regularizer("manifold-mixup", model, generator=torch.Generator().manual_seed(0))
+    assert {loss.sample(4, loss.layers.for_model(model))[0] for _ in range(60)} == set(expected)
 
 
 def test_mixup_draws_are_seeded_and_cover_the_layers():
@@ -266,7 +347,9 @@ def test_contrastive_gradient_finite_for_identical_embeddings():
 
 @pytest.mark.parametrize("name", ["manifold-mixup", "snnl"])
 def test_fit_runs_and_is_seeded(name):
-    from backdoor.training import Classifier, LoopConfig, fit
+    from backdoor.classifier import Classifier
+    from backdoor.config import LoopConfig
+    from backdoor.loop import fit
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=gen)
@@ -293,10 +376,10 @@ def test_hook_based_losses_use_the_eager_model_behind_a_compiled_wrapper():
     assert unwrap(compiled) is model
     x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     with torch.no_grad():
-        for name in ("snnl", "contrastive"):
-            loss = build_regularizer(name, model)
-            assert loss(compiled, x, y).item() == pytest.approx(loss(model, x, y).item(), rel=1e-6)
-        mixup = build_regularizer("manifold-mixup", model, alpha=0)
+        for name in ("snnl", "contrastive"):  # a fresh loss each: SNNL's temperature is state
+            assert build_regularizer(name, model)(compiled, x, y).item() == pytest.approx(
+                build_regularizer(name, model)(model, x, y).item(), rel=1e-6)
+        mixup = build_regularizer("manifold-mixup", model, alpha=0, loss="ce")
         assert mixup(compiled, x, y).item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
 
 
@@ -330,7 +413,10 @@ def test_capture_rejects_a_module_run_twice_and_outputs_changed_in_place():
 
 def test_registry_and_defaults():
     assert set(DEFENSES) | {"none"} == set(REGULARIZERS)
-    assert set(DEFAULTS) == set(DEFENSES)
+    assert regularizer_defaults("snnl") == {"temperature": 100.0, "factor": -10.0, "layers": None,
+                                            "optimize_temperature": True, "cos_distance": False, "stabilized": False}
+    assert regularizer_defaults("manifold-mixup") == {"alpha": 2.0, "layers": None, "loss": "bce"}
+    assert regularizer_defaults("none") == {}
     for name in REGULARIZERS:
         check_regularizer(name, {})  # model=None: everything but layer names
     check_regularizer("snnl", {"layers": ["not.a.layer"]})
@@ -344,23 +430,26 @@ def test_unknown_regularizer_lists_valid_ones():
 
 
 @pytest.mark.parametrize("name, settings, message", [
-    ("contrastive", {"weight": -1}, r"regularizers\.contrastive\.weight: must be >= 0"),
-    ("contrastive", {"margin": 0}, r"regularizers\.contrastive\.margin: must be > 0"),
-    ("logit-squeeze", {"weight": -0.1}, r"regularizers\.logit-squeeze\.weight: must be >= 0"),
-    ("logit-squeeze", {"weight": "0.5"}, r"regularizers\.logit-squeeze\.weight: must be a finite number"),
-    ("logit-squeeze", {"weight": True}, r"regularizers\.logit-squeeze\.weight: must be a finite number"),
-    ("manifold-mixup", {"alpha": -2}, r"regularizers\.manifold-mixup\.alpha: must be >= 0"),
+    ("contrastive", {"weight": -1}, r"regularizers\.contrastive\.weight: must be a number in \[0, inf\), got -1"),
+    ("contrastive", {"margin": 0}, r"regularizers\.contrastive\.margin: must be a number in \(0, inf\), got 0"),
+    ("logit-squeeze", {"weight": -0.1}, r"regularizers\.logit-squeeze\.weight: must be a number in \[0, inf\)"),
+    ("logit-squeeze", {"weight": "0.5"}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got '0.5'"),
+    ("logit-squeeze", {"weight": True}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got True"),
+    ("manifold-mixup", {"alpha": -2}, r"regularizers\.manifold-mixup\.alpha: must be a number in \[0, inf\)"),
     ("manifold-mixup", {"layers": "input"}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
     ("manifold-mixup", {"layers": []}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
     ("manifold-mixup", {"layers": ["input", "input"]}, r"regularizers\.manifold-mixup\.layers: a layer is listed"),
-    ("snnl", {"temperature": -1}, r"regularizers\.snnl\.temperature: must be > 0"),
-    ("snnl", {"temperature": 0}, r"regularizers\.snnl\.temperature: must be > 0"),
-    ("snnl", {"factor": float("nan")}, r"regularizers\.snnl\.factor: must be a finite number"),
+    ("manifold-mixup", {"loss": "mse"}, r"regularizers\.manifold-mixup\.loss: unknown value 'mse'; valid choices: "
+                                        r"bce, ce"),
+    ("snnl", {"temperature": -1}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
+    ("snnl", {"temperature": 0}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
+    ("snnl", {"factor": float("nan")}, r"regularizers\.snnl\.factor: must be a number in \(-inf, inf\), got nan"),
     ("snnl", {"layers": ["input"]}, r"regularizers\.snnl\.layers: 'input' is not a hidden layer"),
-    ("snnl", {"temprature": 1}, r"regularizers\.snnl\.temprature: unknown setting; "
-                                r"valid settings: factor, layers, temperature"),
-    ("contrastive", {"alpha": 1}, r"regularizers\.contrastive\.alpha: unknown setting; valid settings: margin, weight"),
-    ("none", {"weight": 1}, r"regularizers\.none: unknown setting"),
+    ("snnl", {"optimize_temperature": "yes"}, r"regularizers\.snnl\.optimize_temperature: must be true or false"),
+    ("snnl", {"temprature": 1}, r"regularizers\.snnl\.temprature: unknown setting; valid keys: cos_distance, "
+                                r"factor, layers, optimize_temperature, stabilized, temperature$"),
+    ("contrastive", {"alpha": 1}, r"regularizers\.contrastive\.alpha: unknown setting; valid keys: margin, weight"),
+    ("none", {"weight": 1}, r"regularizers\.none\.weight: unknown setting; it takes none"),
 ])
 def test_bad_settings(name, settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,6 +1,5 @@
-"""tools/select_setting.py: the validation split never touches the test set; the choice rule."""
+"""tools/select_setting.py (backdoor.selection): the validation split never touches the test set; the choice rule."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,12 +8,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from backdoor.data import Dataset, Split, dataset_spec, store_dataset
+from backdoor import selection as select_setting
+from backdoor.datasets import Dataset, Split, store_dataset
+from backdoor.datasets.registry import dataset_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("select_setting", ROOT / "tools" / "select_setting.py")
-select_setting = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(select_setting)
 
 
 def toy_dataset(n_train: int = 300, n_test: int = 50) -> Dataset:
@@ -61,6 +59,7 @@ def test_tool_runs_and_writes_its_choice(tmp_path):
     report = json.loads(out.read_text())
     assert [r["value"] for r in report["runs"]] == [-1.0, -0.1]
     assert report["validation_images"] == 100 and set(report["none"]) == {"clean_acc", "asr"}
+    assert all(run["term_to_ce"] == abs(run["snnl_term"]) / run["ce"] for run in report["runs"])  # SNNL's share
 
 
 def test_unknown_setting_is_refused(tmp_path):
@@ -69,7 +68,7 @@ def test_unknown_setting_is_refused(tmp_path):
                              "--values", "-1"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "regularizers.snnl" in result.stderr and "'fator'" in result.stderr
-    assert "valid choices: factor, temperature" in result.stderr
+    assert "valid choices: cos_distance, factor, layers, optimize_temperature, stabilized, temperature" in result.stderr
 
 
 def test_bad_regularizer_or_value_fails_before_training(tmp_path):

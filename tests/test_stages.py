@@ -1,8 +1,6 @@
 """Stage scripts: bad input exits 2 with one line naming the problem, no traceback, no output left."""
 
 import json
-import runpy
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +22,31 @@ def run_stage(tmp_path: Path, script: str, *args: str, **param_changes) -> subpr
                            *args], cwd=tmp_path, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"trigger": "chekcer"}, "error: trigger: unknown value 'chekcer'; valid choices:"),
-    ({"poison_rate": 2}, "error: poison_rate: must be in [0, 1], got 2"),
-    ({"target": 12}, "error: target: class 12 is outside this dataset's classes 0..9"),
-    ({"trigger_size": 40}, "error: trigger_size: 40 px is larger than the 28x28 image"),
+@pytest.mark.parametrize("script, change, message", [
+    ("check.py", {"trigger": "chekcer"}, "error: trigger: unknown value 'chekcer'; valid choices:"),
+    ("check.py", {"poison_rate": 2}, "error: poison_rate: must be a number in [0, 1], got 2"),
+    ("check.py", {"target": 12}, "error: target: class 12 is outside this dataset's classes 0..9"),
+    ("check.py", {"trigger_size": 40}, "error: trigger_size: 40 px is larger than the 28x28 image"),
+    ("download.py", {"dataset": "mnist"}, "error: dataset: unknown value 'mnist'; valid choices:"),
+    ("train.py", {"arch": "resnet-9000"}, "error: arch: unknown value 'resnet-9000'"),
+    ("train.py", {"regularizer": "dropout"}, "error: regularizer: unknown value 'dropout'"),
 ])
-def test_bad_params_fail_before_work(tmp_path, change, message):
-    result = run_stage(tmp_path, "download.py", "--out", "raw", "--downloads", "dl", **change)
+def test_bad_params_fail_before_work(tmp_path, script, change, message):
+    args = {"check.py": ["--out", "raw", "--plan", "none"], "download.py": ["--out", "raw", "--downloads", "dl"],
+            "train.py": ["--raw", "dl", "--out", "raw"]}[script]
+    result = run_stage(tmp_path, script, *args, **change)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(message), result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "raw").exists() and not (tmp_path / "dl").exists()
+
+
+def test_the_check_stage_writes_one_fixed_line(tmp_path):
+    (tmp_path / "out.txt").write_text("params.yaml is valid (stages/check.py)\n")
+    before = (tmp_path / "out.txt").stat().st_mtime_ns
+    result = run_stage(tmp_path, "check.py", "--out", "out.txt", "--plan", "none")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.txt").stat().st_mtime_ns == before  # not even rewritten: nothing downstream changes
 
 
 def test_missing_dataset_gives_clear_message(tmp_path):
@@ -46,7 +57,8 @@ def test_missing_dataset_gives_clear_message(tmp_path):
 
 
 def test_corrupt_dataset_file_is_rejected(tmp_path):
-    from backdoor.data import DATASETS, store_dataset
+    from backdoor.datasets import store_dataset
+    from backdoor.datasets.registry import DATASETS
 
     spec = DATASETS["fashion-mnist"]
     images = torch.zeros(20, 1, 28, 28, dtype=torch.uint8)
@@ -95,7 +107,8 @@ def test_saved_tensors_are_byte_identical_across_paths(tmp_path):
 
 
 def small_dataset(folder: Path, fill: int) -> None:
-    from backdoor.data import DATASETS, store_dataset
+    from backdoor.datasets import store_dataset
+    from backdoor.datasets.registry import DATASETS
 
     images = torch.full((40, 1, 28, 28), fill, dtype=torch.uint8)
     labels = torch.arange(40) % 10
@@ -107,8 +120,9 @@ def test_poisoned_set_from_another_dataset_is_refused(tmp_path):
     small_dataset(tmp_path / "raw", fill=0)
     assert run_stage(tmp_path, "poison.py", "--raw", "raw", "--out", "poisoned", poison_rate=0.1).returncode == 0
     small_dataset(tmp_path / "raw", fill=7)  # the dataset changed after poisoning
+    small_batches = {**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], "batch_size": 8}
     result = run_stage(tmp_path, "train.py", "--raw", "raw", "--poisoned", "poisoned", "--out", "model",
-                       poison_rate=0.1)
+                       poison_rate=0.1, train=small_batches)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: poisoned was not built from the dataset in raw: re-run its poison stage" in result.stderr
     assert not (tmp_path / "model").exists()
@@ -127,44 +141,46 @@ def test_finetune_lists_must_line_up_before_loading(tmp_path):
     assert "error: finetune: one entry per --model (2) expected in --poisoned (1)" in result.stderr
 
 
-def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path, monkeypatch, capsys):
-    """A grid stage fine-tunes all poison rates of a family in one process: no state may leak between cells.
-    (The stages run in this process, torch imported once; each run finds a different global state.)"""
+def stage(cwd: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", "params.yaml", *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path):
+    """A grid stage fine-tunes all poison rates of a family in one process: no state may leak between cells."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["grid"]["settings"]["train"].update(epochs=1, batch_size=16, subset=None)
-    params["grid"]["settings"]["finetune"].update(epochs=1, batch_size=8, clean_size=12)
+    params["grid"]["settings"]["finetune"].update(epochs=1, batch_size=8)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     small_dataset(tmp_path / "raw", fill=0)
     family = ["dataset=fashion-mnist", "arch=small-cnn", "trigger=checker", "strategy=all-to-one",
               "regularizer=none", "seed=0"]
-
-    monkeypatch.chdir(tmp_path)
-
-    def stage(script, *args):
-        monkeypatch.setattr(sys, "argv", [script, "--params", "params.yaml", *args])
-        runpy.run_path(str(ROOT / "stages" / script), run_name="__main__")
+    fine_tuning = ["ft_lr=0.01", "ft_clean_size=12"]
 
     for rate in ("0.0", "0.1"):
-        stage("poison.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw", "--out", f"p{rate}")
-        stage("train.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw", "--poisoned", f"p{rate}",
-              "--out", f"m{rate}")
-    stage("finetune.py", "--cell", *family, "--raw", "raw", "--poison-rate", "0.0", "0.1",
-          "--poisoned", "p0.0", "p0.1", "--model", "m0.0/model.pt", "m0.1/model.pt", "--report", "family.json")
-    stage("finetune.py", "--cell", *family, "poison_rate=0.1", "--raw", "raw", "--poisoned", "p0.1",
-          "--model", "m0.1/model.pt", "--report", "alone.json")
+        assert stage(tmp_path, "poison.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw",
+                     "--out", f"p{rate}").returncode == 0
+        trained = stage(tmp_path, "train.py", "--cell", *family, f"poison_rate={rate}", "--raw", "raw", "--poisoned",
+                        f"p{rate}", "--out", f"m{rate}")
+        assert trained.returncode == 0, trained.stderr
+    ran = stage(tmp_path, "finetune.py", "--cell", *family, *fine_tuning, "--raw", "raw", "--poison-rate", "0.0",
+                "0.1", "--poisoned", "p0.0", "p0.1", "--model", "m0.0/model.pt", "m0.1/model.pt", "--report",
+                "family.json")
+    assert ran.returncode == 0, ran.stderr
+    assert stage(tmp_path, "finetune.py", "--cell", *family, *fine_tuning, "poison_rate=0.1", "--raw", "raw",
+                 "--poisoned", "p0.1", "--model", "m0.1/model.pt", "--report", "alone.json").returncode == 0
     family_results, alone = (json.loads((tmp_path / f).read_text()) for f in ("family.json", "alone.json"))
-    name = "fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"
-    assert list(family_results) == ["fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0", name]
+    name = "fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0_ftlr0.01_ftn12"
+    baseline = "fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0_ftlr0.01_ftn12"
+    assert list(family_results) == [baseline, name]
     assert family_results[name] == alone[name]
-    assert alone[name]["num_poisoned"] == 4 and family_results[
-        "fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0"]["num_poisoned"] == 0
+    assert alone[name]["num_poisoned"] == 4 and family_results[baseline]["num_poisoned"] == 0
 
     # model.pt records the data it was trained on: a stage that depends on it alone cannot mix them up
-    with pytest.raises(SystemExit) as exit_code:
-        stage("finetune.py", "--cell", *family, "poison_rate=0.1", "--raw", "raw", "--poisoned", "p0.0",
-              "--model", "m0.1/model.pt", "--report", "mixed.json")
-    assert exit_code.value.code == 2 and not (tmp_path / "mixed.json").exists()
-    assert "error: m0.1/model.pt was not trained on raw and p0.0: re-run its train stage" in capsys.readouterr().err
+    mixed = stage(tmp_path, "finetune.py", "--cell", *family, *fine_tuning, "poison_rate=0.1", "--raw", "raw",
+                  "--poisoned", "p0.0", "--model", "m0.1/model.pt", "--report", "mixed.json")
+    assert mixed.returncode == 2 and not (tmp_path / "mixed.json").exists()
+    assert mixed.stderr.strip() == "error: m0.1/model.pt was not trained on raw and p0.0: re-run its train stage (dvc repro)"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -178,12 +194,10 @@ def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path, monke
     (["--poison-rate", "0", "0.1", "0.2", "--poisoned", "p0", "p1", "--model", "m0", "m1", "--report", "r.json"],
      "finetune: one entry per --model (2) expected in --poison-rate (3)"),
 ])
-def test_finetune_argument_combinations_that_cannot_work(args, message, monkeypatch, capsys, tmp_path):
+def test_finetune_argument_combinations_that_cannot_work(args, message, tmp_path):
     """Checked before anything is loaded (none of these paths exists)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["finetune.py", "--params", str(ROOT / "params.yaml"), "--raw", "raw", *args])
-    with pytest.raises(SystemExit) as exit_code:
-        runpy.run_path(str(ROOT / "stages" / "finetune.py"), run_name="__main__")
-    assert exit_code.value.code == 2
-    assert capsys.readouterr().err.strip() == f"error: {message}"
-    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = stage(tmp_path, "finetune.py", "--raw", "raw", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,7 +1,9 @@
 import torch
 
 from backdoor.augment import random_crop, random_flip
-from backdoor.training import Classifier, LoopConfig, fit, lr_factor, predict
+from backdoor.classifier import Classifier, predict
+from backdoor.config import LoopConfig
+from backdoor.loop import fit, lr_factor
 
 
 def tiny_data(n: int = 64):

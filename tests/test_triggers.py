@@ -18,6 +18,7 @@ from backdoor.triggers import (LOCATIONS, TRIGGERS, AdditiveTrigger, BlendTrigge
 torch.set_num_threads(1)
 
 FULL_IMAGE = ("blend", "sig", "wanet")
+FIXED_PLACE = ("art-pattern", *FULL_IMAGE)  # no trigger_size, no trigger_location
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -43,7 +44,7 @@ def corner_slices(location: str, h: int, w: int, s: int) -> tuple[slice, slice]:
 
 
 def test_zoo_is_registered():
-    assert set(TRIGGERS) == {"checker", "square", "noise", "blend", "sig", "wanet"}
+    assert set(TRIGGERS) == {"checker", "art-pattern", "square", "noise", "blend", "sig", "wanet"}
     assert T.PATCH_TRIGGERS == ("checker", "square", "noise")
 
 
@@ -83,39 +84,40 @@ def test_unknown_setting_names_the_key_and_valid_keys(name):
         build_trigger(name, (3, 32, 32), size=3, bogus=1)
     message = str(err.value)
     assert f"triggers.{name}.bogus" in message
-    valid = {"checker": [], "square": ["value"], "noise": [], "blend": ["alpha"],
+    valid = {"checker": [], "art-pattern": ["distance", "pixel_value"], "square": ["value"], "noise": [],
+             "blend": ["alpha"],
              "sig": ["amplitude", "frequency"],
              "wanet": ["strength", "grid_size", "noise_mode", "cross_ratio"]}[name]
     if valid:
         assert "valid keys: " + ", ".join(sorted(valid)) in message
     else:
-        assert "this trigger takes none" in message
+        assert message.endswith("unknown setting; it takes none")
 
 
 def test_unknown_trigger_and_location():
-    with pytest.raises(ConfigError, match="trigger: unknown value 'nope'; valid choices: blend, checker"):
+    with pytest.raises(ConfigError, match="trigger: unknown value 'nope'; valid choices: art-pattern, blend, checker"):
         build_trigger("nope", (1, 28, 28))
     with pytest.raises(ConfigError, match="trigger_location: unknown value 'middle'"):
         build_trigger("checker", (1, 28, 28), location="middle")
 
 
-@pytest.mark.parametrize("name", FULL_IMAGE)
-def test_full_image_triggers_reject_random_location(name):
+@pytest.mark.parametrize("name", FIXED_PLACE)
+def test_fixed_place_triggers_reject_random_location(name):
     with pytest.raises(ConfigError, match=r"trigger_location: random is only for patch triggers "
-                                          r"\(checker, square, noise\)"):
+                                          r"\(checker, square, noise\); the others have a fixed place"):
         build_trigger(name, (3, 32, 32), location="random")
 
 
-@pytest.mark.parametrize("name", FULL_IMAGE)
-def test_full_image_triggers_ignore_size_and_corner(name):
+@pytest.mark.parametrize("name", FIXED_PLACE)
+def test_fixed_place_triggers_ignore_size_and_corner(name):
     images = random_images(2, (1, 8, 8))
     outs = [build_trigger(name, (1, 8, 8), seed=0, size=size, location=location)(images, gen())
             for size, location in [(3, "bottom-right"), (100, "top-left"), (1, "bottom-left")]]
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
 
 
-@pytest.mark.parametrize("name", FULL_IMAGE)
-def test_full_image_triggers_reject_a_batch_of_another_shape(name):
+@pytest.mark.parametrize("name", FIXED_PLACE)
+def test_fixed_place_triggers_reject_a_batch_of_another_shape(name):
     trigger = build_trigger(name, (1, 8, 8))
     with pytest.raises(ValueError, match="built for images of shape"):
         trigger(zeros(1, 1, 8, 9), gen())
@@ -137,6 +139,30 @@ def test_empty_batch(name):
 
 
 # ---------------------------------------------------------------- patch triggers
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_art_pattern_sets_exactly_arts_four_pixels(channels):
+    """ART's add_pattern_bd with distance 2 on an H x W image: (H-2, W-2), (H-3, W-3), (H-2, W-4), (H-4, W-2)."""
+    images = random_images(2, (channels, 9, 12))
+    images[:, :, 3:, 5:] = 0  # no chosen pixel is already 255, so a missing one would show
+    out = build_trigger("art-pattern", (channels, 9, 12))(images, gen())
+    expected = images.clone()
+    for row, col in [(7, 10), (6, 9), (7, 8), (5, 10)]:  # 9 and 12 minus (2, 2), (3, 3), (2, 4), (4, 2)
+        expected[:, :, row, col] = 255
+    assert torch.equal(out, expected)
+    changed = (out != images).any(dim=1)
+    assert changed.sum().item() == 2 * 4  # four pixels per image, on every channel, nothing else
+
+
+def test_art_pattern_distance_and_value():
+    out = build_trigger("art-pattern", (1, 8, 8), distance=3, pixel_value=9)(zeros(1, 1, 8, 8), gen())
+    assert sorted(map(tuple, out[0, 0].nonzero().tolist())) == [(3, 5), (4, 4), (5, 3), (5, 5)]
+    assert set(out[out > 0].tolist()) == {9}
+    with pytest.raises(ConfigError, match=r"triggers.art-pattern.distance: must be an integer in \[1, 6\], got 7"):
+        build_trigger("art-pattern", (1, 8, 8), distance=7)
+    with pytest.raises(ConfigError, match=r"triggers.art-pattern.pixel_value: must be an integer in \[0, 255\]"):
+        build_trigger("art-pattern", (1, 8, 8), pixel_value=256)
 
 
 @pytest.mark.parametrize("location", CORNERS)

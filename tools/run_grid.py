@@ -73,7 +73,7 @@ def main() -> None:
     if subprocess.run([sys.executable, "stages/plan_grid.py"]).returncode:
         sys.exit(2)
     stages = grid_stages(Path(args.grid_dir))
-    dvc(["repro", f"{args.grid_dir}/dvc.yaml:code-fingerprints"])  # what every cell stage depends on
+    dvc(["repro", "code"])  # the code fingerprints every cell stage depends on
     for index, prefixes in enumerate(PHASES):
         batch = [s for s in stages if s.rsplit(":", 1)[1].startswith(prefixes)]
         if index == 0:  # datasets before the poisoned sets built from them

@@ -59,5 +59,12 @@ def hidden_layers(model: nn.Module) -> list[str]:
     return [entry["module"] for entry in (info if isinstance(info, list) else info.info)]
 
 
+def block_layers(model: nn.Module) -> list[str]:
+    """Module names of the model's blocks, shallow to deep, without the stem: where manifold mixup's
+    reference mixes (after layer1 and layer2 of a ResNet). A family names them in ``model.block_layers``;
+    without it, the hidden stages."""
+    return list(getattr(model, "block_layers", None) or hidden_layers(model))
+
+
 from . import small_cnn  # noqa: E402,F401  (registers small-cnn)
 from . import nasnet  # noqa: E402,F401  (registers nasnet-mobile, nasnet-large)

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from . import register_model
+from . import hidden_layers, register_model
 
 SMALL_IMAGE = 64  # same threshold as the timm ResNet stem adaptation
 
@@ -79,6 +79,7 @@ class NASNetA(nn.Module):
             dict(num_chs=12 * filters, reduction=16, module="reduction_cell_1.conv_1x1.act"),
             dict(num_chs=num_features, reduction=32, module="act"),
         ]
+        self.block_layers = after_stem([info["module"] for info in self.feature_info])
         self.global_pool, self.head_drop, self.last_linear = create_classifier(
             num_features, num_classes, pool_type="avg", drop_rate=drop_rate)
 
@@ -99,6 +100,11 @@ class NASNetA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def after_stem(layers: list[str]) -> list[str]:
+    """The hidden stages after the stem convolution (``conv0``): NASNet's blocks, shallow to deep."""
+    return [layer for layer in layers if layer != "conv0"]
 
 
 def adapt_nasnet_stem(model: nn.Module, image_size: int) -> None:
@@ -130,4 +136,5 @@ def nasnet_large(*, num_classes: int, in_chans: int, image_size: int, pretrained
     model = create_timm_model("nasnetalarge", num_classes=num_classes, in_chans=in_chans, image_size=image_size,
                               pretrained=pretrained, **kwargs)
     adapt_nasnet_stem(model, image_size)
+    model.block_layers = after_stem(hidden_layers(model))
     return model

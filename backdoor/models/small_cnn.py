@@ -26,6 +26,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(prev, num_classes)
         self.feature_info = [{"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
                              for i, w in enumerate(widths)]
+        self.block_layers = [info["module"] for info in self.feature_info]  # no stem: every stage is a block
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)

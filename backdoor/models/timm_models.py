@@ -33,4 +33,6 @@ def create_timm_model(name: str, *, num_classes: int, in_chans: int, image_size:
         raise
     if image_size < SMALL_IMAGE and hasattr(model, "conv1") and hasattr(model, "maxpool"):
         adapt_resnet_stem(model, in_chans)
+    if hasattr(model, "layer1"):  # ResNet family: the residual stages, without the stem (act1)
+        model.block_layers = [f"layer{i}" for i in range(1, 5) if hasattr(model, f"layer{i}")]
     return model

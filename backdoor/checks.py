@@ -1,0 +1,126 @@
+"""Checks that need the registries and the dataset's spec: names, classes, a trigger's fit, sizes.
+
+Run by the ``check`` stage on the whole params.yaml (the focus experiment, every method's settings and
+the grid) before DVC touches any other stage's outputs, and by the grid planner on every cell. The stage
+scripts themselves check only the parts they use, so that their code dependencies stay narrow.
+"""
+
+from __future__ import annotations
+
+from .config import FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_sizes, focus_experiment, poison_count
+from .datasets.registry import dataset_spec
+from .errors import ConfigError, choices_error
+from .grid import Cell, check_plan, grid_axes, grid_cells, grid_shards
+from .models import check_arch
+from .poisoning import STRATEGIES, build_strategy
+from .regularizers import REGULARIZERS, check_regularizer
+from .triggers import PATCH_TRIGGERS, TRIGGERS, build_trigger
+from .validation import check_choice, check_number, check_text
+
+
+def validate_experiment(exp: Experiment) -> None:
+    """Every check that needs no stored data: names, classes, trigger against image size, sizes when the
+    dataset's size is known before it is built."""
+    spec = dataset_spec(exp.dataset, exp.image_size)
+    if exp.arch is not None:
+        check_arch(exp.arch)
+    if exp.strategy is not None:
+        build_strategy(exp.strategy, exp.target, exp.source, spec.num_classes)
+    if exp.trigger is not None:
+        build_trigger(exp.trigger, (spec.channels, spec.image_size, spec.image_size), seed=exp.seed,
+                      size=exp.trigger_size, location=exp.trigger_location, **exp.trigger_settings)
+    if exp.regularizer is not None:
+        check_regularizer(exp.regularizer, exp.regularizer_settings)
+    if spec.num_train is not None:
+        if exp.strategy is not None and exp.train.subset is None and spec.class_counts is not None:
+            _check_eligible(exp, spec.num_train, spec.class_counts)
+        check_sizes(exp, spec.num_train)
+
+
+def _check_eligible(exp: Experiment, num_train: int, class_counts: tuple[int, ...]) -> None:
+    """The poison count against the images the strategy may poison (exact when the whole set is the pool)."""
+    eligible = {"all-to-one": num_train - class_counts[exp.target], "all-to-all": num_train,
+                "clean-label": class_counts[exp.target],
+                "one-to-one": class_counts[exp.source] if exp.source is not None else 0}.get(exp.strategy, num_train)
+    count = poison_count(num_train, exp.poison_rate)
+    if count > eligible:
+        raise ConfigError(f"poison_rate: {exp.poison_rate:g} asks for {count} poisoned images but only {eligible} "
+                          f"training images are eligible under {exp.strategy}")
+
+
+def validate_methods(params: dict, exp: Experiment) -> None:
+    """Every trigger and regularizer listed under ``triggers:`` and ``regularizers:``, with its settings (on
+    the focus experiment's images): a bad setting fails even where the focus experiment does not use it."""
+    spec = dataset_spec(exp.dataset, exp.image_size)
+    shape = (spec.channels, spec.image_size, spec.image_size)
+    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS)):
+        methods = params.get(section) or {}
+        if not isinstance(methods, dict):
+            raise ConfigError(f"{section}: must be a mapping of method name -> settings, got {methods!r}")
+        for name, settings in methods.items():
+            if name not in registry:
+                raise choices_error(f"{section}", name, sorted(registry))
+            if settings is not None and not isinstance(settings, dict):
+                raise ConfigError(f"{section}.{name}: must be a mapping of settings, got {settings!r}")
+            if section == "regularizers":
+                check_regularizer(name, settings or {})
+                continue
+            location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
+            build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location, **(settings or {}))
+
+
+def _check_axis_value(axis: str, value: object) -> None:
+    """What can be said of one axis value alone (its name, type and range)."""
+    if axis == "dataset":
+        dataset_spec(check_text("dataset", value))
+    elif axis == "arch":
+        check_arch(value)
+    elif axis in ("trigger", "strategy", "regularizer"):
+        registry = {"trigger": TRIGGERS, "strategy": STRATEGIES, "regularizer": REGULARIZERS}[axis]
+        check_choice(axis, value, sorted(registry))
+    elif axis == "poison_rate":
+        check_number(axis, value, low=0, high=1)
+    elif axis == "seed":
+        check_number(axis, value, low=0, integer=True)
+    else:  # ft_lr, ft_clean_size: the fine-tuning settings they set
+        FinetuneConfig(**{FT_AXES[axis]: value}).validate_one(FT_AXES[axis], axis)
+
+
+def validate_grid(params: dict) -> list[Cell]:
+    """All cells, validated before any work; an error names the list and the value, or the combination."""
+    axes = grid_axes(params)
+    grid_shards(params)
+    for axis, values in axes.items():
+        for value in values:
+            try:
+                _check_axis_value(axis, value)
+            except ConfigError as exc:
+                raise ConfigError(f"grid.{axis}: value {value!r} is invalid: {exc}") from None
+    for axis, values in axes.items():  # each value once, with the other axes at their first value
+        for value in values:
+            probe = {a: v[0] for a, v in axes.items()} | {axis: value}
+            try:
+                validate_experiment(cell_experiment(params, probe))
+            except ConfigError as exc:
+                if str(exc).startswith("grid.settings"):  # about the shared settings, not this value
+                    raise
+                raise ConfigError(f"grid.{axis}: value {value!r} is invalid: {exc}") from None
+    cells = grid_cells(params)
+    for cell in cells:  # combinations (a target outside one dataset's classes, a clean set too large ...)
+        try:
+            validate_experiment(cell_experiment(params, cell.as_dict()))
+        except ConfigError as exc:
+            raise ConfigError(f"grid: the combination {cell.name} cannot work: {exc}") from None
+    return cells
+
+
+def validate_params(params: dict, plan: dict | None = None, settings: dict | None = None) -> list[Cell]:
+    """The whole params.yaml: the focus experiment, every method's settings, every grid cell, and (given the
+    planned grid/plan.json and grid/settings.json) that the grid was planned from it. Returns the cells."""
+    exp = focus_experiment(params)
+    validate_experiment(exp)
+    validate_methods(params, exp)
+    cells = validate_grid(params)
+    if plan is not None:
+        check_plan(params, plan, settings or {})
+    return cells

@@ -1,0 +1,24 @@
+"""CA, ASR and RA of a model on a dataset's clean test set and a poisoned set's triggered test set."""
+
+from __future__ import annotations
+
+from .classifier import Classifier, predict_sets
+from .datasets import Dataset
+from .metrics import backdoor_metrics
+from .poisoned_set import PoisonedSet
+
+METRIC_KEYS = ("clean_acc", "asr", "robust_acc")
+
+
+def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str, float]:
+    """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics)."""
+    clean, triggered = predict_sets(clf, [data.test.images, poisoned.test_images])  # one fused model copy
+    return backdoor_metrics(clean, data.test.labels, triggered, poisoned.test_labels, poisoned.test_targets)
+
+
+def before_after(before: dict[str, float], after: dict[str, float], poisoned: PoisonedSet) -> dict:
+    """CA/ASR/RA before and after clean fine-tuning, with the counts: the record the focus metrics.json and
+    every grid cell's report share. ``num_poisoned`` is what the model trained on; ``num_train`` its pool."""
+    return {**{k: before[k] for k in METRIC_KEYS}, "finetuned": {k: after[k] for k in METRIC_KEYS},
+            "num_poisoned": poisoned.num_poisoned, "num_train": len(poisoned.pool),
+            "num_triggered_test": len(poisoned.test_indices)}

@@ -1,0 +1,73 @@
+"""The training loop: the whole dataset on the device as uint8, batched augmentation, one screen.
+
+The same loop trains the poisoned model and fine-tunes it on clean data; only the config differs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import random_crop, random_flip
+from .classifier import Classifier, pick_device
+from .config import LoopConfig
+from .seeding import derive_seed, generator
+
+Loss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> Loss:
+    return lambda model, x, y: F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopConfig, *, seed: int,
+        loss_fn: Loss | None = None, on_epoch_end: Callable[[int, float], None] | None = None,
+        device: torch.device | None = None, progress: bool = True) -> None:
+    """Train ``clf.model`` in place with SGD + Nesterov, warm-up + cosine, crop/flip per batch."""
+    from tqdm import tqdm
+
+    device = device or pick_device()
+    torch.manual_seed(derive_seed(seed, "training-randomness"))  # dropout, mixup draws ...
+    model = clf.model.to(device, memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    loss_fn = loss_fn or cross_entropy(cfg.label_smoothing)
+    images, labels = images.to(device), labels.to(device)  # uint8 on the device: no loader, no workers
+    rng = generator(seed, "batches", device)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BN and biases
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
+    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(len(labels), generator=rng, device=device)
+        total_loss = torch.zeros((), device=device)
+        batches = tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                       disable=None if progress else True)  # None: off when not a terminal
+        for idx in batches:
+            x = random_flip(images[idx], rng) if cfg.flip else images[idx]
+            x = clf.normalizer(random_crop(x, cfg.crop_padding, rng))
+            with autocast:
+                loss = loss_fn(step_model, x, labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.detach() * len(idx)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, (total_loss / len(labels)).item())
