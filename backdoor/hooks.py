@@ -1,4 +1,5 @@
-"""Reach a model's hidden layers by module name through forward hooks, the same way for every model.
+"""Reach a model's hidden layers by module name through forward hooks, the same way for every model, and
+resolve the layer names a regularizer is given against the model.
 
 Names come from ``backdoor.models.hidden_layers(model)`` (timm's ``feature_info``), so small-cnn and
 any timm model are handled by one mechanism, with no per-architecture code.
@@ -15,6 +16,11 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
+
+from .errors import ConfigError
+from .models import block_layers, hidden_layers
+
+INPUT = "input"  # manifold mixup's layer 0: mix the input batch itself
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -86,3 +92,54 @@ def replace_output(model: nn.Module, name: str, fn: Callable[[torch.Tensor], tor
         yield
     finally:
         handle.remove()
+
+
+def layer_names(name: str, value: object, *, allow_input: bool) -> list[str] | None:
+    """Check the form of a ``layers`` setting (None: the method's default layers)."""
+    if value is None:
+        return None
+    where = f"regularizers.{name}.layers"
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{where}: must be a non-empty list of layer names, got {value!r}")
+    for layer in value:
+        if not isinstance(layer, str) or not layer:
+            raise ConfigError(f"{where}: layer names must be non-empty strings, got {layer!r}")
+        if layer == INPUT and not allow_input:
+            raise ConfigError(f"{where}: {INPUT!r} is not a hidden layer; list hidden layers only")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: a layer is listed twice in {list(value)}")
+    return list(value)
+
+
+class Layers:
+    """Layer names resolved against the model: the given ones, checked, or ``default(model)``; at build time
+    when the model is known, else on first use."""
+
+    def __init__(self, name: str, layers: list[str] | None, model: nn.Module | None, *, allow_input: bool,
+                 default: Callable[[nn.Module], list[str]]):
+        self.name, self.layers, self.allow_input, self.default = name, layers, allow_input, default
+        self.model: nn.Module | None = None
+        self.resolved: list[str] = []
+        if model is not None:
+            self.for_model(model)
+
+    def for_model(self, model: nn.Module) -> list[str]:
+        model = unwrap(model)
+        if model is not self.model:
+            self.resolved = self._resolve(model)
+            self.model = model
+        return self.resolved
+
+    def _resolve(self, model: nn.Module) -> list[str]:
+        hidden = list(dict.fromkeys(hidden_layers(model) + block_layers(model)))
+        valid = ([INPUT] if self.allow_input else []) + hidden
+        if self.layers is None:
+            if not hidden:
+                raise ConfigError(f"regularizers.{self.name}.layers: {type(model).__name__} exposes no hidden layers "
+                                  f"(no feature_info); list the layers explicitly")
+            return self.default(model)
+        for layer in self.layers:
+            if layer not in valid:
+                raise ConfigError(f"regularizers.{self.name}.layers: unknown layer {layer!r} for "
+                                  f"{type(model).__name__}; valid layers: {', '.join(valid)}")
+        return self.layers

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ConfigError, choices_error
-from .hooks import capture_outputs, replace_output, unwrap
+from .hooks import INPUT, Layers, capture_outputs, layer_names, replace_output, unwrap
 from .models import block_layers, hidden_layers
 from .validation import check_bool, check_choice, check_keys, check_number, setting_names
 
@@ -38,7 +38,6 @@ Loss = Callable[[nn.Module, "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 RegularizerFactory = Callable[..., Loss]
 REGULARIZERS: dict[str, RegularizerFactory] = {}
 
-INPUT = "input"  # manifold mixup's layer 0: mix the input batch itself
 BUILT_IN = ("model", "label_smoothing", "generator")  # passed by the caller, not settings
 SNNL_EPS = 1e-5  # cleverhans SNNLCrossEntropy.STABILITY_EPS
 SNNL_TEMPERATURE_STEP = 0.1  # cleverhans optimized_temp_SNNL: t <- t - 0.1 * dSNNL/dt
@@ -76,57 +75,6 @@ def regularizer_defaults(name: str) -> dict:
 
 def _number(name: str, key: str, value: object, **bounds) -> float:
     return float(check_number(f"regularizers.{name}.{key}", value, **bounds))
-
-
-def _layer_names(name: str, value: object, *, allow_input: bool) -> list[str] | None:
-    """Check the form of a ``layers`` setting (None: the method's default layers)."""
-    if value is None:
-        return None
-    where = f"regularizers.{name}.layers"
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{where}: must be a non-empty list of layer names, got {value!r}")
-    for layer in value:
-        if not isinstance(layer, str) or not layer:
-            raise ConfigError(f"{where}: layer names must be non-empty strings, got {layer!r}")
-        if layer == INPUT and not allow_input:
-            raise ConfigError(f"{where}: {INPUT!r} is not a hidden layer; list hidden layers only")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{where}: a layer is listed twice in {list(value)}")
-    return list(value)
-
-
-class _Layers:
-    """Layer names resolved against the model: the given ones, checked, or ``default(model)``; at build time
-    when the model is known, else on first use."""
-
-    def __init__(self, name: str, layers: list[str] | None, model: nn.Module | None, *, allow_input: bool,
-                 default: Callable[[nn.Module], list[str]]):
-        self.name, self.layers, self.allow_input, self.default = name, layers, allow_input, default
-        self.model: nn.Module | None = None
-        self.resolved: list[str] = []
-        if model is not None:
-            self.for_model(model)
-
-    def for_model(self, model: nn.Module) -> list[str]:
-        model = unwrap(model)
-        if model is not self.model:
-            self.resolved = self._resolve(model)
-            self.model = model
-        return self.resolved
-
-    def _resolve(self, model: nn.Module) -> list[str]:
-        hidden = list(dict.fromkeys(hidden_layers(model) + block_layers(model)))
-        valid = ([INPUT] if self.allow_input else []) + hidden
-        if self.layers is None:
-            if not hidden:
-                raise ConfigError(f"regularizers.{self.name}.layers: {type(model).__name__} exposes no hidden layers "
-                                  f"(no feature_info); list the layers explicitly")
-            return self.default(model)
-        for layer in self.layers:
-            if layer not in valid:
-                raise ConfigError(f"regularizers.{self.name}.layers: unknown layer {layer!r} for "
-                                  f"{type(model).__name__}; valid layers: {', '.join(valid)}")
-        return self.layers
 
 
 def _fp32(tensor: torch.Tensor) -> torch.autocast:
@@ -245,7 +193,7 @@ class ManifoldMixup:
     ``fit`` seeds, when it is None.
     """
 
-    def __init__(self, alpha: float, layers: _Layers, label_smoothing: float, kind: str,
+    def __init__(self, alpha: float, layers: Layers, label_smoothing: float, kind: str,
                  generator: torch.Generator | None = None):
         self.alpha, self.layers, self.label_smoothing, self.kind = alpha, layers, label_smoothing, kind
         self.generator = generator
@@ -280,11 +228,11 @@ def manifold_mixup(*, model=None, label_smoothing: float = 0.0, generator: torch
     or ``ce`` (see ``mixup_loss``).
     """
     alpha = _number("manifold-mixup", "alpha", alpha, low=0)
-    names = _layer_names("manifold-mixup", layers, allow_input=True)
+    names = layer_names("manifold-mixup", layers, allow_input=True)
     kind = check_choice("regularizers.manifold-mixup.loss", loss, MIXUP_LOSSES)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ConfigError(f"regularizers.manifold-mixup.generator: must be a torch.Generator, got {generator!r}")
-    resolved = _Layers("manifold-mixup", names, model, allow_input=True, default=reference_mixup_layers)
+    resolved = Layers("manifold-mixup", names, model, allow_input=True, default=reference_mixup_layers)
     return ManifoldMixup(alpha, resolved, label_smoothing, kind, generator)
 
 
@@ -342,7 +290,7 @@ class SoftNearestNeighbourLoss:
     flows into the model through the update, as TF's Assign op has none).
     """
 
-    def __init__(self, temperature: float, factor: float, layers: _Layers, optimize_temperature: bool,
+    def __init__(self, temperature: float, factor: float, layers: Layers, optimize_temperature: bool,
                  cos_distance: bool, stabilized: bool, label_smoothing: float):
         self.temperature, self.factor, self.layers = temperature, factor, layers
         self.optimize_temperature, self.cos_distance, self.stabilized = optimize_temperature, cos_distance, stabilized
@@ -381,11 +329,12 @@ class SoftNearestNeighbourLoss:
         return ce + term
 
     def epoch_terms(self) -> dict[str, float]:
-        """Mean cross-entropy and mean ``factor * SNNL`` over the steps since the last call."""
+        """Mean cross-entropy and mean ``factor * SNNL`` over the steps since the last call, and each layer's
+        current temperature ``T / t``."""
         steps = max(1, self._sums.pop("steps"))
         means = {key: value / steps for key, value in self._sums.items()}
         self._sums = {"ce": 0.0, "snnl_term": 0.0, "steps": 0}
-        return means
+        return means | {f"temperature_{name}": self.temperature / t for name, t in self.t.items()}
 
 
 @register_regularizer("snnl")
@@ -402,10 +351,10 @@ def snnl(*, model=None, label_smoothing: float = 0.0, temperature: float = 100.0
     """
     temperature = _number("snnl", "temperature", temperature, low=0, low_open=True)
     factor = _number("snnl", "factor", factor)
-    names = _layer_names("snnl", layers, allow_input=False)
+    names = layer_names("snnl", layers, allow_input=False)
     for key, value in (("optimize_temperature", optimize_temperature), ("cos_distance", cos_distance),
                        ("stabilized", stabilized)):
         check_bool(f"regularizers.snnl.{key}", value)
-    resolved = _Layers("snnl", names, model, allow_input=False, default=hidden_layers)
+    resolved = Layers("snnl", names, model, allow_input=False, default=hidden_layers)
     return SoftNearestNeighbourLoss(temperature, factor, resolved, optimize_temperature, cos_distance, stabilized,
                                     label_smoothing)

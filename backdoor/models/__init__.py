@@ -15,6 +15,7 @@ import torch.nn as nn
 from ..errors import ConfigError
 
 ModelBuilder = Callable[..., nn.Module]
+SMALL_IMAGE = 64  # below this, stems are adapted: an ImageNet stem (stride-2 conv + pool) throws away most pixels
 MODELS: dict[str, ModelBuilder] = {}
 
 

@@ -24,9 +24,8 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from . import hidden_layers, register_model
+from . import SMALL_IMAGE, hidden_layers, register_model
 
-SMALL_IMAGE = 64  # same threshold as the timm ResNet stem adaptation
 
 
 class NASNetA(nn.Module):

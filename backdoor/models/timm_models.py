@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ..errors import ConfigError
+from . import SMALL_IMAGE
 
-SMALL_IMAGE = 64  # below this an ImageNet stem (7x7 stride 2 + max-pool) throws away most pixels
 
 
 def adapt_resnet_stem(model: nn.Module, in_chans: int) -> None:
