@@ -314,9 +314,10 @@ def _quiet_dvc():
         log.setLevel(level)
 
 
-def plan_in_clone(root: Path, sha: str, cache: Path, targets: Sequence[str], cache_type: str = "symlink") -> Plan:
-    """What is stale at commit ``sha`` given what the shared cache (and its run-cache) holds."""
-    with workspace.throwaway_clone(root, sha, cache, cache_type) as clone, _quiet_dvc():
+def plan_in_clone(root: Path, sha: str, cache: Path, targets: Sequence[str]) -> Plan:
+    """What is stale at commit ``sha`` given what the shared cache (and its run-cache) holds. The clone
+    links restored outputs from the cache (symlinks: nothing is copied), and is removed afterwards."""
+    with workspace.throwaway_clone(root, sha, cache, "symlink") as clone, _quiet_dvc():
         return plan(clone, targets, restore=True)
 
 
@@ -335,7 +336,7 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     sha = workspace.head(root)
     cache = checked.cache or workspace.cache_dir(root)
     running = in_flight(checked.log_dir, sha) if has_sbatch else {}
-    planned = plan_in_clone(root, sha, cache, checked.targets, checked.cache_type)
+    planned = plan_in_clone(root, sha, cache, checked.targets)
     layers_, deferred = layered(planned.stale, exclude=running)
     pending = [s for s in planned.stale if s in running]
     after_collect = (f"; collecting (`dvc repro`) then runs here what cannot be run-cached: {describe(deferred)}"
