@@ -14,7 +14,6 @@ absolute value) whose validation clean accuracy is within ``--tolerance`` points
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 

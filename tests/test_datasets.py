@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import io
 import struct
 import tarfile
 import zlib
@@ -181,8 +180,8 @@ def test_flowers_from_archive(tmp_path, flower_archive):
     assert ds.train.images.dtype == torch.uint8
     # stratified: round(0.2 x 5) = 1 test image per class
     assert torch.equal(torch.bincount(ds.test.labels, minlength=5), torch.ones(5, dtype=torch.int64))
-    for images, labels in ((ds.train.images, ds.train.labels), (ds.test.images, ds.test.labels)):
-        for image, label in zip(images, labels):  # every image is its class's flat color (JPEG: within a few levels)
+    for split_images, labels in ((ds.train.images, ds.train.labels), (ds.test.images, ds.test.labels)):
+        for image, label in zip(split_images, labels):  # every image is its class's flat color (JPEG: within a few levels)
             expected = torch.tensor(COLORS[photos.FLOWERS_CLASSES[label]]).view(3, 1, 1)
             assert (image.int() - expected).abs().max() <= 8
     assert (flower_archive.parent / "flower_photos" / "daisy").is_dir()  # extracted next to the archive

@@ -10,12 +10,9 @@ alone (``pytest -k NAME``) and in any order.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,65 +21,14 @@ import psutil
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-       "OMP_NUM_THREADS": "1",  # identical float sums whatever runs beside
-       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+from .repos import ENV, edit_params, executed, make_copy, run, sh
+
 pytestmark = pytest.mark.slow
 
 
-def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-
-
-def sh(cwd: Path, *cmd: str) -> str:
-    result = run(cwd, *cmd)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
-
-
-def executed(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
 def stale(repo: Path) -> set[str]:
-    """Stages `dvc status` reports as changed (data/code is the fingerprint stage)."""
+    """Stages `dvc status` reports as changed."""
     return set(json.loads(sh(repo, "dvc", "status", "--json").splitlines()[-1] or "{}"))
-
-
-def edit_params(repo: Path, change) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    change(params)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def shrink(params: dict) -> None:
-    small_train = {"epochs": 1, "batch_size": 128, "subset": 1500}
-    params["train"].update(small_train)
-    params["finetune"].update(epochs=1, clean_size=300)
-    grid = params["grid"]
-    grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], ft_clean_size=[300])
-    grid["settings"]["train"].update(small_train, eval_every_epoch=True)  # the paper preset's logging
-    grid["settings"]["finetune"].update(epochs=1)
-
-
-def make_copy(dest: Path) -> Path:
-    """The repository as a fresh clone would see it: tracked and not-ignored files, one commit."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "grid/")) and name != "dvc.lock":
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    edit_params(dest, shrink)
-    sh(dest, "python", "stages/plan_grid.py")
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "add", "-A")
-    sh(dest, "git", "commit", "-qm", "copy")
-    return dest
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ import copy
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -243,3 +242,22 @@ def test_a_missing_cell_result_is_named(tmp_path):
     family.unlink()
     with pytest.raises(ConfigError, match=f"missing fine-tuning results .*{cell['family_key']}.json: run its fine-tune"):
         cell_results(plan, tmp_path / "cells")
+
+
+def test_report_without_baselines_says_unknown_not_none(tmp_path):
+    """A grid without rate-0 cells has no clean-accuracy gap: empty in summary.csv, null in metrics.json."""
+    plan = synthetic_plan(tmp_path)
+    plan["cells"] = [cell for cell in plan["cells"] if cell["poison_rate"] > 0]
+    table = add_baseline_gap(collect(plan, cell_results(plan, tmp_path / "cells")))
+    assert table["clean_acc_gap"].isna().all() and table["gap_significant"].isna().all()
+    metrics = aggregate_metrics(table)
+    assert metrics["baselines"] == 0 and metrics["cells_with_visible_gap"] is None
+    assert metrics["mean_clean_acc_gap"] is None and metrics["mean_asr"] == pytest.approx(0.96)
+    json.dumps(metrics, allow_nan=False)  # valid JSON
+
+
+def test_first_epoch_below_a_threshold():
+    curve = [{"epoch": 0, "asr": 0.99}, {"epoch": 1, "asr": 0.5}, {"epoch": 2, "asr": 0.1}, {"epoch": 3, "asr": 0.3}]
+    assert first_epoch_below(curve) == 2
+    assert first_epoch_below(curve[:2]) is None
+    assert first_epoch_below(curve, threshold=0.995) == 0

@@ -1,11 +1,13 @@
 """Run the grid with N workers at once, one per GPU: `python tools/run_grid.py --gpus 0,1,2,3`.
 
 DVC has no `repro -j`, but it releases its repository lock while a stage's command runs, so several
-`dvc repro -s STAGE` processes can run disjoint stages side by side. Order: the code fingerprints,
-datasets and poisoned sets first (cheap, serial), then every training stage from a shared queue
-(worker k sees only GPU k through CUDA_VISIBLE_DEVICES), then the fine-tune/evaluate stages the same
-way, then the report (`dvc repro report`). Results are identical to a serial `dvc repro`
-(tests/test_e2e.py checks this).
+`dvc repro -s STAGE` processes can run disjoint stages side by side. The stages `dvc repro` would run
+are grouped into layers by their depth in DVC's stage graph (backdoor.pipeline.layers, shared with the
+SLURM submission): the code fingerprints, then the datasets, then the poisoned sets and clean baselines,
+then the other trainings, then the fine-tunings. Each layer runs from a shared queue (worker k sees only
+GPU k through CUDA_VISIBLE_DEVICES) once the previous one has finished; then `dvc repro TARGETS`
+(default: the report) runs what cannot be run-cached and records the rest. Results are identical to a
+serial `dvc repro` (tests/test_e2e.py checks this).
 """
 
 from __future__ import annotations
@@ -16,19 +18,11 @@ import queue
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-import yaml
+from backdoor.errors import ConfigError
+from backdoor.pipeline.layers import plan
 
-PHASES = (("download-", "poison-"), ("train-",), ("finetune-",))
-
-
-def grid_stages(grid_dir: Path) -> list[str]:
-    """Stage addresses (``grid/shard-03/dvc.yaml:train-...``) of every shard."""
-    addresses = []
-    for shard in sorted(grid_dir.glob("shard-*/dvc.yaml")):
-        addresses += [f"{shard.as_posix()}:{name}" for name in yaml.safe_load(shard.read_text())["stages"]]
-    return addresses
+DEFAULT_TARGETS = ["report"]  # the grid and its report; `dvc repro` adds the focus experiment
 
 
 def dvc(args: list[str], env: dict | None = None) -> None:
@@ -53,7 +47,7 @@ def run_parallel(stages: list[str], devices: list[str]) -> None:
             if subprocess.run(["dvc", "--wait-for-lock", "repro", "-s", stage], env=env).returncode:
                 failures.append(stage)
 
-    threads = [threading.Thread(target=worker, args=(device,)) for device in devices]
+    threads = [threading.Thread(target=worker, args=(device,)) for device in devices[:len(stages)]]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -67,22 +61,19 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--gpus", help="comma-separated GPU ids, one worker each (e.g. 0,1,2,3)")
     group.add_argument("--workers", type=int, help="number of workers without GPU pinning (CPU)")
-    parser.add_argument("--grid-dir", default="grid")
+    parser.add_argument("targets", nargs="*", default=DEFAULT_TARGETS,
+                        help="stages or dvc.yaml files, as for dvc repro (default: report)")
     args = parser.parse_args()
     devices = args.gpus.split(",") if args.gpus else [""] * args.workers
     if subprocess.run([sys.executable, "stages/plan_grid.py"]).returncode:
         sys.exit(2)
-    stages = grid_stages(Path(args.grid_dir))
-    dvc(["repro", "code"])  # the code fingerprints every cell stage depends on
-    for index, prefixes in enumerate(PHASES):
-        batch = [s for s in stages if s.rsplit(":", 1)[1].startswith(prefixes)]
-        if index == 0:  # datasets before the poisoned sets built from them
-            batch.sort(key=lambda address: not address.rsplit(":", 1)[1].startswith("download-"))
-            if batch:
-                dvc(["repro", "-s", *batch])
-        else:
-            run_parallel(batch, devices)
-    dvc(["repro", "report"])  # the report (every cell is cached by now); `dvc repro` adds the focus experiment
+    try:
+        planned = plan(".", args.targets)
+    except ConfigError as exc:
+        sys.exit(f"run_grid: {exc}")
+    for stages in planned.layers():
+        run_parallel(stages, devices)
+    dvc(["repro", *args.targets])  # what cannot be run-cached (the report); the rest is up to date by now
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""The DVC layer: how stages are laid out and what they depend on. The rest of ``backdoor`` knows nothing of DVC."""
+"""The DVC layer: how stages are laid out, what they depend on, which are stale and in what order, and how
+they run beyond one process. The rest of ``backdoor`` knows nothing of DVC."""
