@@ -1,0 +1,185 @@
+"""Detectors: each on a case with a known answer (planted poison clusters, a toy model with analytic
+entropies, a tiny backdoored MLP), the metrics on hand counts, and settings validation. CPU, one thread."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backdoor.detectors import (DETECTORS, auroc, build_detector, check_detector, detection_counts,
+                                detector_defaults)
+from backdoor.detectors.spectral import spectral_scores
+from backdoor.errors import ConfigError
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- registry and settings
+
+
+def fails_in_one_line(name: str, settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_detector(name, **settings)
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_every_detector_builds_with_its_defaults():
+    for name in DETECTORS:
+        check_detector(name, {})
+        check_detector(name, detector_defaults(name))
+
+
+def test_unknown_detector_lists_the_registered_ones():
+    fails_in_one_line("nope", {}, f"detector: unknown value 'nope'; valid choices: {', '.join(sorted(DETECTORS))}")
+
+
+def test_valid_keys_come_from_the_factory_signature(monkeypatch):
+    def factory(*, zeta: int = 1, alpha: float = 0.5):
+        return lambda: (zeta, alpha)
+
+    monkeypatch.setitem(DETECTORS, "dummy", factory)
+    assert detector_defaults("dummy") == {"zeta": 1, "alpha": 0.5}
+    assert build_detector("dummy", zeta=3)() == (3, 0.5)
+    with pytest.raises(ConfigError, match=r"^detectors\.dummy\.beta: unknown setting; valid keys: alpha, zeta$"):
+        build_detector("dummy", beta=1)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_detection_counts_by_hand():
+    flagged = torch.tensor([True, True, False, False, True])
+    truth = torch.tensor([True, False, True, False, False])
+    assert detection_counts(flagged, truth) == (1, 2, 1, 1, 0.5, 2 / 3, 1 / 3, 0.4)
+    counts = detection_counts(torch.zeros(3, dtype=torch.bool), torch.zeros(3, dtype=torch.bool))
+    assert counts[:4] == (0, 0, 3, 0) and counts.fpr == 0.0
+    assert math.isnan(counts.tpr) and math.isnan(counts.precision) and math.isnan(counts.f1)
+    with pytest.raises(ValueError, match="flagged must be a 1-D bool tensor of length 5"):
+        detection_counts(torch.ones(4, dtype=torch.bool), truth)
+
+
+def test_auroc_by_hand():
+    truth = torch.tensor([True, False, True, False])
+    assert auroc(torch.tensor([0.9, 0.3, 0.5, 0.1]), truth) == 1.0
+    assert auroc(torch.tensor([0.9, 0.3, 0.2, 0.4]), truth) == 0.5  # 2 of 4 pairs in order
+    assert auroc(torch.tensor([0.5, 0.5]), torch.tensor([True, False])) == 0.5  # a tie counts one half
+    assert math.isnan(auroc(torch.tensor([0.1, 0.2]), torch.tensor([False, False])))
+
+
+# ---------------------------------------------------------------- feature detectors
+
+
+def test_feature_detector_defaults_are_the_references():
+    assert detector_defaults("spectral") == {"eps_multiplier": 1.5}
+    assert detector_defaults("activation-clustering") == {"nb_dims": 10, "reduce": "FastICA",
+                                                          "cluster_analysis": "smaller", "size_threshold": 0.35}
+
+
+@pytest.mark.parametrize("name, settings, message", [
+    ("spectral", {"eps_multiplier": -1}, "detectors.spectral.eps_multiplier: must be a number >= 0, got -1"),
+    ("spectral", {"eps_multiplier": math.nan}, "detectors.spectral.eps_multiplier: must be a number, got nan"),
+    ("spectral", {"eps": 1.5}, "detectors.spectral.eps: unknown setting; valid keys: eps_multiplier"),
+    ("activation-clustering", {"nb_dims": True}, "detectors.activation-clustering.nb_dims: must be an integer"),
+    ("activation-clustering", {"reduce": "TSNE"},
+     "detectors.activation-clustering.reduce: unknown value 'TSNE'; valid choices: FastICA, PCA"),
+    ("activation-clustering", {"cluster_analysis": "distance"},
+     "detectors.activation-clustering.cluster_analysis: unknown value 'distance'; valid choices: smaller, "
+     "relative-size"),
+    ("activation-clustering", {"size_threshold": 0.6},
+     "detectors.activation-clustering.size_threshold: must be a number in (0, 0.5], got 0.6"),
+])
+def test_feature_detector_bad_settings(name, settings, message):
+    fails_in_one_line(name, settings, message)
+
+
+def planted(shift: float, n_per_class: int = 200, classes: int = 3, dim: int = 32, poisoned: int = 30,
+            target: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gaussian features per class (unit variance around a random mean); the first ``poisoned`` images
+    of class ``target`` moved by ``shift`` along one random direction. Returns features, labels, truth."""
+    g = gen(seed)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)
+    means = 3 * torch.randn(classes, dim, generator=g)
+    features = means[labels] + torch.randn(len(labels), dim, generator=g)
+    truth = torch.zeros(len(labels), dtype=torch.bool)
+    truth[target * n_per_class:target * n_per_class + poisoned] = True
+    direction = F.normalize(torch.randn(dim, generator=g), dim=0)
+    features[truth] += shift * direction
+    return features, labels, truth
+
+
+def test_spectral_scores_are_centred_and_squared():
+    points = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.5], [0.0, -0.5]])
+    # An offset changes ART's uncentred |R . v| (11, 9, 10, 10) but not the paper's score.
+    assert torch.allclose(spectral_scores(points + 10), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+
+
+def test_spectral_flags_exactly_the_planted_cluster():
+    features, labels, truth = planted(shift=10.0)
+    result = build_detector("spectral", eps_multiplier=1.0)(features, labels, torch.tensor([0, 0, 30]))
+    assert torch.equal(result.flagged, truth)
+    assert result.budgets == {0: 0, 1: 0, 2: 30}
+    target = labels == 2
+    assert auroc(result.scores[target], truth[target]) == 1.0
+    assert auroc(result.scores, truth) > 0.99  # a few clean outliers of other classes outrank weak poison
+    # The default 1.5 x 30 flags all 30 and the next 15 of class 2, nothing elsewhere.
+    wider = build_detector("spectral")(features, labels, torch.tensor([0, 0, 30]))
+    assert int(wider.flagged.sum()) == 45 and bool(wider.flagged[truth].all())
+    assert not bool(wider.flagged[labels != 2].any())
+
+
+def test_spectral_spreads_a_total_over_classes_by_size():
+    features, labels, truth = planted(shift=10.0)
+    result = build_detector("spectral")(features, labels, 20)  # 20/3 per class, x 1.5 -> 10
+    assert result.budgets == {0: 10, 1: 10, 2: 10}
+    assert bool(truth[result.flagged & (labels == 2)].all())  # class 2's 10 are poisoned
+
+
+def test_spectral_on_clean_features_flags_its_budget_at_chance():
+    features, labels, _ = planted(shift=0.0)
+    arbitrary = torch.rand(len(labels), generator=gen(1)) < 0.1  # a "truth" unrelated to the features
+    result = build_detector("spectral")(features, labels, 60)
+    assert result.budgets == {0: 30, 1: 30, 2: 30} and int(result.flagged.sum()) == 90
+    assert abs(auroc(result.scores, arbitrary) - 0.5) < 0.1
+    assert not bool(build_detector("spectral")(features, labels, 0).flagged.any())
+
+
+# FastICA warns that it did not converge on Gaussian classes: there are no independent components to find.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("reduce", ["FastICA", "PCA"])
+def test_activation_clustering_flags_exactly_the_planted_cluster(reduce):
+    features, labels, truth = planted(shift=10.0)
+    detector = build_detector("activation-clustering", reduce=reduce, cluster_analysis="relative-size")
+    result = detector(features, labels, gen())
+    assert torch.equal(result.flagged, truth)
+    assert result.poisoned_classes == (2,)
+    assert result.shares[2] == 30 / 200
+    assert auroc(result.scores, truth) == 1.0
+    # "smaller" (ART's default analysis) also flags the smaller half of each clean class.
+    smaller = build_detector("activation-clustering", reduce=reduce)(features, labels, gen())
+    assert torch.equal(smaller.flagged[labels == 2], truth[labels == 2])
+    assert torch.equal(smaller.flagged, smaller.smaller == 1)
+    assert smaller.poisoned_classes == (2,)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_activation_clustering_on_clean_features_calls_no_class_poisoned():
+    features, labels, _ = planted(shift=0.0)
+    result = build_detector("activation-clustering", cluster_analysis="relative-size")(features, labels, gen())
+    assert result.poisoned_classes == () and not bool(result.flagged.any())
+    assert all(0.35 <= share <= 0.5 for share in result.shares.values())
+    again = build_detector("activation-clustering", cluster_analysis="relative-size")(features, labels, gen())
+    assert torch.equal(again.scores, result.scores)  # deterministic given the generator
+
+
+def test_feature_detectors_reject_bad_inputs():
+    features, labels, _ = planted(shift=0.0, n_per_class=5)
+    with pytest.raises(ValueError, match="labels must be an int64 tensor"):
+        build_detector("spectral")(features, labels.int(), 1)
+    with pytest.raises(ValueError, match="expected_poison must be in"):
+        build_detector("spectral")(features, labels, 16)
