@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from backdoor.detectors import (DETECTORS, auroc, build_detector, check_detector, detection_counts,
                                 detector_defaults)
 from backdoor.detectors.spectral import spectral_scores
+from backdoor.detectors.strip import rejection_threshold, softmax_entropy
 from backdoor.errors import ConfigError
 
 
@@ -183,3 +184,99 @@ def test_feature_detectors_reject_bad_inputs():
         build_detector("spectral")(features, labels.int(), 1)
     with pytest.raises(ValueError, match="expected_poison must be in"):
         build_detector("spectral")(features, labels, 16)
+
+
+# ---------------------------------------------------------------- STRIP
+
+
+def test_strip_defaults_are_the_references():
+    assert detector_defaults("strip") == {"num_blends": 64, "alpha": 0.5, "false_rejection_rate": 0.05,
+                                          "batch_size": 256}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_blends": 1}, "detectors.strip.num_blends: must be an integer >= 2, got 1"),
+    ({"num_blends": 64.0}, "detectors.strip.num_blends: must be an integer, got 64.0"),
+    ({"alpha": 0.0}, "detectors.strip.alpha: must be a number in (0, 1), got 0.0"),
+    ({"alpha": 1}, "detectors.strip.alpha: must be a number in (0, 1), got 1"),
+    ({"alpha": "0.5"}, "detectors.strip.alpha: must be a number, got '0.5'"),
+    ({"false_rejection_rate": 1.0}, "detectors.strip.false_rejection_rate: must be a number in [0, 1)"),
+    ({"N": 64, "blend": 0.5}, "detectors.strip.N, detectors.strip.blend: unknown setting; valid keys: alpha, "
+                              "batch_size, false_rejection_rate, num_blends"),
+])
+def test_strip_bad_settings(settings, message):
+    fails_in_one_line("strip", settings, message)
+
+
+SCALE = 8.0  # the toy's logit slope
+
+
+def toy_logits(images: torch.Tensor) -> torch.Tensor:
+    """Four logits (SCALE * v, 0, 0, 0) from the top-left pixel v in [0, 1]: uniform at v = 0,
+    nearly one-hot at v = 1; the rest of the image is ignored."""
+    assert images.dtype == torch.float32 and 0 <= float(images.min()) and float(images.max()) <= 1
+    v = images[:, 0, 0, 0]
+    return torch.stack([SCALE * v, 0 * v, 0 * v, 0 * v], dim=1)
+
+
+def entropy_at(v: float) -> float:
+    """Entropy (nats) of softmax(SCALE * v, 0, 0, 0), written out."""
+    z = math.exp(SCALE * v) + 3
+    p, q = math.exp(SCALE * v) / z, 1 / z
+    return -(p * math.log(p) + 3 * q * math.log(q))
+
+
+def images_with_corner(values: list[int], seed: int) -> torch.Tensor:
+    """uint8 (n, 1, 6, 6) random images whose top-left pixel is ``values[i]``."""
+    out = torch.randint(0, 256, (len(values), 1, 6, 6), generator=gen(seed), dtype=torch.uint8)
+    out[:, 0, 0, 0] = torch.tensor(values, dtype=torch.uint8)
+    return out
+
+
+def test_softmax_entropy_uniform_and_one_hot():
+    assert torch.allclose(softmax_entropy(torch.zeros(1, 4)), torch.tensor([math.log(4)], dtype=torch.float64))
+    assert float(softmax_entropy(torch.tensor([[1000.0, 0.0, 0.0]]))) == 0.0
+
+
+def test_strip_entropies_and_threshold_are_analytic():
+    alpha, corner = 0.25, 40  # every pool image has top-left pixel 40, so each blend's v is known
+    pool = images_with_corner([corner] * 32, seed=1)
+    clean = images_with_corner(list(range(100)), seed=2)  # v grows with the index: entropy falls
+    inputs = images_with_corner([0, 255, 10, 94, 95], seed=3)
+    result = build_detector("strip", alpha=alpha)(toy_logits, inputs, pool, gen(), clean=clean)
+
+    def expected(x: int) -> float:
+        return entropy_at((1 - alpha) * x / 255 + alpha * corner / 255)
+
+    def expected_all(xs) -> torch.Tensor:
+        return torch.tensor([expected(x) for x in xs], dtype=torch.float64)
+
+    assert torch.allclose(result.clean_entropy, expected_all(range(100)))
+    assert torch.allclose(result.entropy, expected_all([0, 255, 10, 94, 95]))
+    assert torch.equal(result.scores, -result.entropy)
+    # 5 % of 100 clean inputs rejected: the threshold is the 6th lowest entropy, that of x = 94.
+    assert result.threshold == pytest.approx(expected(94))
+    assert int((result.clean_entropy < result.threshold).sum()) == 5
+    assert result.flagged.tolist() == [False, True, False, False, True]  # x = 94 sits on it: not below
+
+
+def test_strip_averages_entropy_over_the_blends():
+    pool = images_with_corner([0, 255] * 8, seed=1)  # blends are either uniform-ish or confident
+    inputs = images_with_corner([0] * 20, seed=2)
+    strip = build_detector("strip", num_blends=2, alpha=0.5)
+    result = strip(toy_logits, inputs, pool, gen())
+    low, high = entropy_at(0.5), entropy_at(0.0)  # blend with a 255 or a 0 corner
+    possible = torch.tensor([high, (low + high) / 2, low], dtype=torch.float64)
+    distance = (result.entropy[:, None] - possible[None, :]).abs().min(dim=1).values
+    assert float(distance.max()) < 1e-9  # every input's entropy is the mean of its two blends
+    assert len(set(result.entropy.round(decimals=9).tolist())) == 3
+    assert torch.equal(strip(toy_logits, inputs, pool, gen()).entropy, result.entropy)
+
+
+def test_strip_threshold_order_statistic_and_bad_inputs():
+    assert rejection_threshold(torch.arange(20.0), 0.05) == 1.0  # floor(0.05 * 20) = 1: one below
+    assert rejection_threshold(torch.arange(100.0), 0.07) == 7.0
+    assert rejection_threshold(torch.arange(20.0), 0.0) == 0.0
+    pool = images_with_corner([0] * 4, seed=1)
+    with pytest.raises(ValueError, match="inputs must be a uint8 tensor"):
+        build_detector("strip")(toy_logits, pool.float() / 255, pool, gen())
