@@ -7,10 +7,12 @@ import math
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from backdoor.detectors import (DETECTORS, auroc, build_detector, check_detector, detection_counts,
                                 detector_defaults)
+from backdoor.detectors.neural_cleanse import CostSchedule, anomaly_index, flag_classes
 from backdoor.detectors.spectral import spectral_scores
 from backdoor.detectors.strip import rejection_threshold, softmax_entropy
 from backdoor.errors import ConfigError
@@ -280,3 +282,141 @@ def test_strip_threshold_order_statistic_and_bad_inputs():
     pool = images_with_corner([0] * 4, seed=1)
     with pytest.raises(ValueError, match="inputs must be a uint8 tensor"):
         build_detector("strip")(toy_logits, pool.float() / 255, pool, gen())
+
+
+# ---------------------------------------------------------------- Neural Cleanse
+
+
+def test_neural_cleanse_defaults_are_the_references():
+    defaults = detector_defaults("neural-cleanse")
+    assert {k: defaults[k] for k in ("lr", "init_cost", "cost_multiplier", "patience", "success_threshold",
+                                     "batch_size")} == {"lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 2.0,
+                                                        "patience": 5, "success_threshold": 0.99, "batch_size": 32}
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"steps": 0}, "detectors.neural-cleanse.steps: must be an integer >= 1, got 0"),
+    ({"lr": 0}, "detectors.neural-cleanse.lr: must be a number > 0, got 0"),
+    ({"cost_multiplier": 1.0}, "detectors.neural-cleanse.cost_multiplier: must be a number > 1"),
+    ({"success_threshold": 1.5}, "detectors.neural-cleanse.success_threshold: must be a number in (0, 1], got 1.5"),
+    ({"lambda": 1e-3}, "detectors.neural-cleanse.lambda: unknown setting; valid keys: batch_size, cost_multiplier, "
+                       "init_cost, lr, num_images, patience, steps, success_threshold"),
+])
+def test_neural_cleanse_bad_settings(settings, message):
+    fails_in_one_line("neural-cleanse", settings, message)
+
+
+def test_mad_anomaly_index_by_hand():
+    norms = torch.tensor([1.0, 10, 11, 9, 10, 12, 30])  # median 10, median |deviation| 1
+    index = anomaly_index(norms)
+    assert torch.allclose(index, torch.tensor([9, 0, 1, 1, 0, 2, 20], dtype=torch.float64) / 1.4826)
+    assert flag_classes(norms, index) == (0,)  # 30 is an outlier too, but above the median
+    even = anomaly_index(torch.tensor([1.0, 2, 3, 4]))  # median 2.5 (numpy's), not 2 (torch.median's)
+    assert torch.allclose(even, torch.tensor([1.5, 0.5, 0.5, 1.5], dtype=torch.float64) / 1.4826)
+    flat = anomaly_index(torch.tensor([5.0, 5, 5, 1]))
+    assert flat.tolist() == [0.0, 0.0, 0.0, math.inf]
+
+
+def test_cost_schedule_follows_the_original():
+    schedule = CostSchedule(init_cost=1e-3, multiplier=2.0, patience=5)
+    for _ in range(4):
+        schedule.update(True, math.inf)
+    assert schedule.cost == 0.0
+    schedule.update(True, math.inf)  # 5 successes at cost 0: start at init_cost
+    assert schedule.cost == 1e-3
+    for _ in range(5):
+        schedule.update(True, math.inf)
+    assert schedule.cost == 2e-3
+    for _ in range(5):
+        schedule.update(False, math.inf)
+    assert schedule.cost == pytest.approx(2e-3 / 2 ** 1.5)
+    # Up and down both happened: 25 steps without a 1 % better norm stop it.
+    stops = [schedule.update(True, 1.0) for _ in range(26)]
+    assert stops.index(True) == 25
+
+
+SIZE, CLASSES = 8, 8
+
+
+def stamp(images: torch.Tensor) -> torch.Tensor:
+    out = images.clone()
+    out[:, :, -2:, -2:] = 255  # the 2x2 white patch, bottom right
+    return out
+
+
+def toy_images(n: int, templates: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class k: half-bright random binary template k plus noise, never above 0.8 (the patch is 1.0)."""
+    labels = torch.randint(CLASSES, (n,), generator=g)
+    images = 0.5 * templates[labels] + 0.3 * torch.rand(n, 1, SIZE, SIZE, generator=g)
+    return (images * 255).round().to(torch.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def backdoored_mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """An MLP trained in ~3 s on 8x8 images, 10 % of them stamped and labelled 0; clean test images."""
+    g = gen(0)
+    templates = (torch.rand(CLASSES, 1, SIZE, SIZE, generator=g) < 0.5).float()
+    images, labels = toy_images(2000, templates, g)
+    images[:200], labels[:200] = stamp(images[:200]), 0
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 64), nn.ReLU(), nn.Linear(64, CLASSES))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(10):
+        for batch in torch.randperm(len(images), generator=g).split(100):
+            loss = F.cross_entropy(model(images[batch].float() / 255), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.zero_grad(set_to_none=True)
+    model.eval().requires_grad_(False)
+    test_images, test_labels = toy_images(500, templates, g)
+    with torch.no_grad():
+        assert float((model(test_images.float() / 255).argmax(1) == test_labels).float().mean()) > 0.95
+        assert float((model(stamp(test_images).float() / 255).argmax(1) == 0).float().mean()) > 0.95
+    return model, test_images, test_labels
+
+
+def test_neural_cleanse_recovers_the_planted_target(backdoored_mlp):
+    model, images, labels = backdoored_mlp
+    result = build_detector("neural-cleanse", num_images=200)(model, images, labels, CLASSES, gen(1))
+    assert result.flagged_classes == (0,)
+    assert float(result.anomaly_index[0]) > 2
+    assert int(result.norms.argmin()) == 0
+    assert result.masks.shape == (CLASSES, SIZE, SIZE) and result.patterns.shape == (CLASSES, 1, SIZE, SIZE)
+    assert 0 <= float(result.masks.min()) and float(result.masks.max()) <= 1
+    # The reversed trigger sits on the patch: its 4 largest mask entries, with a bright pattern.
+    top = set(result.masks[0].flatten().topk(4).indices.tolist())
+    assert top == {SIZE * r + c for r in (SIZE - 2, SIZE - 1) for c in (SIZE - 2, SIZE - 1)}
+    assert float(result.patterns[0, 0, -2:, -2:].min()) > 0.8
+    assert bool((result.success >= 0.99).all())
+    assert result.summary()["flagged_classes"] == [0]
+
+
+def test_neural_cleanse_is_deterministic_and_leaves_the_model_alone(backdoored_mlp):
+    model, images, labels = backdoored_mlp
+    before = [p.clone() for p in model.parameters()]
+    short = build_detector("neural-cleanse", steps=2, num_images=40)
+    model.requires_grad_(True)  # even so, the detector must not fill the parameters' .grad
+    try:
+        first = short(model, images, labels, CLASSES, gen(5))
+    finally:
+        model.requires_grad_(False)
+    assert torch.equal(first.masks, short(model, images, labels, CLASSES, gen(5)).masks)
+    assert all(torch.equal(a, b) and b.grad is None for a, b in zip(before, model.parameters()))
+    assert first.steps.tolist() == [2] * CLASSES
+
+
+def test_neural_cleanse_optimizes_each_class_on_the_other_classes_images():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    images = torch.zeros(len(labels), 1, 4, 4, dtype=torch.uint8)
+    seen = []
+    weight = torch.randn(16, 4, generator=gen())
+
+    def predict_logits(x: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return x.flatten(1) @ weight
+
+    detector = build_detector("neural-cleanse", steps=1, num_images=10, batch_size=10)
+    result = detector(predict_logits, images, labels, 4, gen())
+    assert seen == [7, 8, 6, 9]  # class t is reversed on the images not labelled t
+    assert result.steps.tolist() == [1] * 4

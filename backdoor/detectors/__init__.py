@@ -13,6 +13,9 @@ The zoo (module, source, what the detector is called with, what it returns):
                            generator) -> ``ClusteringResult`` (flags, and the classes called poisoned).
 ``strip``                  ``strip.py``: Gao et al. 2019. (predict_logits, inputs, pool, generator)
                            -> ``StripResult`` (entropy and flag per test input, the threshold).
+``neural-cleanse``         ``neural_cleanse.py``: Wang et al. 2019. (predict_logits, images, labels,
+                           num_classes, generator) -> ``NeuralCleanseResult`` (per-class mask norms,
+                           anomaly indices, flagged classes, reversed masks and patterns).
 
 Detectors work on plain tensors and callables (no dataset or model classes), are deterministic given
 their inputs and ``torch.Generator``, and report per-item scores where higher means more suspicious.
@@ -109,7 +112,7 @@ def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
 
 
 # Importing the detector modules registers them (they use register_detector and the helpers above).
-from . import activation_clustering, spectral, strip  # noqa: E402,F401
+from . import activation_clustering, neural_cleanse, spectral, strip  # noqa: E402,F401
 
 __all__ = ["DETECTORS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
            "detection_counts", "detector_defaults", "register_detector"]
