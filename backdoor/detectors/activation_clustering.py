@@ -24,8 +24,9 @@ Sources read: ART ``ActivationDefence`` and ``ClusteringAnalyzer`` (Trusted-AI/a
 toolbox, art/defences/detector/poison/); BackdoorBench ``defense/ac.py`` (SCLBD/BackdoorBench).
 Differences from them:
 
-* ART's ``ActivationDefence`` object itself sets ``reduce = "PCA"`` (since ART 1.4); its module
-  function defaults to FastICA, as does the paper. BackdoorBench reduces with PCA to 10 dimensions
+* ART's ``ActivationDefence`` class itself reduces with PCA (its default since at least ART 1.0);
+  ART's module functions ``cluster_activations``/``reduce_dimensionality`` default to FastICA, as
+  does the paper. BackdoorBench reduces with PCA to 10 dimensions
   and clusters each *batch* (``cluster_batch_size``) separately, not the whole class.
 * 2-means runs ``n_init=10`` times from k-means++ seeds (ART uses scikit-learn's default, which is
   10 before scikit-learn 1.4 and 1 since), with ``random_state`` drawn from the generator.
