@@ -27,7 +27,8 @@ median and 0 on it.
 Settings (default, source): ``init_cost`` [1e-3], ``lr`` [0.1], ``batch_size`` [32], ``patience`` [5],
 ``cost_multiplier`` [2], ``success_threshold`` [0.99]: bolunwang/backdoor ``gtsrb_visualize_example.py``
 (INIT_COST, LR, BATCH_SIZE, PATIENCE, COST_MULTIPLIER, ATTACK_SUCC_THRESHOLD); early-stop patience
-5 x patience and threshold 0.99 as there and in ``visualizer.py``. The budget is cut for CPU:
+5 x patience as there; early-stop threshold 0.99 as ``visualizer.py``'s default, ART and
+BackdoorBench (the example passes 1.0: stop unless the norm improves at all). The budget is cut for CPU:
 ``steps`` [20] (original 1000 steps of ~1000 images), ``num_images`` [256] clean images (drawn once
 from the ones given, shared by all classes; BackdoorBench uses 5 % of the training set).
 

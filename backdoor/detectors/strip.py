@@ -32,8 +32,8 @@ Differences from them:
 * Draws: BackdoorBench draws N pool images without replacement, once per batch of 128 inputs; the
   original and ART draw per input with replacement, as here.
 * Threshold: the original code and ART fit a normal distribution to the clean entropies and take its
-  ``rate`` quantile (original FRR 0.01; ART ``false_acceptance_rate=0.01``, ``num_samples=20``); this
-  module takes BackdoorBench's empirical order statistic.
+  ``rate`` quantile (original FRR 0.01 with N 100; ART ``false_acceptance_rate=0.01``,
+  ``num_samples=20``); this module takes BackdoorBench's empirical order statistic.
 """
 
 from __future__ import annotations
