@@ -10,7 +10,8 @@ from __future__ import annotations
 from .config import FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_sizes, focus_experiment, poison_count
 from .datasets.registry import dataset_spec
 from .errors import ConfigError, choices_error
-from .grid import Cell, check_plan, grid_axes, grid_cells, grid_shards
+from .detectors import DETECTORS, check_detector
+from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_shards
 from .models import check_arch
 from .poisoning import STRATEGIES, build_strategy
 from .regularizers import REGULARIZERS, check_regularizer
@@ -49,11 +50,12 @@ def _check_eligible(exp: Experiment, num_train: int, class_counts: tuple[int, ..
 
 
 def validate_methods(params: dict, exp: Experiment) -> None:
-    """Every trigger and regularizer listed under ``triggers:`` and ``regularizers:``, with its settings (on
-    the focus experiment's images): a bad setting fails even where the focus experiment does not use it."""
+    """Every trigger, regularizer and detector listed under ``triggers:``, ``regularizers:`` and ``detectors:``,
+    with its settings (triggers on the focus experiment's images): a bad setting fails even where nothing
+    uses it yet."""
     spec = dataset_spec(exp.dataset, exp.image_size)
     shape = (spec.channels, spec.image_size, spec.image_size)
-    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS)):
+    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS), ("detectors", DETECTORS)):
         methods = params.get(section) or {}
         if not isinstance(methods, dict):
             raise ConfigError(f"{section}: must be a mapping of method name -> settings, got {methods!r}")
@@ -62,11 +64,14 @@ def validate_methods(params: dict, exp: Experiment) -> None:
                 raise choices_error(f"{section}", name, sorted(registry))
             if settings is not None and not isinstance(settings, dict):
                 raise ConfigError(f"{section}.{name}: must be a mapping of settings, got {settings!r}")
-            if section == "regularizers":
+            if section == "triggers":
+                location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
+                build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location,
+                              **(settings or {}))
+            elif section == "regularizers":
                 check_regularizer(name, settings or {})
-                continue
-            location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
-            build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location, **(settings or {}))
+            else:
+                check_detector(name, settings or {})
 
 
 def _check_axis_value(axis: str, value: object) -> None:
@@ -90,6 +95,8 @@ def validate_grid(params: dict) -> list[Cell]:
     """All cells, validated before any work; an error names the list and the value, or the combination."""
     axes = grid_axes(params)
     grid_shards(params)
+    for name in grid_detectors(params):
+        check_choice("grid.detectors", name, sorted(DETECTORS))
     for axis, values in axes.items():
         for value in values:
             try:

@@ -64,6 +64,17 @@ class Cell:
         return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
                          "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}"])
 
+    def detection_key(self, per_trigger: bool) -> str:
+        """What a detector's result depends on: the trained model, and for a clean baseline scored on
+        triggered inputs (``per_trigger``), also the trigger and strategy of those inputs."""
+        if self.is_baseline and per_trigger:
+            return f"{self.train_key}_{slug(self.trigger)}_{slug(self.strategy)}"
+        return self.train_key
+
+    def detection_axes(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer",
+                                              "seed")}
+
     def family_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES if k != "poison_rate"}
 
@@ -105,6 +116,19 @@ def grid_shards(params: dict) -> int:
     return check_number("grid.shards", (params.get("grid") or {}).get("shards", DEFAULT_SHARDS), low=1, integer=True)
 
 
+def grid_detectors(params: dict) -> list[str]:
+    """``grid.detectors``: the detectors run on every trained model of the grid (empty: none)."""
+    values = (params.get("grid") or {}).get("detectors", [])
+    if values is None:
+        return []
+    if not isinstance(values, list) or any(not isinstance(v, str) for v in values):
+        raise ConfigError(f"grid.detectors: must be a list of detector names (empty for none), got {values!r}")
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ConfigError(f"grid.detectors: duplicated value(s) {', '.join(duplicates)}")
+    return values
+
+
 def grid_cells(params: dict) -> list[Cell]:
     """Every combination of the axes, in the order of the lists (not validated: see checks.validate_grid)."""
     axes = grid_axes(params)
@@ -127,12 +151,14 @@ def grid_settings(params: dict) -> dict:
     microseconds where the commented params.yaml costs about 50 ms (most of DVC's time at paper size).
     """
     return {"grid": {"settings": (params.get("grid") or {}).get("settings") or {}},
-            "triggers": params.get("triggers") or {}, "regularizers": params.get("regularizers") or {}}
+            "triggers": params.get("triggers") or {}, "regularizers": params.get("regularizers") or {},
+            "detectors": params.get("detectors") or {}}
 
 
 def check_plan(params: dict, plan: dict, settings: dict) -> None:
     """Refuse results planned from another version of params.yaml (edited without re-planning)."""
-    stale = [cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]]
+    stale = ([cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]]
+             or grid_detectors(params) != plan.get("detectors", []))
     if stale or grid_settings(params) != settings:
-        raise ConfigError("grid/ is out of date with params.yaml (grid, triggers or regularizers): run `make grid` "
+        raise ConfigError("grid/ is out of date with params.yaml (grid, triggers, regularizers or detectors): run `make grid` "
                           "(python stages/plan_grid.py), then dvc repro")

@@ -141,3 +141,39 @@ def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
     axes[0, -1].legend(fontsize=7, ncol=2)
     fig.suptitle("clean fine-tuning: backdoor recovery")
     save_figure(fig, path)
+
+
+def plot_reversed_trigger(mask: torch.Tensor, pattern: torch.Tensor, path: str | Path, title: str) -> None:
+    """Neural Cleanse's reversed trigger: the mask (H, W), the pattern (C, H, W) and mask x pattern, in [0, 1]."""
+    fig, axes = plt.subplots(1, 3, figsize=(6.3, 2.4))
+    stamp = (mask * pattern).clamp(0, 1)
+    for ax, (name, image) in zip(axes, (("mask", mask[None]), ("pattern", pattern), ("mask x pattern", stamp))):
+        _show(ax, (image * 255).round().to(torch.uint8))
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_detection(table: pd.DataFrame, path: str | Path) -> None:
+    """Left: mean TPR of each detector on each trigger's poisoned models (Neural Cleanse: the share of models
+    whose target class it flags). Right: the false-alarm rate on clean baselines (FPR; Neural Cleanse: the
+    share of clean models it flags)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 0.6 * max(2, table["detector"].nunique()) + 1.8),
+                             gridspec_kw={"width_ratios": [max(2, table["trigger"].nunique()), 1]}, squeeze=False)
+    poisoned, clean = table[table["poison_rate"] > 0], table[table["poison_rate"] == 0]
+    panels = ((poisoned.assign(rate=poisoned["tp"] / (poisoned["tp"] + poisoned["fn"])), "trigger",
+               "TPR on poisoned models"),
+              (clean.assign(rate=clean["fp"] / (clean["fp"] + clean["tn"]), baseline="clean"), "baseline",
+               "false alarms on clean models"))
+    for ax, (rows, column, title) in zip(axes[0], panels):
+        if rows.empty:
+            ax.set_axis_off()
+            continue
+        grid = rows.pivot_table(index="detector", columns=column, values="rate", aggfunc="mean")
+        ax.imshow(grid.values.astype(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
+        ax.set_yticks(range(grid.shape[0]), grid.index)
+        for (i, j), v in pd.DataFrame(grid.values).stack().items():
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, path)

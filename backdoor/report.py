@@ -116,6 +116,33 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed")
+DETECTION_COLUMNS = ("detector", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc", "anomaly_index",
+                     "flagged_classes", "target_flagged", "threshold", "threshold_rule", "target_known", "clean_data",
+                     "seconds")
+
+
+def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict]) -> pd.DataFrame:
+    """One row per (model, detector): the cell's axes (a detector judges the trained model, before any
+    fine-tuning), its clean accuracy and ASR, and the detector's record (stages/detect.py)."""
+    rows, seen = [], set()
+    for cell in plan["cells"]:
+        for detector, key in cell.get("detection", {}).items():
+            axes = {axis: cell[axis] for axis in DETECTION_AXES}
+            if (tuple(axes.values()), detector) in seen:
+                continue
+            seen.add((tuple(axes.values()), detector))
+            path = Path(cells_dir) / "detection" / detector / f"{key}.json"
+            if not path.is_file():
+                raise ConfigError(f"missing detection result {path}: run its detect stage (dvc repro)")
+            record = read_json(path)
+            flagged = record.get("flagged_classes")
+            rows.append({**axes, "clean_acc": results[cell["name"]]["clean_acc"], "asr": results[cell["name"]]["asr"],
+                         **{k: record.get(k) for k in DETECTION_COLUMNS},
+                         "flagged_classes": None if flagged is None else " ".join(map(str, flagged))})
+    return pd.DataFrame(rows, columns=[*DETECTION_AXES, "clean_acc", "asr", *DETECTION_COLUMNS])
+
+
 def _mean(series: pd.Series) -> float | None:
     series = series.dropna()
     return float(series.mean()) if len(series) else None

@@ -1,4 +1,5 @@
-"""Grid report: summary.csv (one row per cell), seeds.csv (mean and 95% interval), figures, metrics."""
+"""Grid report: summary.csv (one row per cell), seeds.csv (mean and 95% interval), recovery.csv, detection.csv
+(one row per model and detector), figures, metrics."""
 
 from pathlib import Path
 
@@ -8,8 +9,9 @@ from backdoor.datasets import load_dataset
 from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
 from backdoor.io import read_json, write_csv, write_json
-from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_heatmap, plot_recovery
-from backdoor.report import add_baseline_gap, aggregate_metrics, cell_results, collect, recovery_curves, seed_summary
+from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_detection, plot_heatmap, plot_recovery
+from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, detection_table,
+                             recovery_curves, seed_summary)
 
 FLOAT = "%.6g"
 
@@ -36,12 +38,16 @@ def main(args) -> None:
     write_csv(table, out / "summary.csv", FLOAT)
     write_csv(seed_summary(table), out / "seeds.csv", FLOAT)
     write_csv(curves, out / "recovery.csv", FLOAT)
+    detection = detection_table(plan, args.cells, results)
+    write_csv(detection, out / "detection.csv", FLOAT)
     write_json(out / "metrics.json", aggregate_metrics(table))
     figures = out / "figures"
     plot_asr_vs_rate(table, figures / "asr_vs_rate.png")
     plot_heatmap(table, figures / "asr_heatmap.png")
     plot_clean_vs_asr(table, figures / "clean_vs_asr.png")
     plot_recovery(curves, figures / "recovery.png")
+    if len(detection):
+        plot_detection(detection, figures / "detection.png")
     write_galleries(params, plan, Path(args.raw), figures)
     print(f"report: {len(table)} cells -> {out}/summary.csv")
 

@@ -120,6 +120,12 @@ BAD = [
     ("grid.settings.finetune.lr=0.1", "grid.settings.finetune.lr: set by the grid axis grid.ft_lr (a list)"),
     ("grid.settings.colour=red", "grid.settings.colour: unknown setting; valid keys: finetune, image_size"),
     ("grid.shards=0", "grid.shards: must be an integer in [1, inf), got 0"),
+    ("grid.detectors=[spectral, magic]", "grid.detectors: unknown value 'magic'; valid choices: activation-clustering"),
+    ("grid.detectors=spectral", "grid.detectors: must be a list of detector names (empty for none), got 'spectral'"),
+    ("detectors.strip.alpha=1", "detectors.strip.alpha: must be a number in (0, 1), got 1"),
+    ("detectors.strip.num_blends=1", "detectors.strip.num_blends: must be an integer in [2, inf), got 1"),
+    ("detectors.spectral.expected_rate=2", "detectors.spectral.expected_rate: must be a number in [0, 1], got 2"),
+    ("detectors.neural-cleanse.lambda=1", "detectors.neural-cleanse.lambda: unknown setting; valid keys:"),
 ]
 
 

@@ -79,15 +79,15 @@ def test_auroc_by_hand():
 
 
 def test_feature_detector_defaults_are_the_references():
-    assert detector_defaults("spectral") == {"eps_multiplier": 1.5}
+    assert detector_defaults("spectral") == {"eps_multiplier": 1.5, "expected_rate": 0.1}
     assert detector_defaults("activation-clustering") == {"nb_dims": 10, "reduce": "FastICA",
                                                           "cluster_analysis": "smaller", "size_threshold": 0.35}
 
 
 @pytest.mark.parametrize("name, settings, message", [
-    ("spectral", {"eps_multiplier": -1}, "detectors.spectral.eps_multiplier: must be a number >= 0, got -1"),
-    ("spectral", {"eps_multiplier": math.nan}, "detectors.spectral.eps_multiplier: must be a number, got nan"),
-    ("spectral", {"eps": 1.5}, "detectors.spectral.eps: unknown setting; valid keys: eps_multiplier"),
+    ("spectral", {"eps_multiplier": -1}, "detectors.spectral.eps_multiplier: must be a number in [0, inf), got -1"),
+    ("spectral", {"eps_multiplier": math.nan}, "detectors.spectral.eps_multiplier: must be a number in [0, inf), got nan"),
+    ("spectral", {"eps": 1.5}, "detectors.spectral.eps: unknown setting; valid keys: eps_multiplier, expected_rate"),
     ("activation-clustering", {"nb_dims": True}, "detectors.activation-clustering.nb_dims: must be an integer"),
     ("activation-clustering", {"reduce": "TSNE"},
      "detectors.activation-clustering.reduce: unknown value 'TSNE'; valid choices: FastICA, PCA"),
@@ -197,14 +197,14 @@ def test_strip_defaults_are_the_references():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"num_blends": 1}, "detectors.strip.num_blends: must be an integer >= 2, got 1"),
-    ({"num_blends": 64.0}, "detectors.strip.num_blends: must be an integer, got 64.0"),
+    ({"num_blends": 1}, "detectors.strip.num_blends: must be an integer in [2, inf), got 1"),
+    ({"num_blends": 64.0}, "detectors.strip.num_blends: must be an integer in [2, inf), got 64.0"),
     ({"alpha": 0.0}, "detectors.strip.alpha: must be a number in (0, 1), got 0.0"),
     ({"alpha": 1}, "detectors.strip.alpha: must be a number in (0, 1), got 1"),
-    ({"alpha": "0.5"}, "detectors.strip.alpha: must be a number, got '0.5'"),
+    ({"alpha": "0.5"}, "detectors.strip.alpha: must be a number in (0, 1), got '0.5'"),
     ({"false_rejection_rate": 1.0}, "detectors.strip.false_rejection_rate: must be a number in [0, 1)"),
     ({"N": 64, "blend": 0.5}, "detectors.strip.N, detectors.strip.blend: unknown setting; valid keys: alpha, "
-                              "batch_size, false_rejection_rate, num_blends"),
+                              "batch_size, false_rejection_rate, num_blends, num_clean, num_inputs"),
 ])
 def test_strip_bad_settings(settings, message):
     fails_in_one_line("strip", settings, message)
@@ -295,9 +295,9 @@ def test_neural_cleanse_defaults_are_the_references():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"steps": 0}, "detectors.neural-cleanse.steps: must be an integer >= 1, got 0"),
-    ({"lr": 0}, "detectors.neural-cleanse.lr: must be a number > 0, got 0"),
-    ({"cost_multiplier": 1.0}, "detectors.neural-cleanse.cost_multiplier: must be a number > 1"),
+    ({"steps": 0}, "detectors.neural-cleanse.steps: must be an integer in [1, inf), got 0"),
+    ({"lr": 0}, "detectors.neural-cleanse.lr: must be a number in (0, inf), got 0"),
+    ({"cost_multiplier": 1.0}, "detectors.neural-cleanse.cost_multiplier: must be a number in (1, inf)"),
     ({"success_threshold": 1.5}, "detectors.neural-cleanse.success_threshold: must be a number in (0, 1], got 1.5"),
     ({"lambda": 1e-3}, "detectors.neural-cleanse.lambda: unknown setting; valid keys: batch_size, cost_multiplier, "
                        "init_cost, lr, num_images, patience, steps, success_threshold"),
@@ -420,3 +420,13 @@ def test_neural_cleanse_optimizes_each_class_on_the_other_classes_images():
     result = detector(predict_logits, images, labels, 4, gen())
     assert seen == [7, 8, 6, 9]  # class t is reversed on the images not labelled t
     assert result.steps.tolist() == [1] * 4
+
+
+def test_spectral_assumed_rate_sets_each_class_budget():
+    """Without an expected count, the defender's ``expected_rate`` of every class, times 1.5, is flagged."""
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 4, generator=gen)
+    labels = torch.arange(300) % 3
+    result = build_detector("spectral", expected_rate=0.2)(features, labels)
+    assert int(result.flagged.sum()) == 3 * 30  # round(1.5 x 0.2 x 100) per class
+    assert int(build_detector("spectral")(features, labels).flagged.sum()) == 3 * 15

@@ -25,7 +25,7 @@ def plan_grid(params: dict, grid_dir: Path) -> dict:
 
 def with_grid(**lists):
     params = copy.deepcopy(PARAMS)
-    params["grid"].update(lists)
+    params["grid"].update({"detectors": [], **lists})
     return params
 
 
@@ -261,3 +261,35 @@ def test_first_epoch_below_a_threshold():
     assert first_epoch_below(curve) == 2
     assert first_epoch_below(curve[:2]) is None
     assert first_epoch_below(curve, threshold=0.995) == 0
+
+
+def test_detector_stages_per_model_and_what_they_depend_on(tmp_path):
+    params = with_grid(trigger=["checker", "square"], poison_rate=[0, 0.05],
+                       detectors=["spectral", "strip", "neural-cleanse"])
+    stages = stage_specs(params, tmp_path)
+    detect = sorted(name for name in stages if name.startswith("detect-"))
+    # spectral and Neural Cleanse once per model (3); STRIP once per poisoned model and once per trigger on
+    # the clean baseline, whose triggered test inputs depend on the trigger (4)
+    assert len(detect) == 3 + 3 + 4 and len([n for n in stages if n.startswith("features-")]) == 3
+    assert "detect-strip-fashion-mnist_small-cnn_clean_none_s0_square_all-to-one" in detect
+    baseline_nc = stages["detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0"]
+    assert "--poisoned" not in baseline_nc["cmd"] and "trigger=" not in baseline_nc["cmd"]  # no trigger involved
+    assert baseline_nc["outs"][1].endswith(".png")  # the reversed trigger
+    spectral = stages["detect-spectral-fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0"]
+    assert spectral["deps"][1:] == [
+        "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt",
+        "data/grid/features/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/manifest.json"]
+    assert spectral["params"] == [{"grid/settings.json": ["detectors.spectral"]}]
+
+
+def test_adding_a_detector_or_changing_its_settings_touches_its_own_stages_only(tmp_path):
+    params = with_grid(trigger=["checker"], poison_rate=[0, 0.05], detectors=["spectral"])
+    before = stage_specs(params, tmp_path / "a")
+    params["grid"]["detectors"] = ["spectral", "neural-cleanse"]
+    after = stage_specs(params, tmp_path / "b")
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == ["detect-neural-cleanse-fashion-mnist_small-cnn_checker_all-to-one_r0.05_"
+                                               "none_s0", "detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0"]
+    # settings are a params dependency of the detector's stages alone (read from grid/settings.json)
+    assert all("detectors.spectral" not in str(stage.get("params")) for name, stage in after.items()
+               if not name.startswith("detect-spectral"))

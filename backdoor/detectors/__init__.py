@@ -25,21 +25,24 @@ their inputs and ``torch.Generator``, and report per-item scores where higher me
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable, Iterable
 
 import torch
 
-from ..errors import ConfigError, choices_error
+from ..errors import choices_error
+from ..validation import check_choice, check_keys, check_number, setting_names
 from .result import DetectionCounts, DetectionResult, auroc, detection_counts
 
 DetectorFactory = Callable[..., Callable[..., Any]]
 DETECTORS: dict[str, DetectorFactory] = {}
+# What a detector looks at, which decides what a pipeline feeds it: the training set's penultimate
+# features ("training-data"), test inputs with and without the trigger ("inputs"), or the model alone.
+KINDS: dict[str, str] = {}
 
 
-def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
+def register_detector(name: str, kind: str = "training-data") -> Callable[[DetectorFactory], DetectorFactory]:
     def add(factory: DetectorFactory) -> DetectorFactory:
-        DETECTORS[name] = factory
+        DETECTORS[name], KINDS[name] = factory, kind
         return factory
     return add
 
@@ -47,17 +50,13 @@ def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]
 def detector_defaults(name: str) -> dict[str, Any]:
     """The settings of detector ``name`` and their defaults, read from its factory's signature."""
     factory = _factory(name)
-    return {key: p.default for key, p in inspect.signature(factory).parameters.items()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    params = inspect.signature(factory).parameters
+    return {key: params[key].default for key in setting_names(factory)}
 
 
 def build_detector(name: str, **settings: Any) -> Callable[..., Any]:
     """Validate ``settings`` (``params.yaml: detectors.<name>``) and return the detector."""
-    valid = detector_defaults(name)
-    unknown = sorted(set(settings) - set(valid))
-    if unknown:
-        keys = ", ".join(f"detectors.{name}.{key}" for key in unknown)
-        raise ConfigError(f"{keys}: unknown setting; valid keys: {', '.join(sorted(valid))}")
+    check_keys(f"detectors.{name}", settings, detector_defaults(name))
     return DETECTORS[name](**settings)
 
 
@@ -75,29 +74,14 @@ def _factory(name: str) -> DetectorFactory:
 # ---------------------------------------------------------------- validation helpers for factories
 
 
-def number(name: str, key: str, value: object, *, low: float = -math.inf, high: float = math.inf,
-           low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
-    """``value`` as a finite number (an int with ``integer``) in the interval; else a one-line ConfigError."""
-    where = f"detectors.{name}.{key}"
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
-        raise ConfigError(f"{where}: must be {kind}, got {value!r}")
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (above and below):
-        interval = (("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
-                    if math.isfinite(high) else f"{'>' if low_open else '>='} {low:g}")
-        raise ConfigError(f"{where}: must be {kind} {'in ' if math.isfinite(high) else ''}{interval}, "
-                          f"got {value!r}")
-    return value
+def number(name: str, key: str, value: object, **bounds: Any) -> float:
+    """``value`` as a finite number in the interval (``backdoor.validation.check_number``), named
+    ``detectors.<name>.<key>``."""
+    return check_number(f"detectors.{name}.{key}", value, **bounds)
 
 
 def choice(name: str, key: str, value: object, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    if not isinstance(value, str) or value not in choices:
-        raise choices_error(f"detectors.{name}.{key}", value, choices)
-    return value
+    return check_choice(f"detectors.{name}.{key}", value, choices)
 
 
 def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -114,5 +98,5 @@ def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
 # Importing the detector modules registers them (they use register_detector and the helpers above).
 from . import activation_clustering, neural_cleanse, spectral, strip  # noqa: E402,F401
 
-__all__ = ["DETECTORS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
+__all__ = ["DETECTORS", "KINDS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
            "detection_counts", "detector_defaults", "register_detector"]

@@ -223,7 +223,7 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, num_classes: int) 
         raise ValueError(f"num_classes must be an integer >= 3 (the outlier test needs a median), got {num_classes!r}")
 
 
-@register_detector("neural-cleanse")
+@register_detector("neural-cleanse", kind="model")
 def neural_cleanse(*, steps: int = 20, num_images: int = 256, batch_size: int = 32, lr: float = 0.1,
                    init_cost: float = 1e-3, cost_multiplier: float = 2.0, patience: int = 5,
                    success_threshold: float = 0.99) -> NeuralCleanse:

@@ -86,14 +86,18 @@ def _typical(tau: torch.Tensor) -> float:
 @dataclass(frozen=True)
 class SpectralSignatures:
     eps_multiplier: float = 1.5
+    expected_rate: float = 0.1
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor,
-                 expected_poison: int | Sequence[float] | torch.Tensor) -> SpectralResult:
+                 expected_poison: int | Sequence[float] | torch.Tensor | None = None) -> SpectralResult:
         """Score and flag training images from their penultimate-layer ``features`` (N, D) and the
-        ``labels`` they were trained with; ``expected_poison`` is a total (int) or per-class counts."""
+        ``labels`` they were trained with; ``expected_poison`` is a total (int) or per-class counts;
+        None: ``expected_rate`` of every class (the defender's assumption, ART's expected_pp_poison)."""
         check_features(features, labels)
         labels = labels.cpu()
         classes = labels.unique().tolist()
+        if expected_poison is None:
+            expected_poison = [self.expected_rate * int((labels == c).sum()) for c in range(max(classes) + 1)]
         expected = _expected_per_class(expected_poison, labels, classes)
         scores = torch.zeros(len(labels), dtype=torch.float64)
         flagged = torch.zeros(len(labels), dtype=torch.bool)
@@ -109,5 +113,9 @@ class SpectralSignatures:
 
 
 @register_detector("spectral")
-def spectral(*, eps_multiplier: float = 1.5) -> SpectralSignatures:
-    return SpectralSignatures(float(number("spectral", "eps_multiplier", eps_multiplier, low=0.0)))
+def spectral(*, eps_multiplier: float = 1.5, expected_rate: float = 0.1) -> SpectralSignatures:
+    """``expected_rate``: the fraction of each class the defender assumes poisoned (Tran et al.'s epsilon) when
+    no expected count is given; 0.1 here, an upper bound for the rates the CPU presets use (ART's
+    ``expected_pp_poison`` defaults to 0.33)."""
+    return SpectralSignatures(float(number("spectral", "eps_multiplier", eps_multiplier, low=0.0)),
+                              float(number("spectral", "expected_rate", expected_rate, low=0.0, high=1.0)))

@@ -108,6 +108,8 @@ class Strip:
     alpha: float = 0.5
     false_rejection_rate: float = 0.05
     batch_size: int = 256
+    num_inputs: int = 500  # a pipeline scores this many triggered and this many clean test inputs
+    num_clean: int = 1000  # and gives this many clean images to blend, and as many to set the threshold
 
     def __call__(self, predict_logits: PredictLogits, inputs: torch.Tensor, pool: torch.Tensor,
                  generator: torch.Generator, clean: torch.Tensor | None = None) -> StripResult:
@@ -122,11 +124,13 @@ class Strip:
         return StripResult(-entropy, entropy < threshold, entropy, threshold, clean_entropy)
 
 
-@register_detector("strip")
+@register_detector("strip", kind="inputs")
 def strip(*, num_blends: int = 64, alpha: float = 0.5, false_rejection_rate: float = 0.05,
-          batch_size: int = 256) -> Strip:
+          batch_size: int = 256, num_inputs: int = 500, num_clean: int = 1000) -> Strip:
     return Strip(num_blends=int(number("strip", "num_blends", num_blends, low=2, integer=True)),
                  alpha=float(number("strip", "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)),
                  false_rejection_rate=float(number("strip", "false_rejection_rate", false_rejection_rate,
                                                    low=0.0, high=1.0, high_open=True)),
-                 batch_size=int(number("strip", "batch_size", batch_size, low=1, integer=True)))
+                 batch_size=int(number("strip", "batch_size", batch_size, low=1, integer=True)),
+                 num_inputs=int(number("strip", "num_inputs", num_inputs, low=1, integer=True)),
+                 num_clean=int(number("strip", "num_clean", num_clean, low=2, integer=True)))

@@ -31,7 +31,8 @@ from pathlib import Path
 import yaml
 
 from ..config import slug
-from ..grid import Cell, families, grid_settings, grid_shards
+from ..detectors import KINDS
+from ..grid import Cell, families, grid_detectors, grid_settings, grid_shards
 from ..io import atomic_path, write_json
 from .code import fingerprint_file
 
@@ -116,12 +117,63 @@ def finetune_stage(family: list[Cell]) -> dict:
     }
 
 
+def features_dir(cell: Cell) -> str:
+    return f"data/grid/features/{cell.train_key}"
+
+
+def detection_report(detector: str, cell: Cell) -> str:
+    return f"reports/grid/cells/detection/{detector}/{cell.detection_key(KINDS[detector] == 'inputs')}.json"
+
+
+def features_stage(cell: Cell) -> dict:
+    """Penultimate features of one trained model's training set, for the training-data detectors."""
+    poisoned = "" if cell.is_baseline else f" --poisoned {poisoned_dir(cell)}"
+    return {
+        "cmd": (f"python stages/features.py --params {SETTINGS} --cell {cell_args(cell.train_axes())} "
+                f"--raw {raw_dir(cell)}{poisoned} --model {train_dir(cell)}/model.pt --out {features_dir(cell)}"),
+        "deps": [fingerprint_file("features"), f"{train_dir(cell)}/model.pt"],
+        "outs": [features_dir(cell)],
+    }
+
+
+def detect_stage(detector: str, cell: Cell, params: dict) -> dict:
+    """One detector on one trained model. It depends on model.pt (which pins the data it was trained on),
+    on the features (training-data detectors) or on the poisoned set whose test inputs or clean pool it
+    reads (a baseline's is not pinned by its model), and on its own settings: changing them re-runs it alone."""
+    kind = KINDS[detector]
+    deps = [fingerprint_file("detect"), f"{train_dir(cell)}/model.pt"]
+    inputs = f" --poisoned {poisoned_dir(cell)}" if not cell.is_baseline or kind == "inputs" else ""
+    if kind == "training-data":
+        inputs += f" --features {features_dir(cell)}"
+        deps.append(f"{features_dir(cell)}/{MANIFEST}")
+    elif cell.is_baseline and kind == "inputs":  # its triggered test inputs: not pinned by the baseline model
+        deps.append(f"{poisoned_dir(cell)}/{MANIFEST}")
+    axes = cell.detection_axes() if not cell.is_baseline or kind == "inputs" else cell.train_axes()
+    out = detection_report(detector, cell)
+    stage = {
+        "cmd": (f"python stages/detect.py --params {SETTINGS} --detector {detector} --cell {cell_args(axes)} "
+                f"--raw {raw_dir(cell)}{inputs} --model {train_dir(cell)}/model.pt --out {out}"),
+        "deps": deps,
+        "outs": [out, out.replace(".json", ".png")] if kind == "model" else [out],
+    }
+    if detector in (params.get("detectors") or {}):  # its settings (defaults when absent: nothing to depend on)
+        stage["params"] = params_dep(f"detectors.{detector}")
+    return stage
+
+
 def grid_stages(cells: list[Cell], params: dict) -> dict[str, dict]:
     stages: dict[str, dict] = {}
     for cell in cells:
         stages.update(cell_stages(cell, params))
     for key, family in families(cells).items():
         stages[f"finetune-{key}"] = finetune_stage(family)
+    detectors = grid_detectors(params)
+    for cell in cells:
+        if any(KINDS[d] == "training-data" for d in detectors):
+            stages[f"features-{cell.train_key}"] = features_stage(cell)
+        for detector in detectors:
+            name = Path(detection_report(detector, cell)).stem
+            stages[f"detect-{detector}-{name}"] = detect_stage(detector, cell, params)
     for stage in stages.values():
         stage["wdir"] = "../.."  # shard files live in grid/shard-NN/; commands run from the repository root
     return stages
@@ -147,9 +199,12 @@ def write_plan(params: dict, cells: list[Cell], grid_dir: Path) -> dict:
     for index, shard_stages in by_shard.items():
         with atomic_path(grid_dir / f"shard-{index:02d}" / "dvc.yaml") as tmp:
             tmp.write_text(HEADER + yaml.safe_dump({"stages": shard_stages}, sort_keys=False, width=1000))
+    detectors = grid_detectors(params)
     summary = {
         "cells": [{"name": c.name, **c.as_dict(), "train_key": c.train_key, "poison_key": c.poison_key,
-                   "family_key": c.family_key} for c in cells],
+                   "family_key": c.family_key,
+                   "detection": {d: Path(detection_report(d, c)).stem for d in detectors}} for c in cells],
+        "detectors": detectors,
         "num_stages": len(stages),
         "shards": len(by_shard),
     }
