@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from backdoor.augment import random_crop, random_flip
@@ -36,13 +37,22 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.normalizer == clf.normalizer and loaded.model_kwargs == {"widths": (4, 8, 8)}
 
 
-def test_epoch_callback_sees_every_epoch():
+def test_epoch_callback_gets_each_epochs_mean_loss():
     images, labels = tiny_data(32)
     clf = Classifier.create("small-cnn", images, num_classes=4, widths=(4, 4, 4))
-    seen = []
-    fit(clf, images, labels, LoopConfig(epochs=3, batch_size=8), seed=0, progress=False,
-        on_epoch_end=lambda epoch, loss: seen.append((epoch, loss > 0)))
-    assert seen == [(1, True), (2, True), (3, True)]
+    batch_losses, seen = [], []
+
+    def recorded(model, x, y):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        batch_losses.append((len(y), loss.item()))
+        return loss
+
+    fit(clf, images, labels, LoopConfig(epochs=3, batch_size=8), seed=0, progress=False, loss_fn=recorded,
+        on_epoch_end=lambda epoch, loss: seen.append((epoch, loss)))
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    for epoch, loss in seen:  # 4 batches of 8 per epoch: the size-weighted mean of that epoch's batch losses
+        batches = batch_losses[4 * (epoch - 1):4 * epoch]
+        assert loss == pytest.approx(sum(n * value for n, value in batches) / 32, rel=1e-6)
 
 
 def test_random_crop_takes_a_window_of_the_padded_image():
@@ -76,6 +86,45 @@ def test_predict_leaves_the_model_trainable_and_unchanged():
     images, labels = tiny_data(32)
     clf = Classifier.create("small-cnn", images, num_classes=4, widths=(4, 4, 4))
     before = {k: v.clone() for k, v in clf.model.state_dict().items()}
-    predict(clf, images)  # BatchNorm is folded into a copy, not into the model
+    predicted = predict(clf, images)  # BatchNorm is folded into a copy, not into the model
     assert all(torch.equal(before[k], v) for k, v in clf.model.state_dict().items())
     fit(clf, images, labels, LoopConfig(epochs=1, batch_size=8), seed=0, progress=False)  # fine-tuning after evaluation
+    weights = [k for k, v in before.items() if v.is_floating_point()]
+    assert any(not torch.equal(before[k], clf.model.state_dict()[k]) for k in weights)  # it trained
+    assert torch.equal(predict(clf, images), predict(clf, images)) and predicted.shape == (32,)
+
+
+def shapes_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four classes of 1x12x12 images: a bright bar in one of four places, plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    images = torch.randint(0, 60, (n, 1, 12, 12), generator=gen, dtype=torch.uint8)
+    for label, (rows, cols) in enumerate([(slice(1, 3), slice(1, 9)), (slice(8, 10), slice(1, 9)),
+                                          (slice(1, 9), slice(1, 3)), (slice(1, 9), slice(6, 8))]):
+        images[labels == label, :, rows, cols] = 200
+    return images, labels
+
+
+def test_a_poisoned_model_learns_the_backdoor_and_its_clean_twin_does_not():
+    """The whole attack on a task small enough to train in seconds: 10 % of the images get a 3x3 checker in
+    the bottom-right corner and label 0; the poisoned model sends triggered test images to 0, the clean
+    model trained on the same images without poison does not, and both classify clean images."""
+    from backdoor.metrics import backdoor_metrics
+    from backdoor.poisoning import build_strategy, make_poisoned_set
+    from backdoor.triggers import build_trigger
+
+    train_x, train_y = shapes_task(800, seed=0)
+    test_x, test_y = shapes_task(200, seed=1)
+    trigger = build_trigger("checker", (1, 12, 12), size=3)
+    poisoned = make_poisoned_set(train_x, train_y, test_x, test_y, trigger, build_strategy("all-to-one", 0, None, 4),
+                                 0.1, seed=0)
+    results = {}
+    for name, (images, labels) in {"poisoned": poisoned.training_set(train_x, train_y),
+                                   "clean": (train_x, train_y)}.items():
+        clf = Classifier.create("small-cnn", images, num_classes=4, seed=0, widths=(8, 16, 16))
+        fit(clf, images, labels, LoopConfig(epochs=6, batch_size=32, lr=0.05, flip=False, crop_padding=0), seed=0,
+            progress=False)
+        results[name] = backdoor_metrics(predict(clf, test_x), test_y, predict(clf, poisoned.test_images),
+                                         poisoned.test_labels, poisoned.test_targets)
+    assert results["poisoned"]["clean_acc"] > 0.9 and results["clean"]["clean_acc"] > 0.9
+    assert results["poisoned"]["asr"] > 0.9 > 0.3 > results["clean"]["asr"]
