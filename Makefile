@@ -51,7 +51,7 @@ test-slurm: setup
 # Each experiment's changed params with its focus CA, ASR and fine-tuned ASR (dvc exp show has a column per
 # param and dependency hash: unreadable even at 200 columns).
 exp: setup
-	@dvc exp show --only-changed --drop '.*' --keep 'Experiment|Created|^(?!grid\.|triggers\.|regularizers\.)[a-z_.]+$$|reports/metrics.json:(clean_acc|asr|finetuned.asr)$$' --precision 3
+	@python tools/exp_table.py
 
 bench: setup
 	python benchmarks/train_throughput.py

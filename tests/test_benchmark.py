@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -77,3 +78,22 @@ def test_bookkeeping_stand_in_writes_each_planned_stages_files(tmp_path):
                     written = sorted(p.relative_to(tmp_path / out).as_posix()
                                      for p in (tmp_path / out).rglob("*") if p.is_file())
                     assert written == bench.output_files(name), name
+
+
+def test_time_stages_records_each_stage_that_ran(tmp_path):
+    """tools/time_stages.py on a two-stage DVC repository: one row per stage run, with its seconds."""
+    from .repos import ENV, sh
+
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "slow": {"cmd": "sleep 1 && echo a > a.txt", "outs": ["a.txt"]},
+        "fast": {"cmd": "cp a.txt b.txt", "deps": ["a.txt"], "outs": ["b.txt"]}}}))
+    sh(tmp_path, "git", "init", "-q")
+    sh(tmp_path, "dvc", "init", "-q")
+    out = subprocess.run([sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "times.csv"],
+                         cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    times = pd.read_csv(tmp_path / "times.csv")
+    assert list(times["stage"]) == ["slow", "fast"] and times["seconds"][0] >= 1.0
+    again = subprocess.run([sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "t2.csv"],
+                           cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0 and pd.read_csv(tmp_path / "t2.csv").empty  # nothing ran

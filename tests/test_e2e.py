@@ -113,6 +113,32 @@ def test_exp_run_changes_only_what_depends_on_the_trigger(repo):
     assert {"check", "poison", "train", "finetune", "evaluate", "plot"} <= set(ran)
     assert "download" not in ran and "code" not in ran
     assert not [s for s in ran if s.startswith("grid/") or s == "report"], ran
+    table = sh(repo, "python", "tools/exp_table.py").splitlines()  # make exp
+    assert table[0].split() == ["experiment", "trigger", "CA", "ASR", "ft", "CA", "ft", "ASR"]
+    assert len(table) == 4 and all(len(line) <= 120 for line in table)  # workspace, master, the experiment
+    assert table[1].split()[1] == "square" and table[2].split()[1] == "checker"
+    assert not [line for line in sh(repo, "git", "status", "--porcelain").splitlines() if ".tmp" in line]
+
+
+def test_a_folder_dataset_in_the_focus_experiment(repo):
+    """`dataset: folder:<path>` through `dvc exp run -S`: stored under data/raw/focus, no path in a folder name."""
+    from PIL import Image
+
+    for label, colour in enumerate(((20, 20, 20), (230, 230, 230))):
+        for split, count in (("train", 40), ("test", 10)):
+            folder = repo / "images" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (20 + i % 5, 16), tuple(c + i for c in colour)).save(folder / f"{i}.png")
+    ran = executed(sh(repo, "dvc", "exp", "run", "-S", "dataset=folder:images", "-S", "image_size=12",
+                      "-S", "train.subset=null", "-S", "train.batch_size=16", "-S", "finetune.clean_size=20",
+                      "-S", "finetune.batch_size=8"))
+    assert {"download", "poison", "train", "finetune", "evaluate"} <= set(ran)
+    manifest = json.loads((repo / "data" / "raw" / "focus" / "manifest.json").read_text())
+    assert manifest["dataset"] == "folder:images" and manifest["shape"] == [3, 12, 12] and manifest["num_train"] == 80
+    assert not (repo / "data" / "raw" / "folder:images").exists() and not (repo / "data" / "raw" / "images").exists()
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert (metrics["num_train"], metrics["num_poisoned"], metrics["num_triggered_test"]) == (80, 4, 10)
 
 
 @pytest.mark.parametrize("pair, message", [
