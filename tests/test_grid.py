@@ -293,3 +293,15 @@ def test_adding_a_detector_or_changing_its_settings_touches_its_own_stages_only(
     # settings are a params dependency of the detector's stages alone (read from grid/settings.json)
     assert all("detectors.spectral" not in str(stage.get("params")) for name, stage in after.items()
                if not name.startswith("detect-spectral"))
+
+
+def test_a_folder_datasets_images_are_a_dependency_of_its_download(tmp_path):
+    images = tmp_path / "pets"
+    for name in ("cat", "dog"):
+        (images / name).mkdir(parents=True)
+    params = with_grid(dataset=[f"folder:{images}"], trigger=["blend"], poison_rate=[0.1])
+    params["grid"]["settings"]["image_size"] = 16
+    params["grid"]["settings"]["train"]["subset"] = None
+    stages = stage_specs(params, tmp_path)
+    download = next(stage for name, stage in stages.items() if name.startswith("download-folder-"))
+    assert download["deps"] == ["data/code/download.sha256", str(images)]

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from ..config import slug
+from ..datasets.registry import FOLDER_PREFIX
 from ..detectors import KINDS
 from ..grid import Cell, families, grid_detectors, grid_settings, grid_shards
 from ..io import atomic_path, write_json
@@ -57,6 +58,11 @@ def family_report(family: list[Cell]) -> str:
     return f"reports/grid/cells/{family[0].family_key}.json"
 
 
+def source_folder(dataset: str) -> list[str]:
+    """A ``folder:<path>`` dataset's images are a dependency of its download: editing them re-stores it."""
+    return [dataset[len(FOLDER_PREFIX):]] if dataset.startswith(FOLDER_PREFIX) else []
+
+
 def cell_args(axes: dict) -> str:
     return " ".join(shlex.quote(f"{k}={v}") for k, v in axes.items())
 
@@ -76,7 +82,7 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
         f"download-{slug(cell.dataset)}": {
             "cmd": f"python stages/download.py --params {SETTINGS} --cell "
                    f"{cell_args({'dataset': cell.dataset, 'poison_rate': 0, 'seed': 0})} --out {raw}",
-            "deps": [fingerprint_file("download")],
+            "deps": [fingerprint_file("download"), *source_folder(cell.dataset)],
             "params": params_dep("grid.settings.image_size"),
             "outs": [raw],
         },
