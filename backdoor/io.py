@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -124,6 +125,15 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_ready(value: Any) -> Any:
+    """NaN (a diverged run's loss, a rate without a denominator) as null: JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    return [json_ready(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def write_json(path: str | Path, obj: Any) -> None:

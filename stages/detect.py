@@ -1,7 +1,6 @@
 """Grid stage: one detector on one trained model (backdoor/detection.py): a JSON record, and for a model-level
 detector (Neural Cleanse) the reversed trigger as a PNG beside it."""
 
-import math
 from pathlib import Path
 
 import torch
@@ -13,18 +12,9 @@ from backdoor.datasets import load_dataset
 from backdoor.detection import detect
 from backdoor.detectors import KINDS, check_detector
 from backdoor.errors import ConfigError
-from backdoor.io import load_tensors, read_json, write_json
+from backdoor.io import json_ready, load_tensors, read_json, write_json
 from backdoor.plots import plot_reversed_trigger
 from backdoor.poisoned_set import load_poisoned, training_pool
-
-
-def json_ready(value):
-    """NaN (a rate without a denominator, AUROC of one class) as null: JSON has no NaN."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    return [json_ready(v) for v in value] if isinstance(value, list) else value
 
 
 def main(args) -> None:
