@@ -1,0 +1,109 @@
+"""README's result tables, computed from the files one preset run wrote (summary.csv, detection.csv).
+
+``tools/readme_tables.py <table> <folder>`` prints one as Markdown; README shows the command beside each
+table, so every number there can be recomputed from the committed copy of that run's output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def spread(values: pd.Series, digits: int = 4) -> str:
+    """Mean [min, max] over seeds, or the value alone for one seed."""
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return _num(values.iloc[0], digits)
+    return f"{_num(values.mean(), digits)} [{_num(values.min(), digits)}, {_num(values.max(), digits)}]"
+
+
+def markdown(rows: list[list[str]], header: list[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _gap(row: pd.Series) -> str:
+    if pd.isna(row["clean_acc_gap"]):
+        return "-"
+    return f"{row['clean_acc_gap']:+.4f} [{row['clean_acc_gap_low']:+.4f}, {row['clean_acc_gap_high']:+.4f}]"
+
+
+def trigger_table(summary: pd.DataFrame) -> str:
+    """One row per trigger of the poisoned cells (one seed): CA, gap to the clean baseline, ASR, RA, after FT."""
+    rows = []
+    for _, row in summary[summary["poison_rate"] > 0].iterrows():
+        rows.append([row["trigger"], _num(row["clean_acc"]), _gap(row), _num(row["asr"]), _num(row["robust_acc"]),
+                     _num(row["ft_clean_acc"]), _num(row["ft_asr"])])
+    return markdown(rows, ["trigger", "clean acc", "gap to clean (95% interval)", "ASR", "RA",
+                           "after fine-tuning: clean acc", "ASR"])
+
+
+def by_axis_table(summary: pd.DataFrame, axis: str, metrics: dict[str, str]) -> str:
+    """Mean [min, max] over seeds of ``metrics`` (column -> header) for each value of ``axis``, poisoned cells."""
+    rows = []
+    for value, group in summary[summary["poison_rate"] > 0].groupby(axis, sort=False):
+        rows.append([str(value), *(spread(group[column]) for column in metrics)])
+    return markdown(rows, [axis, *metrics.values()])
+
+
+def regularizer_table(summary: pd.DataFrame) -> str:
+    return by_axis_table(summary, "regularizer", {"clean_acc": "clean acc", "asr": "ASR", "ft_clean_acc":
+                                                  "after fine-tuning: clean acc", "ft_asr": "ASR"})
+
+
+def persistence_table(summary: pd.DataFrame) -> str:
+    """Per trigger, fine-tuning lr and clean-set size: ASR and CA before and after fine-tuning (mean [min,
+    max] over seeds) and the first epoch at which ASR fell below 0.2 in each seed ("-": never)."""
+    rows = []
+    poisoned = summary[summary["poison_rate"] > 0]
+    for (trigger, lr, size), group in poisoned.groupby(["trigger", "ft_lr", "ft_clean_size"], sort=False):
+        epochs = ", ".join("-" if pd.isna(e) else str(int(e)) for e in group.sort_values("seed")["ft_epoch_asr_below_0.2"])
+        rows.append([trigger, f"{lr:g}", f"{size:g} ({int(group['num_train'].iloc[0] * size) if size < 1 else int(size)})",
+                     spread(group["asr"], 3), spread(group["ft_asr"], 3), spread(group["clean_acc"], 3),
+                     spread(group["ft_clean_acc"], 3), epochs])
+    return markdown(rows, ["trigger", "ft lr", "clean set (images)", "ASR before", "ASR after", "CA before", "CA after",
+                           "first epoch ASR < 0.2, per seed"])
+
+
+def rate_table(summary: pd.DataFrame) -> str:
+    """ASR and clean accuracy against the poison rate, per trigger (mean [min, max] over seeds); rate 0 is the
+    clean baseline, whose ASR is the share of triggered images that land on the target anyway."""
+    rows = []
+    for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
+        rows.append([trigger, f"{100 * rate:g} %", f"{int(group['num_poisoned'].iloc[0]):,}", spread(group["asr"], 3),
+                     spread(group["clean_acc"], 3)])
+    return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc"])
+
+
+def detection_table(detection: pd.DataFrame) -> str:
+    """Per detector, trigger and rate: TPR and FPR of the flags (min-max over seeds), AUROC, or for Neural
+    Cleanse the anomaly index and how many models had their target class flagged."""
+    rows = []
+    for (detector, trigger, rate), group in detection.groupby(["detector", "trigger", "poison_rate"], sort=False):
+        label = "clean baseline" if rate == 0 else f"{trigger}, {100 * rate:g} %"
+        if detector == "neural-cleanse":
+            found = f"{int(group['tp'].sum() + group['fp'].sum())} of {len(group)} flagged"
+            if rate > 0:
+                found += f", target in {int(group['target_flagged'].astype(bool).sum())}"
+            rows.append([detector, label, "-", "-", "-", spread(group["anomaly_index"], 2), found])
+            continue
+        rows.append([detector, label, spread(group["tpr"], 3), spread(group["fpr"], 3), spread(group["auroc"], 3),
+                     "-", "-"])
+    return markdown(rows, ["detector", "models", "TPR", "FPR", "AUROC", "NC anomaly index", "NC verdict"])
+
+
+TABLES = {
+    "triggers": (trigger_table, "summary.csv"),
+    "regularizers": (regularizer_table, "summary.csv"),
+    "persistence": (persistence_table, "summary.csv"),
+    "rates": (rate_table, "summary.csv"),
+    "detection": (detection_table, "detection.csv"),
+}
