@@ -193,7 +193,7 @@ def test_feature_detectors_reject_bad_inputs():
 
 def test_strip_defaults_are_the_references():
     assert detector_defaults("strip") == {"num_blends": 64, "alpha": 0.5, "false_rejection_rate": 0.05,
-                                          "batch_size": 256}
+                                          "batch_size": 256, "num_inputs": 500, "num_clean": 1000}
 
 
 @pytest.mark.parametrize("settings, message", [

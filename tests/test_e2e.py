@@ -206,8 +206,9 @@ def test_adding_a_trigger_runs_only_the_new_cells(repo):
     sh(repo, "python", "stages/plan_grid.py")
     ran = executed(sh(repo, "dvc", "repro"))
     new = sorted(s.split(":")[-1].split("-")[0] for s in ran if s.startswith("grid/"))
-    # two poisoned sets, one training (the rate-0 baseline is shared), one fine-tuning of both rates
-    assert new == ["finetune", "poison", "poison", "train"], ran
+    # two poisoned sets, one training (the rate-0 baseline is shared), one fine-tuning of both rates;
+    # the new model's features and its two detectors
+    assert new == ["detect", "detect", "features", "finetune", "poison", "poison", "train"], ran
     assert "report" in ran and "train" not in ran
     summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
     assert sorted(summary["trigger"]) == ["checker", "checker", "square", "square"]

@@ -14,7 +14,7 @@ from backdoor.classifier import Classifier, predict
 from backdoor.config import LoopConfig
 from backdoor.loop import fit
 
-ARCHS = ["small-cnn", "resnet18", "resnet50", "nasnet-mobile", "nasnet-large"]
+ARCHS = ["small-cnn", "resnet6-cpu", "resnet18", "resnet50", "nasnet-mobile", "nasnet-large"]
 SHAPES = [(1, 28), (3, 32)]  # fashion-mnist, cifar10
 LARGE = [(3, 224)]  # flowers, flowers102 (the cheaper architectures only: this runs on 2 CPU cores)
 
@@ -88,7 +88,7 @@ def test_training_step_at_224(arch, chans, size):
 
 
 def test_registry_names():
-    assert {"small-cnn", "nasnet-mobile", "nasnet-large"} <= set(MODELS)
+    assert {"small-cnn", "resnet6-cpu", "nasnet-mobile", "nasnet-large"} <= set(MODELS)
     with pytest.raises(ConfigError, match="arch: unknown value 'nasnet-tiny'"):
         create_model("nasnet-tiny", num_classes=10, in_chans=3, image_size=32)
 
@@ -101,6 +101,32 @@ def test_resnet_stem_adapted_to_small_images():
     big = create_model("resnet18", num_classes=10, in_chans=3, image_size=224)
     assert big.conv1.kernel_size == (7, 7) and big.conv1.stride == (2, 2)
     assert isinstance(big.maxpool, nn.MaxPool2d)
+
+
+@pytest.mark.parametrize("arch", ["small-cnn", "resnet6-cpu"])
+def test_block_layers_name_the_stages_shallow_to_deep(arch):
+    model = create_model(arch, num_classes=10, in_chans=3, image_size=32)
+    assert model.block_layers == ["stages.0", "stages.1", "stages.2"] == hidden_layers(model)
+    for name in model.block_layers:
+        model.get_submodule(name)
+
+
+def test_resnet6_cpu_size_shapes_and_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model("resnet6-cpu", num_classes=10, in_chans=3, image_size=32).eval()
+    assert sum(p.numel() for p in model.parameters()) == 390_186
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        features = model.forward_features(x)
+    assert features.shape == (2, 128, 4, 4)
+    assert round(flops.get_total_flops() / len(x) / 1e6, 1) == 30.1  # the docstring's MFLOPs/image
+    assert model.forward_head(features, pre_logits=True).shape == (2, 128)
+    assert model.forward_head(features).shape == (2, 10)
+    with torch.no_grad():  # flowers at image_size 64: same layers, 8x8 features
+        assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 128, 8, 8)
+    with pytest.raises(ConfigError, match="resnet6-cpu has no pretrained weights"):
+        create_model("resnet6-cpu", num_classes=10, in_chans=3, image_size=32, pretrained=True)
 
 
 def test_nasnet_stem_adapted_to_small_images():

@@ -69,3 +69,4 @@ def block_layers(model: nn.Module) -> list[str]:
 
 from . import small_cnn  # noqa: E402,F401  (registers small-cnn)
 from . import nasnet  # noqa: E402,F401  (registers nasnet-mobile, nasnet-large)
+from . import cpu_resnet  # noqa: E402,F401  (registers resnet6-cpu)

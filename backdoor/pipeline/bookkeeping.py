@@ -39,6 +39,7 @@ OUTPUT_FILES = {
     "poison": ["manifest.json", "poison.pt"],
     "train": ["live/metrics.json", *(f"live/plots/metrics/{m}.tsv" for m in TRAIN_METRICS), "model.pt"],
     "train-baseline": ["live/metrics.json", *(f"live/plots/metrics/{m}.tsv" for m in TRAIN_METRICS[:2]), "model.pt"],
+    "features": ["features.pt", "manifest.json"],
 }
 
 
@@ -56,7 +57,7 @@ def is_file_output(out: str) -> bool:
 
 
 def stand_in_python(repo: Path) -> None:
-    """``bin/python`` for the scratch repository: ``python stages/{download,poison,train,finetune}.py``
+    """``bin/python`` for the scratch repository: ``python stages/<grid step>.py``
     becomes a shell stub that writes the files the real script writes (its ``--out`` folder, or its
     ``--report`` file), in a few milliseconds; anything else runs the real Python. The commands DVC
     stores and checks stay exactly as planned, and the time measured is DVC's."""
@@ -66,7 +67,7 @@ def stand_in_python(repo: Path) -> None:
         branches.append(f"  {kind}) folders='{' '.join(folders)}'; names='{' '.join(sorted(files))}';;")
     script = f"""#!/bin/sh
 case "$1" in
-  stages/download.py|stages/poison.py|stages/train.py|stages/finetune.py) ;;
+  stages/download.py|stages/poison.py|stages/train.py|stages/finetune.py|stages/features.py|stages/detect.py) ;;
   *) exec {sys.executable} "$@";;
 esac
 kind=${{1#stages/}}; kind=${{kind%.py}}; shift
@@ -81,6 +82,7 @@ for arg in "$@"; do
   esac
 done
 [ "$kind" = train ] && [ -n "$baseline" ] && kind=train-baseline
+[ "$kind" = detect ] && report=$out && out=  # a detector's --out is its JSON record
 folders=; names=
 case "$kind" in
 {chr(10).join(branches)}
