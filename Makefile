@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-slurm grid exp bench preset paper clean-venv slurm collect
+.PHONY: setup repro test test-slurm grid exp bench preset paper clean-venv slurm collect external-data
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -94,3 +94,19 @@ slurm: setup
 
 collect: setup
 	python tools/slurm_grid.py collect $(if $(CACHE),--cache '$(CACHE)') $(TARGETS)
+
+# The real CIFAR-10 (JPEG) and Flowers (160 px) copies of a machine without internet, $(SHARED)/data/*.tar.gz:
+# checked against their sha256, then extracted to data/external/ for presets/{cifar10,flowers}-cpu.yaml.
+# With internet, use dataset: cifar10 / flowers instead (README).
+SHARED ?= ../shared
+EXTERNAL_SHA256 := cifar10-jpeg=b379c20532d0d7113e4257fb4fe37c05481e5a503319cd10c2de3889728c9e18 \
+	flowers-160=21553a744697ae8fc62ca4a516a2d5021afb536a2d3bb7f0a936b67e77a72d1b
+external-data:
+	@mkdir -p data/external
+	@for entry in $(EXTERNAL_SHA256); do name=$${entry%%=*}; sum=$${entry#*=}; file=$(SHARED)/data/$$name.tar.gz; \
+		if [ -d data/external/$$name ]; then echo "data/external/$$name: already there"; continue; fi; \
+		test -f $$file || { echo "SHARED: no $$file (set SHARED to the folder holding data/$$name.tar.gz)"; exit 2; }; \
+		echo "$$sum  $$file" | sha256sum -c --quiet - || { echo "$$file: sha256 mismatch, not extracted"; exit 2; }; \
+		rm -rf data/external/.$$name.tmp && mkdir data/external/.$$name.tmp && \
+		tar -xzf $$file -C data/external/.$$name.tmp && mv data/external/.$$name.tmp/$$name data/external/$$name && \
+		rmdir data/external/.$$name.tmp && echo "data/external/$$name: extracted"; done

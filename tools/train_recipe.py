@@ -1,0 +1,73 @@
+"""Time one clean training recipe and score it: on a held-out part of the training set, or (--test) once on
+the test set. How resnet6-cpu and its CIFAR-10 / Flowers schedules were chosen (docs/cpu-recipes.md).
+
+    python tools/train_recipe.py resnet6-cpu --raw data/grid/raw/cifar10-jpeg --epochs 5 --lr 0.1 \\
+        --label-smoothing 0.1 --crop-padding 2 --flip true --out reports/selection/cpu-recipes.jsonl
+
+--raw is a dataset stored by the download stage (any grid with that dataset stores it). One JSON line a
+run: accuracy, wall-clock and CPU minutes, images/s, seconds per epoch, and the load average around it
+(other jobs on the same cores slow torch down: compare CPU minutes when the machine was shared).
+"""
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+
+from backdoor.classifier import Classifier, predict
+from backdoor.cli import run
+from backdoor.config import LoopConfig
+from backdoor.datasets import load_dataset
+from backdoor.loop import fit
+from backdoor.selection import validation_split
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.raw)
+    if not args.test:  # candidates are compared on held-out training images, never on the test set
+        data = validation_split(data, args.validation, seed=0)
+    images, labels = data.train.images, data.train.labels
+    cfg = LoopConfig(**{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
+    clf = Classifier.create(args.arch, images, len(data.classes), seed=args.seed)
+    epoch_seconds, last = [], [time.perf_counter()]
+
+    def on_epoch_end(epoch: int, loss: float) -> None:
+        now = time.perf_counter()
+        epoch_seconds.append(round(now - last[0], 1))
+        last[0] = now
+        print(f"epoch {epoch}: {epoch_seconds[-1]} s, loss {loss:.3f}, load {os.getloadavg()[0]:.2f}", flush=True)
+
+    load_start, wall, cpu = os.getloadavg(), time.perf_counter(), time.process_time()
+    fit(clf, images, labels, cfg, seed=args.seed, progress=False, on_epoch_end=on_epoch_end)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    accuracy = (predict(clf, data.test.images) == data.test.labels).float().mean().item()
+    record = {"arch": args.arch, "raw": args.raw, "loop": asdict(cfg), "num_train": len(labels),
+              "scored_on": "test" if args.test else f"{args.validation} held-out training images",
+              "accuracy": round(accuracy, 4), "train_minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
+              "images_per_s": round(len(labels) * cfg.epochs / wall), "threads": args.threads,
+              "epoch_seconds": epoch_seconds, "load_start": load_start, "load_end": os.getloadavg(),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    print(json.dumps(record))
+    if args.out:
+        with open(args.out, "a") as out:  # one line per run: a log, appended
+            out.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("arch")
+    parser.add_argument("--raw", required=True, help="a stored dataset folder (data/grid/raw/<name>)")
+    parser.add_argument("--test", action="store_true", help="score once on the test set (the chosen recipe only)")
+    parser.add_argument("--validation", type=int, default=5000, help="held-out training images to score on")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="JSON-lines log to append the record to")
+    for field in fields(LoopConfig):
+        kind = (lambda text: text.lower() in ("1", "true")) if field.type in (bool, "bool") else (
+            type(field.default) if field.default is not None else int)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default)
+    run(main, parser)
