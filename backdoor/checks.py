@@ -56,7 +56,10 @@ def validate_methods(params: dict, exp: Experiment) -> None:
     spec = dataset_spec(exp.dataset, exp.image_size)
     shape = (spec.channels, spec.image_size, spec.image_size)
     for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS), ("detectors", DETECTORS)):
-        methods = params.get(section) or {}
+        if section not in params:  # stages read it by name: DVC would refuse it only at the first stage that does
+            raise ConfigError(f"{section}: missing section; params.yaml needs one (each method's settings, as in the "
+                              f"committed params.yaml)")
+        methods = params[section] or {}
         if not isinstance(methods, dict):
             raise ConfigError(f"{section}: must be a mapping of method name -> settings, got {methods!r}")
         for name, settings in methods.items():

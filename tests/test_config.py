@@ -186,3 +186,21 @@ def test_parse_cell_rejects_unknown_axis():
 def test_focus_experiment_reads_each_scalar():
     exp = focus_experiment(with_overrides("trigger=square", "poison_rate=0.2", "seed=7", "train.lr=0.3"))
     assert (exp.trigger, exp.poison_rate, exp.seed, exp.train.lr) == ("square", 0.2, 7, 0.3)
+
+
+@pytest.mark.parametrize("section", ["triggers", "regularizers", "detectors"])
+def test_a_missing_methods_section_is_refused_at_the_check(section):
+    params = {key: value for key, value in PARAMS.items() if key != section}
+    with pytest.raises(ConfigError, match=f"^{section}: missing section"):
+        validate_params(params)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[1] / "presets").glob("*.yaml")))
+def test_every_preset_is_a_whole_valid_params_file(preset):
+    params = read_params(Path(__file__).parents[1] / "presets" / f"{preset}.yaml")
+    assert set(params) == set(PARAMS) and set(params["grid"]) == set(PARAMS["grid"])
+    # the natural-image presets read copies extracted by `make external-data`; checked here as the originals
+    originals = {"folder:data/external/cifar10-jpeg": "cifar10", "folder:data/external/flowers-160": "flowers"}
+    params["dataset"] = originals.get(params["dataset"], params["dataset"])
+    params["grid"]["dataset"] = [originals.get(name, name) for name in params["grid"]["dataset"]]
+    validate_params(params)
