@@ -30,7 +30,8 @@ import pytest
 import yaml
 
 from backdoor.pipeline.layers import PlannedStage, cell_of, layered
-from backdoor.pipeline.slurm import COMMENT, Layer, Options, check_options, job_script, sbatch_command
+from backdoor.pipeline.slurm import COMMENT, Layer, job_script, sbatch_command
+from backdoor.pipeline.slurm_options import Options, check_options
 
 from .repos import BIN, ENV, ROOT, executed, make_copy, sh
 
@@ -152,8 +153,7 @@ def test_dry_run_prints_the_commands_and_submits_nothing(tmp_path):
              str(tmp_path / "cache"), env={**ENV, "PATH": f"{BIN}{os.pathsep}{bare}"})
     # the whole project, as a bare `dvc repro`: the grid in jobs; the params check (committed to git, so not
     # run-cacheable), the focus experiment behind it and the report at collect
-    # code; download; poison; two trainings; fine-tune and two feature sets; four detector runs
-    assert re.search(r"^13 stages to run at commit \w+ in 6 job arrays", out, re.M), out
+    assert re.search(r"^7 stages to run at commit \w+ in 5 job arrays", out, re.M), out
     assert "JOB_0=$(sbatch --parsable --job-name=L0-code" in out and "--dependency=afterok:$JOB_3 " in out
     assert out.rstrip().endswith("collecting (`dvc repro`) then runs here what cannot be run-cached: check, "
                                  "download, poison and 5 more"), out

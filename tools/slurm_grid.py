@@ -16,7 +16,8 @@ import argparse
 import sys
 
 from backdoor.errors import ConfigError
-from backdoor.pipeline.slurm import LOG_DIR, Options, SlurmError, collect, submit
+from backdoor.pipeline.slurm import collect, submit
+from backdoor.pipeline.slurm_options import LOG_DIR, Options, SlurmError
 
 
 def main() -> None:
