@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
+
 from .classifier import Classifier, predict_sets
 from .datasets import Dataset
 from .metrics import backdoor_metrics
@@ -10,8 +14,17 @@ from .poisoned_set import PoisonedSet
 METRIC_KEYS = ("clean_acc", "asr", "robust_acc")
 
 
+def diverged(clf: Classifier) -> bool:
+    """Whether training left a non-finite weight or BatchNorm statistic (a NaN loss does)."""
+    return any(t.is_floating_point() and not torch.isfinite(t).all() for t in clf.model.state_dict().values())
+
+
 def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str, float]:
-    """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics)."""
+    """CA on the clean test set; ASR and RA on the triggered test set (see backdoor.metrics). A diverged
+    model's are NaN (null in the reports): its NaN logits' argmax is class 0, which would pass for an ASR
+    of 1 whenever the target is class 0."""
+    if diverged(clf):
+        return dict.fromkeys(METRIC_KEYS, math.nan)
     clean, triggered = predict_sets(clf, [data.test.images, poisoned.test_images])  # one fused model copy
     return backdoor_metrics(clean, data.test.labels, triggered, poisoned.test_labels, poisoned.test_targets)
 

@@ -157,6 +157,7 @@ def aggregate_metrics(table: pd.DataFrame) -> dict:
         "cells": int(len(table)),
         "poisoned_cells": int(len(poisoned)),
         "baselines": int((table["poison_rate"] == 0).sum()),
+        "diverged_cells": int(table["clean_acc"].isna().sum()),  # a non-finite model: metrics null
         "mean_asr": _mean(poisoned["asr"]),
         "mean_ft_asr": _mean(poisoned["ft_asr"]),
         "mean_clean_acc_gap": _mean(poisoned["clean_acc_gap"]),

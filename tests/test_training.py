@@ -128,3 +128,25 @@ def test_a_poisoned_model_learns_the_backdoor_and_its_clean_twin_does_not():
                                          poisoned.test_labels, poisoned.test_targets)
     assert results["poisoned"]["clean_acc"] > 0.9 and results["clean"]["clean_acc"] > 0.9
     assert results["poisoned"]["asr"] > 0.9 > 0.3 > results["clean"]["asr"]
+
+
+def test_a_diverged_model_scores_nan_not_the_target_class():
+    """NaN logits' argmax is class 0: without the check a diverged model would report ASR 1 for target 0."""
+    import math
+
+    from backdoor.datasets import Dataset, Split
+    from backdoor.evaluation import evaluate
+    from backdoor.poisoning import build_strategy, make_poisoned_set
+    from backdoor.triggers import build_trigger
+
+    train_x, train_y = shapes_task(40, seed=0)
+    test_x, test_y = shapes_task(40, seed=1)
+    poisoned = make_poisoned_set(train_x, train_y, test_x, test_y, build_trigger("checker", (1, 12, 12), size=3),
+                                 build_strategy("all-to-one", 0, None, 4), 0.1, seed=0)
+    data = Dataset("shapes", [str(c) for c in range(4)], Split(train_x, train_y), Split(test_x, test_y))
+    clf = Classifier.create("small-cnn", train_x, num_classes=4, seed=0, widths=(8, 16, 16))
+    assert not math.isnan(evaluate(clf, data, poisoned)["asr"])
+    with torch.no_grad():
+        clf.model.fc.weight.fill_(math.nan)
+    assert (predict(clf, poisoned.test_images) == 0).all()  # what the ASR would have counted
+    assert all(math.isnan(v) for v in evaluate(clf, data, poisoned).values())
