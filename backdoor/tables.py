@@ -47,11 +47,14 @@ def trigger_table(summary: pd.DataFrame) -> str:
 
 
 def by_axis_table(summary: pd.DataFrame, axis: str, metrics: dict[str, str]) -> str:
-    """Mean [min, max] over seeds of ``metrics`` (column -> header) for each value of ``axis``, poisoned cells."""
+    """Mean [min, max] over seeds of ``metrics`` (column -> header) for each value of ``axis``, poisoned cells;
+    seeds whose training diverged are counted, not averaged."""
     rows = []
     for value, group in summary[summary["poison_rate"] > 0].groupby(axis, sort=False):
-        rows.append([str(value), *(spread(group[column]) for column in metrics)])
-    return markdown(rows, [axis, *metrics.values()])
+        failed = int(group["clean_acc"].isna().sum())  # diverged: no metrics, left out of the means
+        seeds = f"{len(group)} ({failed} diverged)" if failed else str(len(group))
+        rows.append([str(value), seeds, *(spread(group[column]) for column in metrics)])
+    return markdown(rows, [axis, "seeds", *metrics.values()])
 
 
 def regularizer_table(summary: pd.DataFrame) -> str:
@@ -60,17 +63,24 @@ def regularizer_table(summary: pd.DataFrame) -> str:
 
 
 def persistence_table(summary: pd.DataFrame) -> str:
-    """Per trigger, fine-tuning lr and clean-set size: ASR and CA before and after fine-tuning (mean [min,
-    max] over seeds) and the first epoch at which ASR fell below 0.2 in each seed ("-": never)."""
-    rows = []
+    """A row per trigger and fine-tuning lr, a column per clean-set size: ASR after fine-tuning (mean [min,
+    max] over seeds), CA after (mean), and the first epoch at which ASR fell below 0.2 in each seed ("-":
+    never). ASR and CA before fine-tuning are the trained model's, shared by the row."""
     poisoned = summary[summary["poison_rate"] > 0]
-    for (trigger, lr, size), group in poisoned.groupby(["trigger", "ft_lr", "ft_clean_size"], sort=False):
-        epochs = ", ".join("-" if pd.isna(e) else str(int(e)) for e in group.sort_values("seed")["ft_epoch_asr_below_0.2"])
-        rows.append([trigger, f"{lr:g}", f"{size:g} ({int(group['num_train'].iloc[0] * size) if size < 1 else int(size)})",
-                     spread(group["asr"], 3), spread(group["ft_asr"], 3), spread(group["clean_acc"], 3),
-                     spread(group["ft_clean_acc"], 3), epochs])
-    return markdown(rows, ["trigger", "ft lr", "clean set (images)", "ASR before", "ASR after", "CA before", "CA after",
-                           "first epoch ASR < 0.2, per seed"])
+    sizes = sorted(poisoned["ft_clean_size"].unique())
+    pool = int(poisoned["num_train"].iloc[0])
+    header = ["trigger", "ft lr", "ASR, CA before"] + [
+        f"{100 * size:g} % ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images" for size in sizes]
+    rows = []
+    for (trigger, lr), group in poisoned.groupby(["trigger", "ft_lr"], sort=False):
+        before = group[group["ft_clean_size"] == sizes[0]]
+        row = [trigger, f"{lr:g}", f"{spread(before['asr'], 3)}, {_num(before['clean_acc'].mean(), 3)}"]
+        for size in sizes:
+            cell = group[group["ft_clean_size"] == size].sort_values("seed")
+            epochs = ", ".join("-" if pd.isna(e) else str(int(e)) for e in cell["ft_epoch_asr_below_0.2"])
+            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {epochs}")
+        rows.append(row)
+    return markdown(rows, header)
 
 
 def rate_table(summary: pd.DataFrame) -> str:

@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from backdoor.tables import detection_table, persistence_table, spread
+from backdoor.tables import detection_table, persistence_table, regularizer_table, spread
 
 
 def test_spread_is_mean_min_max_over_seeds():
@@ -12,14 +12,18 @@ def test_spread_is_mean_min_max_over_seeds():
     assert spread(pd.Series([0.25]), 2) == "0.25" and spread(pd.Series([math.nan])) == "-"
 
 
-def test_persistence_rows_name_the_setting_and_each_seeds_first_epoch_below_0_2():
+def test_persistence_rows_are_trigger_and_lr_with_a_column_per_clean_size():
     summary = pd.DataFrame({
-        "trigger": ["blend"] * 2, "ft_lr": [0.05] * 2, "ft_clean_size": [0.05] * 2, "poison_rate": [0.1] * 2,
-        "seed": [1, 0], "num_train": [20000] * 2, "asr": [0.99, 0.98], "ft_asr": [0.1, 0.3],
-        "clean_acc": [0.88, 0.89], "ft_clean_acc": [0.87, 0.86], "ft_epoch_asr_below_0.2": [3, None]})
-    row = persistence_table(summary).splitlines()[2]
-    assert row == ("| blend | 0.05 | 0.05 (1000) | 0.985 [0.980, 0.990] | 0.200 [0.100, 0.300] | 0.885 [0.880, 0.890] "
-                   "| 0.865 [0.860, 0.870] | -, 3 |")  # seed 0 never fell below 0.2, seed 1 at epoch 3
+        "trigger": ["blend"] * 4, "ft_lr": [0.05] * 4, "ft_clean_size": [0.05, 0.05, 0.1, 0.1],
+        "poison_rate": [0.1] * 4, "seed": [1, 0, 0, 1], "num_train": [20000] * 4, "asr": [0.99, 0.98, 0.98, 0.99],
+        "ft_asr": [0.1, 0.3, 0.05, 0.15], "clean_acc": [0.88, 0.89, 0.89, 0.88], "ft_clean_acc": [0.87, 0.86, 0.85, 0.86],
+        "ft_epoch_asr_below_0.2": [3, None, 2, 4]})
+    lines = persistence_table(summary).splitlines()
+    assert lines[0] == "| trigger | ft lr | ASR, CA before | 5 % (1,000 images) | 10 % (2,000 images) |"
+    # seed 0 never fell below 0.2 with 5 %, seed 1 at epoch 3; with 10 %: seed 0 at 2, seed 1 at 4
+    assert lines[2] == ("| blend | 0.05 | 0.985 [0.980, 0.990], 0.885 | 0.200 [0.100, 0.300] · 0.865 · -, 3 "
+                        "| 0.100 [0.050, 0.150] · 0.855 · 2, 4 |")
+    assert len(lines) == 3
 
 
 def test_detection_rows_for_data_and_model_detectors():
@@ -31,3 +35,12 @@ def test_detection_rows_for_data_and_model_detectors():
     lines = detection_table(detection).splitlines()
     assert lines[2] == "| spectral | checker, 10 % | 0.600 [0.500, 0.700] | 0.100 [0.100, 0.100] | 0.850 [0.800, 0.900] | - | - |"
     assert lines[3] == "| neural-cleanse | checker, 10 % | - | - | - | 2.00 [1.00, 3.00] | 1 of 2 flagged, target in 1 |"
+
+
+def test_a_diverged_seed_is_counted_not_averaged():
+    summary = pd.DataFrame({"regularizer": ["snnl"] * 3, "poison_rate": [0.05] * 3, "seed": [0, 1, 2],
+                            "clean_acc": [math.nan, 0.88, 0.86], "asr": [math.nan, 0.99, 0.97],
+                            "ft_clean_acc": [math.nan, 0.87, 0.85], "ft_asr": [math.nan, 0.9, 0.8]})
+    assert regularizer_table(summary).splitlines()[2] == (
+        "| snnl | 3 (1 diverged) | 0.8700 [0.8600, 0.8800] | 0.9800 [0.9700, 0.9900] | 0.8600 [0.8500, 0.8700] "
+        "| 0.8500 [0.8000, 0.9000] |")
