@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from . import register_model
+from .small_cnn import StagedCNN
 
 
 def conv_bn(in_chans: int, out_chans: int, pool: bool = False) -> nn.Sequential:
@@ -41,35 +42,17 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-class CPUResNet(nn.Module):
-    """Stage i: conv-pool-BN-ReLU to ``widths[i]`` channels (half the resolution), then
-    ``residual[i]`` residual pairs. ``feature_info`` and ``block_layers`` name the stage outputs."""
+class CPUResNet(StagedCNN):
+    """Stage i: conv-pool-BN-ReLU to ``widths[i]`` channels (half the resolution), then ``residual[i]``
+    residual pairs."""
 
     def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, ...] = (32, 64, 128),
                  residual: tuple[int, ...] = (0, 0, 1)):
-        super().__init__()
         if len(widths) != len(residual):
-            raise ConfigError(f"cpu resnet: {len(widths)} widths but {len(residual)} residual counts")
-        stages, prev = [], in_chans
-        for width, pairs in zip(widths, residual):
-            stages.append(nn.Sequential(conv_bn(prev, width, pool=True), *[Residual(width) for _ in range(pairs)]))
-            prev = width
-        self.stages = nn.Sequential(*stages)
-        self.num_features = prev
-        self.fc = nn.Linear(prev, num_classes)
-        self.feature_info = [{"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
-                             for i, w in enumerate(widths)]
-        self.block_layers = [entry["module"] for entry in self.feature_info]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean(dim=(2, 3))
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+            raise ConfigError(f"resnet6-cpu: {len(widths)} widths but {len(residual)} residual counts")
+        stages = [nn.Sequential(conv_bn(prev, width, pool=True), *[Residual(width) for _ in range(pairs)])
+                  for prev, width, pairs in zip((in_chans, *widths[:-1]), widths, residual)]
+        super().__init__(stages, widths, num_classes)
 
 
 @register_model("resnet6-cpu")

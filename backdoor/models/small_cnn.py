@@ -14,19 +14,18 @@ def conv_bn(in_chans: int, out_chans: int) -> nn.Sequential:
                          nn.BatchNorm2d(out_chans), nn.ReLU(inplace=True))
 
 
-class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, ...] = (32, 64, 128)):
+class StagedCNN(nn.Module):
+    """Stages that each halve the resolution, global average pooling, a linear head. timm-style
+    ``feature_info`` and ``block_layers`` name the stage outputs (no stem: every stage is a block)."""
+
+    def __init__(self, stages: list[nn.Module], widths: tuple[int, ...], num_classes: int):
         super().__init__()
-        stages, prev = [], in_chans
-        for width in widths:
-            stages.append(nn.Sequential(conv_bn(prev, width), nn.MaxPool2d(2)))
-            prev = width
         self.stages = nn.Sequential(*stages)
-        self.num_features = prev
-        self.fc = nn.Linear(prev, num_classes)
+        self.num_features = widths[-1]
+        self.fc = nn.Linear(widths[-1], num_classes)
         self.feature_info = [{"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
                              for i, w in enumerate(widths)]
-        self.block_layers = [info["module"] for info in self.feature_info]  # no stem: every stage is a block
+        self.block_layers = [info["module"] for info in self.feature_info]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
@@ -37,6 +36,15 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class SmallCNN(StagedCNN):
+    """Per stage: 3x3 conv, BN, ReLU, 2x2 max-pool."""
+
+    def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, ...] = (32, 64, 128)):
+        stages = [nn.Sequential(conv_bn(prev, width), nn.MaxPool2d(2))
+                  for prev, width in zip((in_chans, *widths[:-1]), widths)]
+        super().__init__(stages, widths, num_classes)
 
 
 @register_model("small-cnn")
