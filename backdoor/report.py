@@ -49,8 +49,9 @@ def cell_results(plan: dict, cells_dir: str | Path) -> dict[str, dict]:
 
 
 def first_epoch_below(curve: list[dict], key: str = "asr", threshold: float = ASR_REMOVED) -> int | None:
-    """The first fine-tune epoch (0 = before) at which ``key`` is below ``threshold``; None if never."""
-    return next((point["epoch"] for point in curve if point[key] < threshold), None)
+    """The first fine-tune epoch (0 = before) at which ``key`` is below ``threshold``; None if never (a
+    diverged model's null metrics never are)."""
+    return next((point["epoch"] for point in curve if point[key] is not None and point[key] < threshold), None)
 
 
 def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ import copy
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -11,6 +12,7 @@ from backdoor.checks import validate_grid as expand_grid
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, grid_settings
+from backdoor.io import json_ready
 from backdoor.pipeline.plan import write_plan
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, first_epoch_below,
                              seed_summary, t_critical)
@@ -172,11 +174,12 @@ def test_a_plan_older_than_params_is_refused():
 
 def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
     cells_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {"clean_acc": ca, "asr": asr, "robust_acc": 1 - asr,
-               "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr},
+    robust = lambda asr: None if asr is None else 1 - asr  # noqa: E731 - None: a diverged model's null
+    metrics = {"clean_acc": ca, "asr": asr, "robust_acc": robust(asr),
+               "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)},
                "num_poisoned": 0, "num_train": 20000, "num_test": n, "num_triggered_test": 9000,
-               "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": 1 - asr},
-                         {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": 1 - ft_asr}]}
+               "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": robust(asr)},
+                         {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)}]}
     path = cells_dir / f"{family}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps(results | {name: metrics}))
@@ -305,3 +308,17 @@ def test_a_folder_datasets_images_are_a_dependency_of_its_download(tmp_path):
     stages = stage_specs(params, tmp_path)
     download = next(stage for name, stage in stages.items() if name.startswith("download-folder-"))
     assert download["deps"] == ["data/code/download.sha256", str(images)]
+
+
+def test_a_diverged_cell_has_empty_metrics_and_is_counted(tmp_path):
+    """A diverged model's stage writes null metrics (backdoor.evaluation): the report keeps the row, empty."""
+    plan = synthetic_plan(tmp_path)
+    cell = next(c for c in plan["cells"] if c["poison_rate"] > 0 and c["seed"] == 1)
+    write_cell(tmp_path / "cells", cell["family_key"], cell["name"], None, None, None, None)
+    table = add_baseline_gap(collect(plan, cell_results(plan, tmp_path / "cells")))
+    row = table.set_index("cell").loc[cell["name"]]
+    assert pd.isna(row["clean_acc"]) and pd.isna(row["ft_asr"]) and pd.isna(row["ft_epoch_asr_below_0.2"])
+    assert pd.isna(row["clean_acc_gap"])
+    metrics = aggregate_metrics(table)
+    assert metrics["diverged_cells"] == 1 and metrics["mean_asr"] == pytest.approx((0.98 + 0.94) / 2)
+    json.dumps(json_ready(metrics), allow_nan=False)
