@@ -40,11 +40,12 @@ grid: setup
 repro: grid
 	dvc repro
 
-# TEST_WORKERS pytest processes (pytest-xdist); each builds its own end-to-end base repository. PASSIVE: idle
+# TEST_WORKERS pytest processes (pytest-xdist); each builds its own end-to-end base repository; worksteal: an
+# idle worker takes tests queued on the busy one (plain load scheduling left every end-to-end test on one). PASSIVE: idle
 # OpenMP threads sleep instead of spinning, so parallel workers' torch threads do not starve each other.
 TEST_WORKERS ?= 2
 test: setup
-	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --durations=8 -m "not cluster"
+	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=8 -m "not cluster"
 
 # The SLURM tests (tests/test_slurm.py, marked cluster): install Debian's slurm and munge if missing (root),
 # start a one-node SLURM in a temp folder, run the grid through it, stop it. About 9 minutes on 2 cores.
