@@ -127,18 +127,20 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def json_ready(value: Any) -> Any:
-    """NaN (a diverged run's loss, a rate without a denominator) as null: JSON has no NaN."""
+def _nan_as_null(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    return [json_ready(v) for v in value] if isinstance(value, (list, tuple)) else value
+        return {k: _nan_as_null(v) for k, v in value.items()}
+    return [_nan_as_null(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` atomically; NaN (a diverged run's metric, a rate without a denominator) becomes null,
+    because JSON has no NaN and readers such as ``jq`` or DVC reject the bare token."""
+    text = json.dumps(_nan_as_null(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")  # NaN is not JSON
+        tmp.write_text(text)
 
 
 def write_csv(table: "pandas.DataFrame", path: str | Path, float_format: str | None = None) -> None:

@@ -12,7 +12,7 @@ from backdoor.datasets import load_dataset
 from backdoor.detection import detect
 from backdoor.detectors import KINDS, check_detector
 from backdoor.errors import ConfigError
-from backdoor.io import json_ready, load_tensors, read_json, write_json
+from backdoor.io import load_tensors, read_json, write_json
 from backdoor.plots import plot_reversed_trigger
 from backdoor.poisoned_set import load_poisoned, training_pool
 
@@ -46,7 +46,7 @@ def main(args) -> None:
         plot_reversed_trigger(reversed_trigger["mask"], reversed_trigger["pattern"], Path(args.out).with_suffix(".png"),
                               f"{args.detector}: class {record['norms'].index(min(record['norms']))}, "
                               f"index {record['anomaly_index']:.2f}")
-    write_json(args.out, json_ready(record))
+    write_json(args.out, record)
     print(f"{args.detector}: TPR {record['tpr']}  FPR {record['fpr']}  ({record['seconds']:.1f} s)")
 
 

@@ -4,7 +4,7 @@ from backdoor.classifier import load_trained
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.datasets import load_dataset
 from backdoor.evaluation import before_after, evaluate
-from backdoor.io import json_ready, write_json
+from backdoor.io import write_json
 from backdoor.poisoned_set import load_poisoned
 
 
@@ -13,7 +13,7 @@ def main(args) -> None:
     data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     before = evaluate(load_trained(args.model, args.raw, args.poisoned), data, poisoned)
     after = evaluate(load_trained(args.finetuned, args.raw, args.poisoned), data, poisoned)
-    write_json(args.out, json_ready({**before_after(before, after, poisoned), "experiment": exp.summary()}))
+    write_json(args.out, {**before_after(before, after, poisoned), "experiment": exp.summary()})
     print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
           f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}")
 

@@ -23,7 +23,7 @@ from backdoor.datasets import load_dataset
 from backdoor.errors import ConfigError
 from backdoor.evaluation import before_after
 from backdoor.finetuning import finetune_model
-from backdoor.io import atomic_dir, json_ready, write_json
+from backdoor.io import atomic_dir, write_json
 from backdoor.logging import dvclive_logger
 from backdoor.poisoned_set import load_poisoned
 
@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> None:
         report[name] = {**before_after(curve[0], curve[-1], poisoned), "num_test": len(data.test), "curve": curve}
         print(f"{name}: fine-tuned {exp.finetune.epochs} epochs, ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
     if args.report:
-        write_json(args.report, json_ready(report))  # a diverged model's metrics: null
+        write_json(args.report, report)  # a diverged model's metrics: null
 
 
 if __name__ == "__main__":

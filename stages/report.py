@@ -8,7 +8,7 @@ from backdoor.config import cell_experiment, read_params, slug
 from backdoor.datasets import load_dataset
 from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
-from backdoor.io import json_ready, read_json, write_csv, write_json
+from backdoor.io import read_json, write_csv, write_json
 from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_detection, plot_heatmap, plot_recovery
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, detection_table,
                              recovery_curves, seed_summary)
@@ -40,7 +40,7 @@ def main(args) -> None:
     write_csv(curves, out / "recovery.csv", FLOAT)
     detection = detection_table(plan, args.cells, results)
     write_csv(detection, out / "detection.csv", FLOAT)
-    write_json(out / "metrics.json", json_ready(aggregate_metrics(table)))
+    write_json(out / "metrics.json", aggregate_metrics(table))
     figures = out / "figures"
     plot_asr_vs_rate(table, figures / "asr_vs_rate.png")
     plot_heatmap(table, figures / "asr_heatmap.png")

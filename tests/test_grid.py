@@ -12,7 +12,7 @@ from backdoor.checks import validate_grid as expand_grid
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, grid_settings
-from backdoor.io import json_ready
+from backdoor.io import read_json, write_json
 from backdoor.pipeline.plan import write_plan
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, first_epoch_below,
                              seed_summary, t_critical)
@@ -321,4 +321,5 @@ def test_a_diverged_cell_has_empty_metrics_and_is_counted(tmp_path):
     assert pd.isna(row["clean_acc_gap"])
     metrics = aggregate_metrics(table)
     assert metrics["diverged_cells"] == 1 and metrics["mean_asr"] == pytest.approx((0.98 + 0.94) / 2)
-    json.dumps(json_ready(metrics), allow_nan=False)
+    write_json(tmp_path / "metrics.json", metrics)
+    assert read_json(tmp_path / "metrics.json")["diverged_cells"] == 1

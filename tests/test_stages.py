@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from backdoor.io import atomic_dir, atomic_path
+from backdoor.io import atomic_dir, atomic_path, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,11 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
             tmp.write_text("{")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_writes_nan_as_null_at_any_depth(tmp_path):
+    write_json(tmp_path / "m.json", {"asr": float("nan"), "curve": [0.5, float("nan")], "cell": {"ca": float("nan")}})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"asr": None, "curve": [0.5, None], "cell": {"ca": None}}
 
 
 def test_atomic_dir_replaces_previous_output(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from backdoor.cli import run
 from backdoor.config import read_params
-from backdoor.io import json_ready, write_json
+from backdoor.io import write_json
 from backdoor.selection import select_setting
 
 
@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> None:
     report = select_setting(read_params(args.params), args.regularizer, args.key, args.values, raw=args.raw,
                             validation=args.validation, tolerance=args.tolerance)
     if args.out:
-        write_json(Path(args.out), json_ready({"params": args.params, **report}))  # a diverged run's NaN: null
+        write_json(Path(args.out), {"params": args.params, **report})  # a diverged run's NaN: null
 
 
 if __name__ == "__main__":

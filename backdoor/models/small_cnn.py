@@ -9,9 +9,13 @@ from ..errors import ConfigError
 from . import register_model
 
 
-def conv_bn(in_chans: int, out_chans: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_chans), nn.ReLU(inplace=True))
+def conv_bn(in_chans: int, out_chans: int, pool: bool = False) -> nn.Sequential:
+    """3x3 conv, [2x2 max-pool], BN, ReLU. Pooling before BN (resnet6-cpu) normalises a quarter of the pixels;
+    small-cnn pools after the block instead, as it always has (its state-dict keys stay the same)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.BatchNorm2d(out_chans), nn.ReLU(inplace=True))
 
 
 class StagedCNN(nn.Module):
