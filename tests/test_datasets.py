@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import struct
+import subprocess
 import tarfile
 import zlib
 from pathlib import Path
@@ -372,3 +373,31 @@ def test_folder_errors(tmp_path):
     (tmp_path / "empty" / "b").mkdir()
     with pytest.raises(ConfigError, match="no train images"):
         prepare_dataset(f"folder:{tmp_path / 'empty'}", tmp_path / "raw", tmp_path / "dl", image_size=8)
+
+
+def test_make_external_data_checks_the_sha256_then_extracts_once(tmp_path):
+    """`make external-data` (the real copies in ../shared/data): a tarball whose sha256 differs is not
+    extracted; a matching one lands whole under data/external/<name>; a second call leaves it alone."""
+    root = Path(__file__).resolve().parents[1]
+    shared, work = tmp_path / "shared", tmp_path / "work"
+    (shared / "data").mkdir(parents=True)
+    work.mkdir()
+    (tmp_path / "tiny" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "tiny" / "train" / "cat" / "0.jpg").write_bytes(b"jpeg")
+    with tarfile.open(shared / "data" / "tiny.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "tiny", arcname="tiny")
+    digest = hashlib.sha256((shared / "data" / "tiny.tar.gz").read_bytes()).hexdigest()
+
+    def make(sha256: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-s", "-f", str(root / "Makefile"), "external-data", f"SHARED={shared}",
+                               f"EXTERNAL_SHA256=tiny={sha256}"], cwd=work, capture_output=True, text=True)
+
+    refused = make("0" * 64)
+    assert refused.returncode != 0 and "sha256 mismatch, not extracted" in refused.stdout
+    assert list((work / "data" / "external").iterdir()) == []
+    assert make(digest).stdout.strip() == "data/external/tiny: extracted"
+    assert (work / "data" / "external" / "tiny" / "train" / "cat" / "0.jpg").read_bytes() == b"jpeg"
+    assert make(digest).stdout.strip() == "data/external/tiny: already there"
+    missing = subprocess.run(["make", "-s", "-f", str(root / "Makefile"), "external-data", f"SHARED={tmp_path}/none"],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert missing.returncode != 0 and "set SHARED to the folder holding" in missing.stdout

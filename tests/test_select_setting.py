@@ -80,3 +80,19 @@ def test_bad_regularizer_or_value_fails_before_training(tmp_path):
     result = subprocess.run(tool + ["--regularizer", "snnl", "--key", "temperature", "--values", "-1"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "temperature" in result.stderr and "manifest" not in result.stderr
+
+
+def test_train_recipe_scores_on_held_out_images_unless_told_test(tmp_path):
+    data = toy_dataset()
+    store_dataset(dataset_spec("fashion-mnist"), (data.train.images, data.train.labels, data.test.images,
+                                                  data.test.labels), tmp_path / "raw", "generated")
+    tool = [sys.executable, str(ROOT / "tools" / "train_recipe.py"), "small-cnn", "--raw", str(tmp_path / "raw"),
+            "--epochs", "2", "--batch-size", "64", "--flip", "true", "--threads", "1", "--out", str(tmp_path / "log.jsonl")]
+    for extra in (["--validation", "100"], ["--test"]):
+        result = subprocess.run(tool + extra, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    held_out, tested = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]  # appended
+    assert held_out["num_train"] == 200 and held_out["scored_on"] == "100 held-out training images"
+    assert tested["num_train"] == 300 and tested["scored_on"] == "test"
+    for record in (held_out, tested):
+        assert record["loop"]["flip"] is True and record["loop"]["epochs"] == 2 and len(record["epoch_seconds"]) == 2
