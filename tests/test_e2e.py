@@ -20,6 +20,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from filelock import FileLock
 
 from .repos import ENV, edit_params, executed, make_copy, run, sh
 
@@ -32,13 +33,23 @@ def stale(repo: Path) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def base(tmp_path_factory) -> tuple[Path, str]:
-    """A copy after one full `dvc repro`, committed; and what that run printed."""
-    repo = make_copy(tmp_path_factory.mktemp("base"))
-    out = sh(repo, "dvc", "repro")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "results")
-    return repo, out
+def base(tmp_path_factory, worker_id) -> tuple[Path, str]:
+    """A copy after one full `dvc repro`, committed; and what that run printed. Built once per pytest run:
+    under xdist the first worker to need it builds it in the run's shared temporary folder while the others
+    wait on a file lock (a base per worker cost 7 CPU-minutes each). Tests only read it; they copy it."""
+    folder = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        folder = folder.parent  # pytest-N/, shared by this run's workers (each has its own popen-gwK/)
+    with FileLock(folder / "e2e-base.lock"):
+        repo, log = folder / "e2e-base", folder / "e2e-base.log"
+        if not log.exists():
+            repo.mkdir()
+            make_copy(repo)
+            out = sh(repo, "dvc", "repro")
+            sh(repo, "git", "add", "-A")
+            sh(repo, "git", "commit", "-qm", "results")
+            log.write_text(out)  # last: its presence means the base is complete
+    return repo, log.read_text()
 
 
 @pytest.fixture
