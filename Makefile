@@ -40,7 +40,7 @@ grid: setup
 repro: grid
 	dvc repro
 
-# TEST_WORKERS pytest processes (pytest-xdist); each builds its own end-to-end base repository; worksteal: an
+# TEST_WORKERS pytest processes (pytest-xdist), sharing one end-to-end base repository (tests/test_e2e.py); worksteal: an
 # idle worker takes tests queued on the busy one (plain load scheduling left every end-to-end test on one). PASSIVE: idle
 # OpenMP threads sleep instead of spinning, so parallel workers' torch threads do not starve each other.
 TEST_WORKERS ?= 2
