@@ -22,6 +22,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from backdoor.lifecycle import SHELLS
+
 from .repos import ENV, edit_params, executed, make_copy, run, sh
 
 pytestmark = pytest.mark.slow
@@ -264,12 +266,16 @@ def longer_training(repo: Path) -> None:
 
 
 def stage_process(repo: Path, script: str, timeout: float = 120) -> psutil.Process:
-    """The python process running ``stages/<script>`` in ``repo``, once its temporary output exists."""
+    """The python process running ``stages/<script>`` in ``repo``, once its temporary output exists. Not the
+    shell DVC may run the command in: its cmdline names the script too, and killing it would let the stage
+    notice and clean up (backdoor.lifecycle) instead of dying without cleanup."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc in psutil.process_iter(["cmdline", "cwd"]):
+        for proc in psutil.process_iter(["cmdline", "cwd", "name"]):
             try:
-                if proc.info["cwd"] == str(repo) and f"stages/{script}" in " ".join(proc.info["cmdline"] or []):
+                if proc.info["name"] in SHELLS or proc.info["cwd"] != str(repo):
+                    continue
+                if f"stages/{script}" in " ".join(proc.info["cmdline"] or []):
                     if list((repo / "models" / "focus").glob(".train.*.tmp/live")):
                         return proc
             except psutil.Error:
