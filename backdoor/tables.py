@@ -37,12 +37,19 @@ def _gap(row: pd.Series) -> str:
 
 
 def trigger_table(summary: pd.DataFrame) -> str:
-    """One row per trigger of the poisoned cells (one seed): CA, gap to the clean baseline, ASR, RA, after FT."""
-    rows = []
-    for _, row in summary[summary["poison_rate"] > 0].iterrows():
-        rows.append([row["trigger"], _num(row["clean_acc"]), _gap(row), _num(row["asr"]), _num(row["robust_acc"]),
-                     _num(row["ft_clean_acc"]), _num(row["ft_asr"])])
-    return markdown(rows, ["trigger", "clean acc", "gap to clean (95% interval)", "ASR", "RA",
+    """One row per trigger of the poisoned cells: CA, gap to the clean baseline, ASR, RA, after fine-tuning.
+    One seed: the gap with its 95 % interval; several: every column as mean [min, max] over seeds."""
+    poisoned = summary[summary["poison_rate"] > 0]
+    groups = list(poisoned.groupby("trigger", sort=False))
+    if all(len(group) == 1 for _, group in groups):
+        rows = [[trigger, _num(row["clean_acc"]), _gap(row), _num(row["asr"]), _num(row["robust_acc"]),
+                 _num(row["ft_clean_acc"]), _num(row["ft_asr"])]
+                for trigger, group in groups for _, row in group.iterrows()]
+        return markdown(rows, ["trigger", "clean acc", "gap to clean (95% interval)", "ASR", "RA",
+                               "after fine-tuning: clean acc", "ASR"])
+    columns = ["clean_acc", "clean_acc_gap", "asr", "robust_acc", "ft_clean_acc", "ft_asr"]
+    rows = [[trigger, str(len(group)), *(spread(group[column], 3) for column in columns)] for trigger, group in groups]
+    return markdown(rows, ["trigger", "seeds", "clean acc", "gap to clean", "ASR", "RA",
                            "after fine-tuning: clean acc", "ASR"])
 
 

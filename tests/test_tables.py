@@ -4,7 +4,7 @@ import math
 
 import pandas as pd
 
-from backdoor.tables import detection_table, persistence_table, regularizer_table, spread
+from backdoor.tables import detection_table, persistence_table, regularizer_table, spread, trigger_table
 
 
 def test_spread_is_mean_min_max_over_seeds():
@@ -44,3 +44,19 @@ def test_a_diverged_seed_is_counted_not_averaged():
     assert regularizer_table(summary).splitlines()[2] == (
         "| snnl | 3 (1 diverged) | 0.8700 [0.8600, 0.8800] | 0.9800 [0.9700, 0.9900] | 0.8600 [0.8500, 0.8700] "
         "| 0.8500 [0.8000, 0.9000] |")
+
+
+def test_trigger_rows_keep_the_gap_interval_for_one_seed_and_spread_several():
+    summary = pd.DataFrame({
+        "trigger": ["square", "square", "blend", "blend"], "poison_rate": [0.0, 0.1, 0.1, 0.1], "seed": [0, 0, 0, 1],
+        "clean_acc": [0.80, 0.79, 0.78, 0.76], "clean_acc_gap": [0.0, -0.01, -0.02, -0.04],
+        "clean_acc_gap_low": [0.0, -0.03, -0.04, -0.06], "clean_acc_gap_high": [0.0, 0.01, 0.0, -0.02],
+        "asr": [0.1, 0.95, 0.9, 0.8], "robust_acc": [0.8, 0.04, 0.08, 0.18], "ft_clean_acc": [0.8, 0.8, 0.79, 0.77],
+        "ft_asr": [0.1, 0.9, 0.7, 0.5]})
+    one_seed = trigger_table(summary[summary["seed"] == 0]).splitlines()
+    assert one_seed[2] == "| square | 0.7900 | -0.0100 [-0.0300, +0.0100] | 0.9500 | 0.0400 | 0.8000 | 0.9000 |"
+    assert len(one_seed) == 4  # the clean baseline (rate 0) is the gap's reference, not a row
+    seeds = trigger_table(summary).splitlines()
+    assert seeds[0].startswith("| trigger | seeds | clean acc | gap to clean |")
+    assert seeds[3] == ("| blend | 2 | 0.770 [0.760, 0.780] | -0.030 [-0.040, -0.020] | 0.850 [0.800, 0.900] "
+                        "| 0.130 [0.080, 0.180] | 0.780 [0.770, 0.790] | 0.600 [0.500, 0.700] |")
