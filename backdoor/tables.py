@@ -100,21 +100,51 @@ def rate_table(summary: pd.DataFrame) -> str:
     return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc"])
 
 
+def span(values: pd.Series, digits: int = 2) -> str:
+    """min-max over seeds (one value when they agree at this precision)."""
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    low, high = _num(values.min(), digits), _num(values.max(), digits)
+    return low if low == high else f"{low}-{high}"
+
+
+def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
+    """TPR · FPR of the flags; for Neural Cleanse the anomaly index · how many models it flagged (and, for
+    poisoned models, in how many the flagged class was the attack's target)."""
+    if group.empty:
+        return "-"
+    if detector == "neural-cleanse":
+        flagged = int((group["tp"] + group["fp"]).sum())
+        verdict = f"{flagged}/{len(group)} flagged"
+        if poisoned:
+            verdict += f", target {int(group['target_flagged'].astype(bool).sum())}/{len(group)}"
+        return f"{span(group['anomaly_index'])} · {verdict}"
+    tpr = span(group["tpr"]) if poisoned else "-"
+    return f"{tpr} · {span(group['fpr'])}"
+
+
 def detection_table(detection: pd.DataFrame) -> str:
-    """Per detector, trigger and rate: TPR and FPR of the flags (min-max over seeds), AUROC, or for Neural
-    Cleanse the anomaly index and how many models had their target class flagged."""
+    """A row per trigger and poison rate (the clean baselines first, once: their models do not depend on the
+    trigger), a column per detector: TPR · FPR min-max over seeds, or Neural Cleanse's anomaly index and
+    verdicts; the last row is each detector's mean seconds per model."""
+    detectors = list(dict.fromkeys(detection["detector"]))
+    clean = detection[detection["poison_rate"] == 0]
+    # a clean model is reported under every trigger of the grid; only STRIP's inputs depend on the trigger
+    clean = clean[(clean["detector"] == "strip") | ~clean.duplicated(subset=["detector", "seed"])]
+    poisoned = detection[detection["poison_rate"] > 0]
     rows = []
-    for (detector, trigger, rate), group in detection.groupby(["detector", "trigger", "poison_rate"], sort=False):
-        label = "clean baseline" if rate == 0 else f"{trigger}, {100 * rate:g} %"
-        if detector == "neural-cleanse":
-            found = f"{int(group['tp'].sum() + group['fp'].sum())} of {len(group)} flagged"
-            if rate > 0:
-                found += f", target in {int(group['target_flagged'].astype(bool).sum())}"
-            rows.append([detector, label, "-", "-", "-", spread(group["anomaly_index"], 2), found])
-            continue
-        rows.append([detector, label, spread(group["tpr"], 3), spread(group["fpr"], 3), spread(group["auroc"], 3),
-                     "-", "-"])
-    return markdown(rows, ["detector", "models", "TPR", "FPR", "AUROC", "NC anomaly index", "NC verdict"])
+    if not clean.empty:
+        rows.append(["clean baseline", "0 %",
+                     *(_detector_cell(d, clean[clean["detector"] == d], poisoned=False) for d in detectors)])
+    for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
+        rows.append([trigger, f"{100 * rate:g} %",
+                     *(_detector_cell(d, group[group["detector"] == d], poisoned=True) for d in detectors)])
+    seconds = pd.concat([clean, poisoned]).groupby("detector")["seconds"].mean()
+    rows.append(["seconds per model", "", *(f"{seconds[d]:.1f}" for d in detectors)])
+    header = ["trigger", "poison rate", *(f"{d}: index · verdict" if d == "neural-cleanse" else f"{d}: TPR · FPR"
+                                          for d in detectors)]
+    return markdown(rows, header)
 
 
 TABLES = {

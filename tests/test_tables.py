@@ -26,15 +26,20 @@ def test_persistence_rows_are_trigger_and_lr_with_a_column_per_clean_size():
     assert len(lines) == 3
 
 
-def test_detection_rows_for_data_and_model_detectors():
+def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector():
+    nan = math.nan
     detection = pd.DataFrame({
-        "detector": ["spectral", "spectral", "neural-cleanse", "neural-cleanse"], "trigger": ["checker"] * 4,
-        "poison_rate": [0.1, 0.1, 0.1, 0.1], "tpr": [0.5, 0.7, math.nan, math.nan], "fpr": [0.1, 0.1, math.nan, math.nan],
-        "auroc": [0.9, 0.8, math.nan, math.nan], "anomaly_index": [math.nan, math.nan, 3.0, 1.0],
-        "tp": [0, 0, 1, 0], "fp": [0, 0, 0, 0], "target_flagged": [None, None, True, False]})
+        "detector": ["spectral"] * 4 + ["neural-cleanse"] * 4, "seed": [0, 1, 0, 0] * 2,
+        "trigger": ["checker", "checker", "checker", "blend"] * 2, "poison_rate": [0.1, 0.1, 0.0, 0.0] * 2,
+        "tpr": [0.5, 0.7, nan, nan] + [nan] * 4, "fpr": [0.1, 0.1, 0.2, 0.2] + [nan] * 4,
+        "anomaly_index": [nan] * 4 + [3.0, 1.0, 1.5, 1.5], "tp": [0] * 4 + [1, 0, 0, 0], "fp": [0] * 4 + [0, 0, 1, 1],
+        "target_flagged": [None] * 4 + [True, False, None, None], "seconds": [1.0] * 4 + [10.0, 20.0, 30.0, 40.0]})
     lines = detection_table(detection).splitlines()
-    assert lines[2] == "| spectral | checker, 10 % | 0.600 [0.500, 0.700] | 0.100 [0.100, 0.100] | 0.850 [0.800, 0.900] | - | - |"
-    assert lines[3] == "| neural-cleanse | checker, 10 % | - | - | - | 2.00 [1.00, 3.00] | 1 of 2 flagged, target in 1 |"
+    assert lines[0] == "| trigger | poison rate | spectral: TPR · FPR | neural-cleanse: index · verdict |"
+    # one clean model (seed 0), reported under each trigger of the grid: counted once
+    assert lines[2] == "| clean baseline | 0 % | - · 0.20 | 1.50 · 1/1 flagged |"
+    assert lines[3] == "| checker | 10 % | 0.50-0.70 · 0.10 | 1.00-3.00 · 1/2 flagged, target 1/2 |"
+    assert lines[4] == "| seconds per model |  | 1.0 | 20.0 |" and len(lines) == 5  # (10 + 20 + 30) / 3
 
 
 def test_a_diverged_seed_is_counted_not_averaged():
