@@ -1,10 +1,12 @@
 """README's tables from a run's CSV files: the numbers they print are the ones in the file."""
 
 import math
+import re
+from pathlib import Path
 
 import pandas as pd
 
-from backdoor.tables import detection_table, persistence_table, regularizer_table, spread, trigger_table
+from backdoor.tables import TABLES, detection_table, persistence_table, regularizer_table, spread, trigger_table
 
 
 def test_spread_is_mean_min_max_over_seeds():
@@ -65,3 +67,19 @@ def test_trigger_rows_keep_the_gap_interval_for_one_seed_and_spread_several():
     assert seeds[0].startswith("| trigger | seeds | clean acc | gap to clean |")
     assert seeds[3] == ("| blend | 2 | 0.770 [0.760, 0.780] | -0.030 [-0.040, -0.020] | 0.850 [0.800, 0.900] "
                         "| 0.130 [0.080, 0.180] | 0.780 [0.770, 0.790] | 0.600 [0.500, 0.700] |")
+
+
+def test_every_readme_table_is_what_its_command_prints_from_the_committed_run():
+    """README shows the command under each result table; the table above it must be that command's output."""
+    root = Path(__file__).resolve().parents[1]
+    lines = (root / "README.md").read_text().splitlines()
+    commands = [(i, m) for i, line in enumerate(lines) if (m := re.search(r"`python tools/readme_tables\.py (\w+) (\S+)`", line))]
+    assert len(commands) >= 4
+    for i, match in commands:
+        end = max(j for j in range(i) if lines[j].startswith("|")) + 1
+        start = end
+        while start > 0 and lines[start - 1].startswith("|"):
+            start -= 1
+        make, file = TABLES[match.group(1)]
+        expected = make(pd.read_csv(root / match.group(2) / file))
+        assert "\n".join(lines[start:end]) == expected, f"README's table above line {i + 1} is not {match.group(0)}"
