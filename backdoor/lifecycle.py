@@ -3,8 +3,8 @@
 - SIGTERM, SIGINT and SIGHUP raise ``SystemExit(128 + signal)`` in the main thread, so every ``finally``
   runs: the atomic writers remove their temporaries (``backdoor.io``), nothing half-written stays.
 - Run by DVC (which sets ``DVC_STAGE`` for a stage's command), a watcher thread checks every half second
-  that the ``dvc`` process that started the stage, and any shell between them, is still alive; when one
-  is gone (``dvc`` killed by SIGTERM or SIGKILL does not stop its child), the stage sends itself
+  that the ``dvc`` process that started the stage, and any shell between them, is still alive (a zombie is
+  not); when one is gone (``dvc`` killed by SIGTERM or SIGKILL does not stop its child), the stage sends itself
   SIGTERM. Without this, the next ``dvc repro`` would train a second copy beside the orphan.
 - SIGKILL cannot be caught: its temporaries are removed by the next run (``io.remove_stale_temporaries``).
 """
@@ -41,9 +41,19 @@ def launcher_chain(process: psutil.Process | None = None) -> list[psutil.Process
     return chain
 
 
+def alive(process: psutil.Process) -> bool:
+    """Running, and not a zombie: a killed ``dvc`` stays one until its own launcher reaps it, which a launcher
+    reading DVC's output (a Python wrapper, a CI runner) does only once the pipe closes, and the stage, which
+    inherited that pipe, holds it open. is_running also compares start times: a reused pid is not alive."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _watch(chain: list[psutil.Process], stop: threading.Event) -> None:
     while not stop.wait(POLL_SECONDS):
-        if not all(p.is_running() for p in chain):  # is_running also compares start times: no pid reuse
+        if not all(alive(p) for p in chain):
             os.kill(os.getpid(), signal.SIGTERM)
             return
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from backdoor.io import atomic_dir, remove_stale_temporaries
 
@@ -75,8 +76,11 @@ def test_sigterm_unwinds_a_stage_and_removes_its_temporary(tmp_path):
     assert not tmp.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_a_stage_run_by_dvc_dies_with_its_launcher(tmp_path):
-    """A launcher (standing in for dvc) starts the stage through a shell, as DVC does, and is SIGKILLed."""
+@pytest.mark.parametrize("reaped", [True, False], ids=["launcher-reaped", "launcher-left-a-zombie"])
+def test_a_stage_run_by_dvc_dies_with_its_launcher(tmp_path, reaped):
+    """A launcher (standing in for dvc) starts the stage through a shell, as DVC does, and is SIGKILLed. Its own
+    parent may reap it at once (a shell) or only later (a Python wrapper reading DVC's output waits for the
+    pipe the stage holds): a zombie launcher counts as gone."""
     (tmp_path / "stage.py").write_text(STAGE)
     command = f"{sys.executable} {tmp_path / 'stage.py'} --out {tmp_path / 'out'}; true"  # the shell stays between
     launcher = f"import subprocess, time; subprocess.Popen(['/bin/sh', '-c', {command!r}]); time.sleep(60)"
@@ -87,6 +91,8 @@ def test_a_stage_run_by_dvc_dies_with_its_launcher(tmp_path):
     stages = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.name().startswith("python")]
     assert len(stages) == 1
     proc.kill()
-    proc.wait()
+    if reaped:
+        proc.wait()
     stages[0].wait(timeout=10)  # the watcher notices within its half-second poll (raises if the stage lives on)
+    proc.wait()
     assert not list(tmp_path.glob(".out.*.tmp"))  # and it unwound: its temporary is gone
