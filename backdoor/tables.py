@@ -131,7 +131,8 @@ def detection_table(detection: pd.DataFrame) -> str:
     detectors = list(dict.fromkeys(detection["detector"]))
     clean = detection[detection["poison_rate"] == 0]
     # a clean model is reported under every trigger of the grid; only STRIP's inputs depend on the trigger
-    clean = clean[(clean["detector"] == "strip") | ~clean.duplicated(subset=["detector", "seed"])]
+    model = ["detector", "dataset", "arch", "regularizer", "seed"]
+    clean = clean[(clean["detector"] == "strip") | ~clean.duplicated(subset=model)]
     poisoned = detection[detection["poison_rate"] > 0]
     rows = []
     if not clean.empty:

@@ -32,6 +32,7 @@ def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector():
     nan = math.nan
     detection = pd.DataFrame({
         "detector": ["spectral"] * 4 + ["neural-cleanse"] * 4, "seed": [0, 1, 0, 0] * 2,
+        "dataset": ["fashion-mnist"] * 8, "arch": ["small-cnn"] * 8, "regularizer": ["none"] * 8,
         "trigger": ["checker", "checker", "checker", "blend"] * 2, "poison_rate": [0.1, 0.1, 0.0, 0.0] * 2,
         "tpr": [0.5, 0.7, nan, nan] + [nan] * 4, "fpr": [0.1, 0.1, 0.2, 0.2] + [nan] * 4,
         "anomaly_index": [nan] * 4 + [3.0, 1.0, 1.5, 1.5], "tp": [0] * 4 + [1, 0, 0, 0], "fp": [0] * 4 + [0, 0, 1, 1],
