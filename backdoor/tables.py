@@ -110,12 +110,13 @@ def span(values: pd.Series, digits: int = 2) -> str:
 
 
 def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
-    """TPR · FPR of the flags; for Neural Cleanse the anomaly index · how many models it flagged (and, for
-    poisoned models, in how many the flagged class was the attack's target)."""
+    """TPR · FPR of the flags; for Neural Cleanse the anomaly index · how many models it flagged on any class
+    (and, for poisoned models, in how many a flagged class was the attack's target)."""
     if group.empty:
         return "-"
     if detector == "neural-cleanse":
-        flagged = int((group["tp"] + group["fp"]).sum())
+        # not tp + fp: a backdoored model flagged on a wrong class counts as a miss (fn) there
+        flagged = int(group["flagged_classes"].fillna("").astype(str).str.strip().ne("").sum())
         verdict = f"{flagged}/{len(group)} flagged"
         if poisoned:
             verdict += f", target {int(group['target_flagged'].astype(bool).sum())}/{len(group)}"

@@ -36,12 +36,14 @@ def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector():
         "trigger": ["checker", "checker", "checker", "blend"] * 2, "poison_rate": [0.1, 0.1, 0.0, 0.0] * 2,
         "tpr": [0.5, 0.7, nan, nan] + [nan] * 4, "fpr": [0.1, 0.1, 0.2, 0.2] + [nan] * 4,
         "anomaly_index": [nan] * 4 + [3.0, 1.0, 1.5, 1.5], "tp": [0] * 4 + [1, 0, 0, 0], "fp": [0] * 4 + [0, 0, 1, 1],
-        "target_flagged": [None] * 4 + [True, False, None, None], "seconds": [1.0] * 4 + [10.0, 20.0, 30.0, 40.0]})
+        "target_flagged": [None] * 4 + [True, False, None, None], "seconds": [1.0] * 4 + [10.0, 20.0, 30.0, 40.0],
+        # seed 1's backdoored model is flagged on class 8, not the target: a model flagged, the target missed
+        "flagged_classes": [nan] * 4 + ["0", "8", "3 5", "3 5"]})
     lines = detection_table(detection).splitlines()
     assert lines[0] == "| trigger | poison rate | spectral: TPR · FPR | neural-cleanse: index · verdict |"
     # one clean model (seed 0), reported under each trigger of the grid: counted once
     assert lines[2] == "| clean baseline | 0 % | - · 0.20 | 1.50 · 1/1 flagged |"
-    assert lines[3] == "| checker | 10 % | 0.50-0.70 · 0.10 | 1.00-3.00 · 1/2 flagged, target 1/2 |"
+    assert lines[3] == "| checker | 10 % | 0.50-0.70 · 0.10 | 1.00-3.00 · 2/2 flagged, target 1/2 |"
     assert lines[4] == "| seconds per model |  | 1.0 | 20.0 |" and len(lines) == 5  # (10 + 20 + 30) / 3
 
 
