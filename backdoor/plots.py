@@ -154,25 +154,38 @@ def plot_reversed_trigger(mask: torch.Tensor, pattern: torch.Tensor, path: str |
     save_figure(fig, path)
 
 
-def plot_detection(table: pd.DataFrame, path: str | Path) -> None:
-    """Left: mean TPR of each detector on each trigger's poisoned models (Neural Cleanse: the share of models
-    whose target class it flags). Right: the false-alarm rate on clean baselines (FPR; Neural Cleanse: the
-    share of clean models it flags)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 0.6 * max(2, table["detector"].nunique()) + 1.8),
-                             gridspec_kw={"width_ratios": [max(2, table["trigger"].nunique()), 1]}, squeeze=False)
+def detection_grids(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the detection figure shows, a row per detector (the same rows in both, sorted): the mean TPR over
+    seeds on each trigger's poisoned models, a column per trigger and rate when the grid has several rates
+    (Neural Cleanse: the share of models whose target class it flags); and the false-alarm rate on clean
+    baselines (FPR; Neural Cleanse: the share of clean models it flags), one column."""
+    detectors = sorted(table["detector"].unique())
     poisoned, clean = table[table["poison_rate"] > 0], table[table["poison_rate"] == 0]
-    panels = ((poisoned.assign(rate=poisoned["tp"] / (poisoned["tp"] + poisoned["fn"])), "trigger",
-               "TPR on poisoned models"),
-              (clean.assign(rate=clean["fp"] / (clean["fp"] + clean["tn"]), baseline="clean"), "baseline",
-               "false alarms on clean models"))
-    for ax, (rows, column, title) in zip(axes[0], panels):
-        if rows.empty:
+    rate = (100 * poisoned["poison_rate"]).map("{:g} %".format)
+    cell = poisoned["trigger"] + " " + rate if poisoned["poison_rate"].nunique() > 1 else poisoned["trigger"]
+    poisoned = poisoned.assign(rate=poisoned["tp"] / (poisoned["tp"] + poisoned["fn"]), cell=cell)
+    clean = clean.assign(rate=clean["fp"] / (clean["fp"] + clean["tn"]), cell="clean")
+    grids = []
+    for rows in (poisoned, clean):
+        grid = rows.pivot_table(index="detector", columns="cell", values="rate", aggfunc="mean")
+        grids.append(grid.reindex(index=detectors, columns=list(dict.fromkeys(rows["cell"]))))
+    return grids[0], grids[1]
+
+
+def plot_detection(table: pd.DataFrame, path: str | Path) -> None:
+    """``detection_grids`` as two heatmaps: TPR on poisoned models, false alarms on clean ones."""
+    tpr, false_alarms = detection_grids(table)
+    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 0.6 * tpr.shape[1] + 4), 0.6 * max(2, len(tpr)) + 2),
+                             gridspec_kw={"width_ratios": [max(2, tpr.shape[1]), 1]}, squeeze=False)
+    for k, (ax, grid, title) in enumerate(zip(axes[0], (tpr, false_alarms),
+                                              ("TPR on poisoned models", "false alarms on clean models"))):
+        if grid.shape[1] == 0:
             ax.set_axis_off()
             continue
-        grid = rows.pivot_table(index="detector", columns=column, values="rate", aggfunc="mean")
         ax.imshow(grid.values.astype(float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
-        ax.set_yticks(range(grid.shape[0]), grid.index)
+        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=40, ha="right")
+        labelled = k == 0 or tpr.shape[1] == 0  # the right panel shares the left one's rows
+        ax.set_yticks(range(grid.shape[0]), grid.index if labelled else [""] * grid.shape[0])
         for (i, j), v in pd.DataFrame(grid.values).stack().items():
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
         ax.set_title(title, fontsize=9)
