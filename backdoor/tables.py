@@ -91,13 +91,14 @@ def persistence_table(summary: pd.DataFrame) -> str:
 
 
 def rate_table(summary: pd.DataFrame) -> str:
-    """ASR and clean accuracy against the poison rate, per trigger (mean [min, max] over seeds); rate 0 is the
-    clean baseline, whose ASR is the share of triggered images that land on the target anyway."""
+    """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (mean [min, max]
+    over seeds); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
+    target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
         rows.append([trigger, f"{100 * rate:g} %", f"{int(group['num_poisoned'].iloc[0]):,}", spread(group["asr"], 3),
-                     spread(group["clean_acc"], 3)])
-    return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc"])
+                     spread(group["clean_acc"], 3), spread(group["ft_asr"], 3)])
+    return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "ASR after fine-tuning"])
 
 
 def span(values: pd.Series, digits: int = 2) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backdoor.tables import TABLES, detection_table, persistence_table, regularizer_table, spread, trigger_table
+from backdoor.tables import (TABLES, detection_table, persistence_table, rate_table, regularizer_table, spread,
+                             trigger_table)
 
 
 def test_spread_is_mean_min_max_over_seeds():
@@ -70,6 +71,17 @@ def test_trigger_rows_keep_the_gap_interval_for_one_seed_and_spread_several():
     assert seeds[0].startswith("| trigger | seeds | clean acc | gap to clean |")
     assert seeds[3] == ("| blend | 2 | 0.770 [0.760, 0.780] | -0.030 [-0.040, -0.020] | 0.850 [0.800, 0.900] "
                         "| 0.130 [0.080, 0.180] | 0.780 [0.770, 0.790] | 0.600 [0.500, 0.700] |")
+
+
+def test_rate_rows_are_trigger_and_rate_in_grid_order_with_the_baseline_at_rate_zero():
+    summary = pd.DataFrame({
+        "trigger": ["square"] * 4, "poison_rate": [0.0, 0.005, 0.0, 0.005], "seed": [0, 0, 1, 1],
+        "num_poisoned": [0, 250, 0, 250], "asr": [0.02, 0.1, 0.01, 0.3], "clean_acc": [0.8, 0.79, 0.81, 0.8],
+        "ft_asr": [0.02, 0.05, 0.01, 0.25]})
+    lines = rate_table(summary).splitlines()
+    assert lines[0] == "| trigger | poison rate | poisoned images | ASR | clean acc | ASR after fine-tuning |"
+    assert lines[2:] == ["| square | 0 % | 0 | 0.015 [0.010, 0.020] | 0.805 [0.800, 0.810] | 0.015 [0.010, 0.020] |",
+                         "| square | 0.5 % | 250 | 0.200 [0.100, 0.300] | 0.795 [0.790, 0.800] | 0.150 [0.050, 0.250] |"]
 
 
 def test_every_readme_table_is_what_its_command_prints_from_the_committed_run():
