@@ -15,6 +15,11 @@ def _num(value: float, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def percent(fraction: float) -> str:
+    """A rate or share as README writes it: 0.005 -> "0.5 %"."""
+    return f"{100 * fraction:g} %"
+
+
 def spread(values: pd.Series, digits: int = 4) -> str:
     """Mean [min, max] over seeds, or the value alone for one seed."""
     values = values.dropna()
@@ -77,7 +82,7 @@ def persistence_table(summary: pd.DataFrame) -> str:
     sizes = sorted(poisoned["ft_clean_size"].unique())
     pool = int(poisoned["num_train"].iloc[0])
     header = ["trigger", "ft lr", "ASR, CA before"] + [
-        f"{100 * size:g} % ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images" for size in sizes]
+        f"{percent(size)} ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images" for size in sizes]
     rows = []
     for (trigger, lr), group in poisoned.groupby(["trigger", "ft_lr"], sort=False):
         before = group[group["ft_clean_size"] == sizes[0]]
@@ -96,7 +101,7 @@ def rate_table(summary: pd.DataFrame) -> str:
     target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
-        rows.append([trigger, f"{100 * rate:g} %", f"{int(group['num_poisoned'].iloc[0]):,}", spread(group["asr"], 3),
+        rows.append([trigger, percent(rate), f"{int(group['num_poisoned'].iloc[0]):,}", spread(group["asr"], 3),
                      spread(group["clean_acc"], 3), spread(group["ft_asr"], 3)])
     return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "ASR after fine-tuning"])
 
@@ -141,7 +146,7 @@ def detection_table(detection: pd.DataFrame) -> str:
         rows.append(["clean baseline", "0 %",
                      *(_detector_cell(d, clean[clean["detector"] == d], poisoned=False) for d in detectors)])
     for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
-        rows.append([trigger, f"{100 * rate:g} %",
+        rows.append([trigger, percent(rate),
                      *(_detector_cell(d, group[group["detector"] == d], poisoned=True) for d in detectors)])
     seconds = pd.concat([clean, poisoned]).groupby("detector")["seconds"].mean()
     rows.append(["seconds per model", "", *(f"{seconds[d]:.1f}" for d in detectors)])
