@@ -82,7 +82,8 @@ def persistence_table(summary: pd.DataFrame) -> str:
     sizes = sorted(poisoned["ft_clean_size"].unique())
     pool = int(poisoned["num_train"].iloc[0])
     header = ["trigger", "ft lr", "ASR, CA before"] + [
-        f"{percent(size)} ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images" for size in sizes]
+        f"{percent(size)} ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images"
+        for size in sizes]
     rows = []
     for (trigger, lr), group in poisoned.groupby(["trigger", "ft_lr"], sort=False):
         before = group[group["ft_clean_size"] == sizes[0]]
