@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -150,3 +154,36 @@ def test_a_diverged_model_scores_nan_not_the_target_class():
         clf.model.fc.weight.fill_(math.nan)
     assert (predict(clf, poisoned.test_images) == 0).all()  # what the ASR would have counted
     assert all(math.isnan(v) for v in evaluate(clf, data, poisoned).values())
+
+
+NUMERICS_PROBE = """
+import hashlib, os, sys
+import torch
+from backdoor import CPU_NUMERICS
+from backdoor.classifier import Classifier
+from backdoor.config import LoopConfig
+from backdoor.loop import fit
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+images = torch.randint(0, 256, (256, 1, 16, 16), dtype=torch.uint8, generator=g)
+labels = torch.randint(0, 4, (256,), generator=g)
+clf = Classifier.create("small-cnn", images, 4, seed=0)
+fit(clf, images, labels, LoopConfig(epochs=1, batch_size=32), seed=0, progress=False)
+weights = b"".join(t.numpy().tobytes() for t in clf.model.state_dict().values())
+print(hashlib.sha256(weights).hexdigest(), all(os.environ[k] == v for k, v in CPU_NUMERICS.items()))
+"""
+
+
+def test_importing_the_package_pins_the_cpu_kernels_before_torch_computes():
+    """The same training with the pinned instruction set exported before Python starts, and with nothing
+    exported (importing backdoor sets it): the same weights. Without the pin the second run takes the CPU's
+    native kernels (AVX-512 where there is one), whose rounding differs: a dvc.lock would not reproduce across
+    machines. (On a machine whose native kernels are AVX2 both runs agree either way.)"""
+    from backdoor import CPU_NUMERICS
+
+    bare = {k: v for k, v in os.environ.items() if k not in CPU_NUMERICS}
+    runs = [subprocess.run([sys.executable, "-c", NUMERICS_PROBE], env=env, capture_output=True, text=True, timeout=120)
+            for env in (bare | CPU_NUMERICS, bare)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    (exported, pinned_by_import) = (run.stdout.split() for run in runs)
+    assert exported == pinned_by_import and exported[1] == "True"
