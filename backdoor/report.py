@@ -119,8 +119,7 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
 
 DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed")
 DETECTION_COLUMNS = ("detector", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc", "anomaly_index",
-                     "flagged_classes", "target_flagged", "threshold", "threshold_rule", "target_known", "clean_data",
-                     "seconds")
+                     "flagged_classes", "target_flagged", "threshold", "threshold_rule", "target_known", "clean_data")
 
 
 def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict]) -> pd.DataFrame:

@@ -149,8 +149,9 @@ def detection_table(detection: pd.DataFrame) -> str:
     for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
         rows.append([trigger, percent(rate),
                      *(_detector_cell(d, group[group["detector"] == d], poisoned=True) for d in detectors)])
-    seconds = pd.concat([clean, poisoned]).groupby("detector")["seconds"].mean()
-    rows.append(["seconds per model", "", *(f"{seconds[d]:.1f}" for d in detectors)])
+    if "seconds" in detection:  # runs before detection records stopped holding wall-clock time
+        seconds = pd.concat([clean, poisoned]).groupby("detector")["seconds"].mean()
+        rows.append(["seconds per model", "", *(f"{seconds[d]:.1f}" for d in detectors)])
     header = ["trigger", "poison rate", *(f"{d}: index · verdict" if d == "neural-cleanse" else f"{d}: TPR · FPR"
                                           for d in detectors)]
     return markdown(rows, header)
