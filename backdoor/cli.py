@@ -8,6 +8,7 @@ from typing import Callable
 
 from .config import Experiment, load_experiment
 from .errors import ConfigError
+from .io import sweep_stale_temporaries
 from .lifecycle import stage_process
 
 
@@ -27,10 +28,12 @@ def experiment(args: argparse.Namespace) -> Experiment:
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
     """Parse, run, and turn a ConfigError into one line on stderr and exit status 2 (no traceback).
 
-    The stage ends cleanly on SIGTERM/SIGINT and with the ``dvc`` that started it (``backdoor.lifecycle``)."""
+    The stage ends cleanly on SIGTERM/SIGINT and with the ``dvc`` that started it (``backdoor.lifecycle``), and
+    first removes what killed writers left anywhere in the workspace (``backdoor.io.sweep_stale_temporaries``)."""
     args = parser.parse_args()
     try:
         with stage_process():
+            sweep_stale_temporaries()
             main(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

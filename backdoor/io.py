@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import psutil
-import torch
 
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas
+
+# torch is imported where tensors are saved or loaded: the code and check stages, which only write text,
+# then start in a fraction of a second instead of paying torch's import.
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
@@ -74,6 +76,38 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
             continue
         shutil.rmtree(candidate, ignore_errors=True) if candidate.is_dir() else candidate.unlink(missing_ok=True)
         removed.append(candidate)
+    return removed
+
+
+OUTPUT_ROOTS = ("data", "models", "reports")  # where DVC outputs, and so their temporaries, live
+_ANY_TEMPORARY = re.compile(r"\..+\.(\d+)-(\d+|None)\.[^.]+\.tmp")
+_SWEEP_SKIP = {"external", "downloads"}  # extracted image trees and archives: many files, never outputs
+_SWEEP_DEPTH = 6  # reports/grid/cells/detection/<detector>/<model>.json: outputs sit at most this deep
+
+
+def sweep_stale_temporaries(root: str | Path = ".", folders: tuple[str, ...] = OUTPUT_ROOTS) -> list[Path]:
+    """Remove every temporary under ``root/<folders>`` whose writer is gone; return what was removed.
+
+    A stage killed by SIGKILL leaves its temporary (a whole model's size) beside its output; when the next
+    run restores that output from DVC's run-cache instead of running the stage, nothing writes that output
+    again, so every stage sweeps the workspace when it starts (``backdoor.cli.run``)."""
+    removed: list[Path] = []
+    todo = [(Path(root) / folder, 1) for folder in folders]
+    while todo:
+        folder, depth = todo.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            match = _ANY_TEMPORARY.fullmatch(entry.name)
+            if match is not None:
+                if not _writer_alive(int(match[1]), match[2]):
+                    shutil.rmtree(entry.path, ignore_errors=True) if entry.is_dir() else Path(entry.path).unlink(
+                        missing_ok=True)
+                    removed.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False) and depth < _SWEEP_DEPTH and entry.name not in _SWEEP_SKIP:
+                todo.append((Path(entry.path), depth + 1))
     return removed
 
 
@@ -164,6 +198,8 @@ def torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` with the same bytes for the same tensors: given a path, torch names the archive
     inside the file after it (here a random temporary name), so equal outputs would hash differently
     and DVC would rerun everything downstream. Through a file object the name is fixed."""
+    import torch
+
     with open(path, "wb") as handle:
         torch.save(obj, handle)
 
@@ -181,4 +217,6 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, Any]:
         raise ConfigError(f"missing file {path}: run the stage that produces it (dvc repro)")
     if sha256 is not None and sha256_file(path) != sha256:
         raise ConfigError(f"corrupt file {path}: sha256 does not match its manifest; delete it and re-run dvc repro")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)

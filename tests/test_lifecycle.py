@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backdoor.io import atomic_dir, remove_stale_temporaries
+from backdoor.io import atomic_dir, remove_stale_temporaries, sweep_stale_temporaries
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -47,6 +47,31 @@ def test_a_killed_writers_temporary_is_removed_a_live_ones_is_kept(tmp_path):
         (tmp / "done").write_text("ok")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".model.05_none_s0.123-456.ab_cd.tmp", ".model.notes.tmp",
                                                           "model"]
+
+
+def test_the_sweep_removes_dead_writers_temporaries_anywhere_under_the_output_folders(tmp_path):
+    """A stage restored from DVC's run-cache never writes its output again: the litter a killed writer left beside
+    it goes when any stage starts (backdoor.cli.run sweeps the workspace)."""
+    live, live_tmp = start_writer(tmp_path / "models" / "grid" / "train" / "a")
+    dead, dead_tmp = start_writer(tmp_path / "reports" / "grid" / "cells" / "detection" / "strip" / "m.json")
+    dead.kill()
+    dead.wait()
+    deep = tmp_path / "data" / "grid" / "features" / ".f.1-2.x.tmp"  # a dead pid's, three folders down
+    deep.parent.mkdir(parents=True)
+    deep.write_text("x")
+    kept = [tmp_path / "data" / "external" / "photos" / ".img.1-2.x.tmp",  # image trees are never searched
+            tmp_path / "notes" / ".n.1-2.x.tmp",  # nor folders that hold no outputs
+            tmp_path / "data" / ".plain.tmp"]  # nor other names
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    try:
+        assert sorted(sweep_stale_temporaries(tmp_path)) == sorted([dead_tmp, deep])
+        assert live_tmp.is_dir() and not dead_tmp.exists() and not deep.exists()
+        assert all(path.exists() for path in kept)
+    finally:
+        live.kill()
+        live.wait()
 
 
 STAGE = textwrap.dedent("""
