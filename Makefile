@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-slurm grid exp bench preset paper clean-venv slurm collect external-data
+.PHONY: setup repro test test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -59,6 +59,17 @@ exp: setup
 
 bench: setup
 	python benchmarks/train_throughput.py
+
+# The GPU figures in one results file, reports/bench/gpu.json (benchmarks/gpu.py): throughput and MFU of small-cnn,
+# resnet18 and resnet50 at CIFAR shape, a ResNet-18 CIFAR-10 recipe, one paper-preset cell end to end. About 10 min
+# on one H200; on a machine without CUDA it says so and exits 0. Offline: make external-data first (CIFAR-10 JPEGs).
+bench-gpu: setup
+	python -m benchmarks.gpu --out reports/bench/gpu.json
+
+# Fails when a committed dvc.lock no longer matches the code, parameters or commands it locks (tools/check_lock.py):
+# `make repro` and a commit of the dvc.lock files it writes fix it. CI runs it first (.ci/run).
+lock-check: setup
+	python tools/check_lock.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_second_repro_executes_nothing_and_status_is_clean(repo):
 
 
 def test_bookkeeping_benchmark_stubs_write_what_the_real_stages_write(base):
-    from backdoor.pipeline import bookkeeping as bench
+    from benchmarks import dvc_bookkeeping as bench
 
     repo = base[0]
     checked = set()
@@ -196,7 +197,7 @@ def test_adding_a_fine_tuning_value_trains_nothing(repo):
 
 
 def test_adding_detectors_runs_only_their_stages(repo):
-    from backdoor.pipeline import bookkeeping as bench
+    from benchmarks import dvc_bookkeeping as bench
 
     edit_params(repo, lambda p: p["grid"].update(detectors=["spectral", "strip", "neural-cleanse"]))
     sh(repo, "python", "stages/plan_grid.py")
@@ -324,3 +325,43 @@ def test_killed_trainings_leave_nothing_behind_and_the_next_repro_resumes(repo):
     assert dvc.wait(timeout=60) != 0
     assert list((repo / "models" / "focus").glob(".train.*.tmp"))  # the litter the next run must remove
     finish_and_compare(repo)
+
+
+def test_a_killed_trainings_litter_goes_even_when_the_next_run_restores_it_from_the_run_cache(repo):
+    """SIGKILL leaves the training's temporary (a model's size). Back on the committed params the next `make repro`
+    restores that training from the run-cache, so nothing writes its output again: the litter must still go (every
+    stage, and the planner `make repro` starts with, sweeps the workspace)."""
+    longer_training(repo)
+    dvc, stage = start_training(repo)
+    stage.kill()
+    assert dvc.wait(timeout=60) != 0
+    assert list((repo / "models" / "focus").glob(".train.*.tmp"))
+    sh(repo, "git", "checkout", "HEAD~1", "--", "params.yaml")  # the base's training: in the run-cache
+    out = sh(repo, "python", "stages/plan_grid.py") + sh(repo, "dvc", "repro")
+    assert "train" not in executed(out)
+    assert not list(repo.rglob(".*.tmp")), list(repo.rglob(".*.tmp"))
+    assert stale(repo) == set()
+
+
+def check_lock(repo: Path) -> subprocess.CompletedProcess:
+    return run(repo, sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "check_lock.py"))
+
+
+def test_the_lock_check_fails_on_a_library_edit_a_params_edit_and_a_stale_code_stage(repo):
+    """tools/check_lock.py (make lock-check, run first by .ci/run): a repository whose dvc.lock files were written by
+    its last run passes; an edit to a library module, to a parameter or to a module no stage imports (which still
+    changes the code stage's locked folder hash) fails it, naming the stages, before anything runs."""
+    passed = check_lock(repo)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    with open(repo / "backdoor" / "poisoning.py", "a") as module:
+        module.write("\n# an edit\n")
+    failed = check_lock(repo)
+    assert failed.returncode == 1
+    assert "stale dvc.lock: poison: the code of stages/poison.py changed since it was locked" in failed.stdout
+    assert "grid/shard-" in failed.stdout and "train:" not in failed.stdout  # training does not import it
+    sh(repo, "git", "checkout", "--", "backdoor")
+    edit_params(repo, lambda p: p.update(trigger="square"))
+    assert "poison: parameters trigger in params.yaml changed" in check_lock(repo).stdout
+    sh(repo, "git", "checkout", "--", "params.yaml")
+    (repo / "backdoor" / "unused.py").write_text("X = 1\n")
+    assert "code: backdoor modified since it was locked" in check_lock(repo).stdout
