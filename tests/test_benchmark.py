@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,8 +14,7 @@ import pytest
 import torch
 import yaml
 
-from backdoor import throughput
-from backdoor.pipeline import bookkeeping
+from benchmarks import dvc_bookkeeping, train_throughput
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 RATIO = re.compile(r"^ratio \(ours / DataLoader\): \d+\.\d\dx$", re.M)
@@ -23,7 +23,7 @@ RATIO = re.compile(r"^ratio \(ours / DataLoader\): \d+\.\d\dx$", re.M)
 @pytest.fixture
 def bench():
     threads = torch.get_num_threads()
-    yield throughput
+    yield train_throughput
     torch.set_num_threads(threads)
 
 
@@ -65,7 +65,7 @@ def test_argument_modes(bench):
 def test_bookkeeping_stand_in_writes_each_planned_stages_files(tmp_path):
     """The shell stand-in for `python stages/<step>.py` parses the planned commands as the real scripts do:
     a training without --poisoned is a baseline (fewer logged metrics), a fine-tune writes its --report."""
-    bench = bookkeeping
+    bench = dvc_bookkeeping
     bench.scratch_repo(tmp_path, SCRIPT.parents[1] / "params.yaml")
     env = dict(os.environ, PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     for shard in sorted((tmp_path / "grid").glob("shard-*/dvc.yaml")):
@@ -97,3 +97,41 @@ def test_time_stages_records_each_stage_that_ran(tmp_path):
     again = subprocess.run([sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "t2.csv"],
                            cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and pd.read_csv(tmp_path / "t2.csv").empty  # nothing ran
+
+
+def test_gpu_benchmark_without_cuda_says_so_in_one_line_and_exits_0():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu"], capture_output=True, text=True,
+                         timeout=120, cwd=SCRIPT.parents[1], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == ["bench-gpu: no CUDA device here (torch.cuda.is_available() is False): "
+                                               "nothing measured"]
+
+
+def photo_tree(root: Path, classes: int = 3, train: int = 12, test: int = 4) -> Path:
+    """An ImageFolder tree of random 32-px PNGs (train/<class>/, test/<class>/)."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split, count in (("train", train), ("test", test)):
+        for c in range(classes):
+            (root / split / f"class{c}").mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=g).numpy()
+                Image.fromarray(pixels).save(root / split / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_every_part_at_toy_size_on_the_cpu(tmp_path):
+    """--device cpu --tiny: the throughput rows, the ResNet-18 recipe and the paper cell's stages, in one file."""
+    from benchmarks import gpu
+
+    tree = photo_tree(tmp_path / "photos")
+    result = gpu.main(["--device", "cpu", "--tiny", "--dataset", f"folder:{tree}", "--out", str(tmp_path / "gpu.json")])
+    saved = json.loads((tmp_path / "gpu.json").read_text())
+    assert saved["throughput"][0]["arch"] == "small-cnn" and saved["throughput"][0]["ratio"] > 0
+    recipe = saved["resnet18_cifar10"]
+    assert recipe["num_train"] == 36 and len(recipe["epoch_seconds"]) == 1 and 0 <= recipe["test_accuracy"] <= 1
+    cell = saved["paper_cell"]
+    assert list(cell["stage_seconds"]) == list(gpu.PAPER_STAGES) and 0 <= cell["asr"] <= 1
+    assert result["paper_cell"]["total_seconds"] == cell["total_seconds"]
