@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_stage(tmp_path: Path, script: str, *args: str, **param_changes) -> subprocess.CompletedProcess:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["subset"] = None  # the whole training set: these tests store a few dozen images
     params.update(param_changes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run([sys.executable, str(ROOT / "stages" / script), "--params", str(tmp_path / "params.yaml"),
@@ -125,7 +126,7 @@ def test_poisoned_set_from_another_dataset_is_refused(tmp_path):
     small_dataset(tmp_path / "raw", fill=0)
     assert run_stage(tmp_path, "poison.py", "--raw", "raw", "--out", "poisoned", poison_rate=0.1).returncode == 0
     small_dataset(tmp_path / "raw", fill=7)  # the dataset changed after poisoning
-    small_batches = {**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], "batch_size": 8}
+    small_batches = {**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], "batch_size": 8, "subset": None}
     result = run_stage(tmp_path, "train.py", "--raw", "raw", "--poisoned", "poisoned", "--out", "model",
                        poison_rate=0.1, train=small_batches)
     assert result.returncode == 2 and "Traceback" not in result.stderr
