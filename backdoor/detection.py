@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .classifier import Classifier
+from .classifier import Classifier, inference_batch
 from .datasets import Dataset
 from .detectors import KINDS, auroc, build_detector, detection_counts
 from .seeding import generator
@@ -33,12 +33,12 @@ THRESHOLD_RULES = {
 }
 
 
-def training_features(clf: Classifier, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def training_features(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
     """Penultimate-layer features (``forward_head(..., pre_logits=True)``) of uint8 images, float32 (N, D)."""
     model = clf.model.eval()
     parts = []
     with torch.inference_mode():
-        for batch in images.split(batch_size):
+        for batch in images.split(inference_batch(next(model.parameters()).device)):
             parts.append(model.forward_head(model.forward_features(clf.normalizer(batch)), pre_logits=True).float())
     return torch.cat(parts).flatten(1)
 

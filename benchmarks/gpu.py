@@ -115,8 +115,7 @@ def paper_cell(args: argparse.Namespace, work: Path, device: torch.device) -> di
         "poison": ["--raw", raw, "--out", poisoned],
         "train": ["--raw", raw, "--poisoned", poisoned, "--out", train],
         "finetune": ["--raw", raw, "--poisoned", poisoned, "--model", train / "model.pt", "--out", finetune],
-        "evaluate": ["--raw", raw, "--poisoned", poisoned, "--model", train / "model.pt", "--finetuned",
-                     finetune / "model.pt", "--out", work / "metrics.json"],
+        "evaluate": ["--poisoned", poisoned, "--finetuned", finetune, "--out", work / "metrics.json"],
     }
     seconds = {}
     for stage in PAPER_STAGES:

@@ -19,7 +19,7 @@ from backdoor.cli import run, stage_parser
 from backdoor.config import AXES, Experiment, cell_name, check_finetuning, load_experiment
 from backdoor.datasets import load_dataset
 from backdoor.errors import ConfigError
-from backdoor.evaluation import before_after
+from backdoor.evaluation import before_after, poisoned_counts
 from backdoor.finetuning import finetune_model
 from backdoor.io import atomic_dir, write_json
 from backdoor.logging import dvclive_logger
@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> None:
         else:
             curve = finetune_model(exp, clf, data, poisoned)
         name = cell_name({axis: getattr(exp, axis) for axis in AXES})
-        report[name] = {**before_after(curve[0], curve[-1], poisoned), "num_test": len(data.test), "curve": curve}
+        report[name] = {**before_after(curve[0], curve[-1], poisoned_counts(poisoned)), "num_test": len(data.test), "curve": curve}
         print(f"{name}: fine-tuned {exp.finetune.epochs} epochs, ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
     if args.report:
         write_json(args.report, report)  # a diverged model's metrics: null

@@ -17,6 +17,8 @@ from backdoor.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
+POOL = PARAMS["train"]["subset"]  # the focus experiment's training pool: the sizes below are checked against it
+CLEAN = round(PARAMS["finetune"]["clean_size"] * POOL)
 
 
 def with_overrides(*pairs: str) -> dict:
@@ -60,8 +62,8 @@ BAD = [
     ("poison_rate=half", "poison_rate: must be a number in [0, 1], got 'half'"),
     ("poison_rate=[0.1]", "poison_rate: must be a number in [0, 1], got [0.1]"),
     ("poison_rate=true", "poison_rate: must be a number in [0, 1], got True"),
-    ("poison_rate=1", "finetune.clean_size: asks for 1000 clean images but only 0 of the 20000 training images are "
-                      "unpoisoned"),
+    ("poison_rate=1", f"finetune.clean_size: asks for {CLEAN} clean images but only 0 of the {POOL} training images "
+                      "are unpoisoned"),
     ("trigger_size=40", "trigger_size: 40 px is larger than the 28x28 image"),
     ("trigger_size=0", "trigger_size: must be an integer in [1, inf), got 0"),
     ("seed=-1", "seed: must be an integer in [0, inf), got -1"),
@@ -77,7 +79,7 @@ BAD = [
     ("train.epochs=0", "train.epochs: must be an integer in [1, inf), got 0"),
     ("train.epochs=2.5", "train.epochs: must be an integer in [1, inf), got 2.5"),
     ("train.batch_size=0", "train.batch_size: must be an integer in [1, inf), got 0"),
-    ("train.batch_size=100000", "train.batch_size: 100000 is more than the 20000 training images"),
+    ("train.batch_size=100000", f"train.batch_size: 100000 is more than the {POOL} training images"),
     ("train.warmup_epochs=10", "train.warmup_epochs: must be a number in [0, 3], got 10"),
     ("train.label_smoothing=1", "train.label_smoothing: must be a number in [0, 1), got 1"),
     ("train.weight_decay=-1", "train.weight_decay: must be a number in [0, inf), got -1"),
@@ -88,11 +90,11 @@ BAD = [
     ("train.unknown_key=1", "train.unknown_key: unknown setting; valid keys: batch_size, compile, crop_padding"),
     ("train=3", "train: must be a mapping of settings, got 3"),
     ("finetune.clean_size=0", "finetune.clean_size: must be a number in (0, inf), got 0"),
-    ("finetune.clean_size=0.99", "finetune.clean_size: asks for 19800 clean images but only 19000 of the 20000 "
-                                 "training images are unpoisoned"),
+    ("finetune.clean_size=0.99", f"finetune.clean_size: asks for {round(0.99 * POOL)} clean images but only "
+                                 f"{POOL - round(PARAMS['poison_rate'] * POOL)} of the {POOL} training images are unpoisoned"),
     ("finetune.clean_size=2.5", "finetune.clean_size: 1 or more means a number of images and must be whole, got 2.5"),
     ("finetune.epochs=-1", "finetune.epochs: must be an integer in [0, inf), got -1"),
-    ("finetune.batch_size=5000", "finetune.batch_size: 5000 is more than the 1000 clean images"),
+    ("finetune.batch_size=5000", f"finetune.batch_size: 5000 is more than the {CLEAN} clean images"),
     # method settings, used by the focus experiment or not
     ("triggers.blend.alpha=0", "triggers.blend.alpha: must be a number in (0, 1], got 0"),
     ("triggers.blend.alpha=abc", "triggers.blend.alpha: must be a number in (0, 1], got 'abc'"),
