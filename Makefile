@@ -74,13 +74,12 @@ lock-check: setup
 clean-venv:
 	rm -rf $(VENV)
 
-# Make a preset the experiment: make preset PRESET=triggers-cpu (refuses to overwrite an edited params.yaml).
+# Make a preset the experiment: make preset PRESET=triggers-cpu lays presets/triggers-cpu.yaml (only the keys it
+# changes) on params.yaml, keeping its comments; refuses to overwrite an edited params.yaml.
 PRESET ?=
-preset:
-	@test -f presets/$(PRESET).yaml || { echo "PRESET: no presets/$(PRESET).yaml; valid: $$(ls presets | sed 's/.yaml//' | tr '\n' ' ')"; exit 2; }
+preset: setup
 	@git diff --quiet -- params.yaml || { echo "params.yaml has uncommitted changes: commit or stash them first (git stash), then make preset again"; exit 2; }
-	cp presets/$(PRESET).yaml params.yaml
-	@echo "params.yaml is now presets/$(PRESET).yaml; git checkout params.yaml restores the committed one"
+	python tools/preset.py $(PRESET)
 
 # Paper-scale grid on a GPU machine: one cell per GPU at a time, e.g. make paper GPUS=0,1,2,3
 GPUS ?= 0

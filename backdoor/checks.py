@@ -7,10 +7,12 @@ scripts themselves check only the parts they use, so that their code dependencie
 
 from __future__ import annotations
 
-from .config import FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_sizes, focus_experiment, poison_count
+from .config import (FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_sizes, focus_experiment, init_settings,
+                     poison_count)
 from .datasets.registry import dataset_spec
 from .errors import ConfigError, choices_error
 from .detectors import DETECTORS, check_detector
+from .finetune_methods import METHODS, check_method
 from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_shards
 from .models import check_arch
 from .poisoning import STRATEGIES, build_strategy
@@ -32,6 +34,7 @@ def validate_experiment(exp: Experiment) -> None:
                       size=exp.trigger_size, location=exp.trigger_location, **exp.trigger_settings)
     if exp.regularizer is not None:
         check_regularizer(exp.regularizer, exp.regularizer_settings)
+    check_method(exp.finetune.method, exp.method_settings, exp.finetune)
     if spec.num_train is not None:
         if exp.strategy is not None and exp.train.subset is None and spec.class_counts is not None:
             _check_eligible(exp, spec.num_train, spec.class_counts)
@@ -55,7 +58,12 @@ def validate_methods(params: dict, exp: Experiment) -> None:
     uses it yet."""
     spec = dataset_spec(exp.dataset, exp.image_size)
     shape = (spec.channels, spec.image_size, spec.image_size)
-    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS), ("detectors", DETECTORS)):
+    for name in params.get("inits") or {}:
+        init_settings(params, name)
+    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS), ("detectors", DETECTORS),
+                              ("finetune_methods", METHODS)):
+        if section == "finetune_methods" and section not in params:
+            continue  # optional: every method has defaults, and no stage depends on the section unless it is there
         if section not in params:  # stages read it by name: DVC would refuse it only at the first stage that does
             raise ConfigError(f"{section}: missing section; params.yaml needs one (each method's settings, as in the "
                               f"committed params.yaml)")
@@ -73,11 +81,13 @@ def validate_methods(params: dict, exp: Experiment) -> None:
                               **(settings or {}))
             elif section == "regularizers":
                 check_regularizer(name, settings or {})
+            elif section == "finetune_methods":
+                check_method(name, settings or {}, exp.finetune)
             else:
                 check_detector(name, settings or {})
 
 
-def _check_axis_value(axis: str, value: object) -> None:
+def _check_axis_value(params: dict, axis: str, value: object) -> None:
     """What can be said of one axis value alone (its name, type and range)."""
     if axis == "dataset":
         dataset_spec(check_text("dataset", value))
@@ -90,6 +100,10 @@ def _check_axis_value(axis: str, value: object) -> None:
         check_number(axis, value, low=0, high=1)
     elif axis == "seed":
         check_number(axis, value, low=0, integer=True)
+    elif axis == "init":
+        init_settings(params, check_text("init", value))
+    elif axis == "ft_method":
+        check_choice(axis, value, sorted(METHODS))
     else:  # ft_lr, ft_clean_size: the fine-tuning settings they set
         FinetuneConfig(**{FT_AXES[axis]: value}).validate_one(FT_AXES[axis], axis)
 
@@ -103,7 +117,7 @@ def validate_grid(params: dict) -> list[Cell]:
     for axis, values in axes.items():
         for value in values:
             try:
-                _check_axis_value(axis, value)
+                _check_axis_value(params, axis, value)
             except ConfigError as exc:
                 raise ConfigError(f"grid.{axis}: value {value!r} is invalid: {exc}") from None
     for axis, values in axes.items():  # each value once, with the other axes at their first value
@@ -128,6 +142,9 @@ def validate_params(params: dict, plan: dict | None = None, settings: dict | Non
     """The whole params.yaml: the focus experiment, every method's settings, every grid cell, and (given the
     planned grid/plan.json and grid/settings.json) that the grid was planned from it. Returns the cells."""
     exp = focus_experiment(params)
+    if exp.train.init is not None:  # dvc.yaml's focus stages are fixed: a file named in params cannot be a dependency
+        raise ConfigError("train.init: the focus experiment starts from random weights; to start from a trained model "
+                          "use a grid cell (grid.init with its source under inits:), whose model is a DVC dependency")
     validate_experiment(exp)
     validate_methods(params, exp)
     cells = validate_grid(params)

@@ -56,6 +56,7 @@ class Classifier:
     normalizer: Normalizer
     model_kwargs: dict = field(default_factory=dict)
     trained_on: dict = field(default_factory=dict)
+    init_from: str | None = None  # the sha256 of the model.pt it started from (train.init), if any
 
     @classmethod
     def create(cls, arch: str, train_images: torch.Tensor, num_classes: int, pretrained: bool = False,
@@ -70,7 +71,7 @@ class Classifier:
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         meta = {"arch": self.arch, "num_classes": self.num_classes, "in_chans": self.in_chans,
                 "image_size": self.image_size, "normalizer": asdict(self.normalizer), "model_kwargs": self.model_kwargs,
-                "trained_on": self.trained_on}
+                "trained_on": self.trained_on, **({"init_from": self.init_from} if self.init_from else {})}
         with atomic_path(path) as tmp:
             torch_save({"state_dict": state, "meta": meta}, tmp)
 
@@ -84,7 +85,8 @@ class Classifier:
                              image_size=meta["image_size"], **meta["model_kwargs"])
         model.load_state_dict(checkpoint["state_dict"])
         return cls(model, meta["arch"], meta["num_classes"], meta["in_chans"], meta["image_size"],
-                   Normalizer(**meta["normalizer"]), meta["model_kwargs"], meta.get("trained_on") or {})
+                   Normalizer(**meta["normalizer"]), meta["model_kwargs"], meta.get("trained_on") or {},
+                   meta.get("init_from"))
 
 
 def training_data_digests(raw: str | Path, poisoned: str | Path | None) -> dict[str, str | None]:

@@ -19,10 +19,12 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .validation import check_bool, check_keys, check_number, check_text
+from .validation import check_bool, check_choice, check_keys, check_number, check_text
 
-AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "ft_lr", "ft_clean_size")
-FT_AXES = {"ft_lr": "lr", "ft_clean_size": "clean_size"}  # grid axes that set a fine-tuning setting
+AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "init", "ft_lr",
+        "ft_clean_size", "ft_method")
+FT_AXES = {"ft_lr": "lr", "ft_clean_size": "clean_size", "ft_method": "method"}  # axes that set a fine-tuning setting
+SCRATCH = "scratch"  # the init axis value of a model trained from random weights
 CELL_SETTINGS = ("image_size", "trigger_size", "trigger_location", "target", "source", "train", "finetune")
 
 
@@ -40,6 +42,7 @@ class LoopConfig:
     crop_padding: int = 2
     flip: bool = True
     compile: bool = False
+    nesterov: bool = True  # BackdoorBench's and FST's fine-tuning use plain momentum
 
     min_epochs = 1  # fine-tuning may run 0 epochs (evaluation only)
 
@@ -54,6 +57,10 @@ class LoopConfig:
         check_number(f"{section}.crop_padding", self.crop_padding, low=0, integer=True)
         check_bool(f"{section}.flip", self.flip)
         check_bool(f"{section}.compile", self.compile)
+        check_bool(f"{section}.nesterov", self.nesterov)
+
+
+FREEZE = ("none", "backbone")
 
 
 @dataclass
@@ -61,6 +68,8 @@ class TrainConfig(LoopConfig):
     pretrained: bool = False
     subset: int | None = None  # train on this many (seeded) images of the training set; None = all
     eval_every_epoch: bool = True  # log CA/ASR after each epoch (a full test-set pass); else loss only
+    init: str | None = None  # a trained model.pt to start from (its head is re-initialised); None = random weights
+    freeze: str = "none"  # none | backbone: train the head only (the transfer setting)
 
     def validate(self, section: str) -> None:
         super().validate(section)
@@ -68,6 +77,11 @@ class TrainConfig(LoopConfig):
         if self.subset is not None:
             check_number(f"{section}.subset", self.subset, low=1, integer=True)
         check_bool(f"{section}.eval_every_epoch", self.eval_every_epoch)
+        if self.init is not None:
+            check_text(f"{section}.init", self.init)
+            if self.pretrained:
+                raise ConfigError(f"{section}.init: a model to start from, and {section}.pretrained too: choose one")
+        check_choice(f"{section}.freeze", self.freeze, FREEZE)
 
 
 @dataclass
@@ -76,17 +90,25 @@ class FinetuneConfig(LoopConfig):
     lr: float = 0.01
     batch_size: int = 128
     clean_size: float = 0.05  # < 1: fraction of the training pool; >= 1: number of images
+    method: str = "ft"  # the fine-tuning method (backdoor.finetune_methods); its settings: finetune_methods.<method>
+    eval_every: int = 1  # evaluate CA/ASR every this many epochs (and after the last)
 
     min_epochs = 0
 
     def validate(self, section: str) -> None:
         super().validate(section)
         self.validate_one("clean_size", f"{section}.clean_size")
+        self.validate_one("method", f"{section}.method")
+        check_number(f"{section}.eval_every", self.eval_every, low=1, integer=True)
 
     def validate_one(self, key: str, where: str) -> None:
-        """The settings a grid axis can set (lr, clean_size), named as the user wrote them."""
+        """The settings a grid axis can set (lr, clean_size, method), named as the user wrote them; the method's
+        name against the registry is checked by backdoor.checks."""
         if key == "lr":
             check_number(where, self.lr, low=0, low_open=True)
+            return
+        if key == "method":
+            check_text(where, self.method)
             return
         check_number(where, self.clean_size, low=0, low_open=True)
         if self.clean_size >= 1 and self.clean_size != int(self.clean_size):
@@ -130,28 +152,34 @@ class Experiment:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     trigger_settings: dict = field(default_factory=dict)
     regularizer_settings: dict = field(default_factory=dict)
+    method_settings: dict = field(default_factory=dict)  # finetune_methods.<finetune.method>
+    init: str = SCRATCH  # a grid cell's init axis value (inits.<name>); the focus: scratch, or "model" with train.init
 
     REQUIRED = ("dataset", "arch", "trigger", "trigger_size", "trigger_location", "strategy", "target", "source",
                 "poison_rate", "regularizer", "seed")
 
     @classmethod
     def from_dict(cls, values: dict, triggers: dict | None = None, regularizers: dict | None = None,
-                  optional: tuple[str, ...] = (), settings_prefix: str = "") -> "Experiment":
+                  optional: tuple[str, ...] = (), settings_prefix: str = "",
+                  finetune_methods: dict | None = None, init: str | None = None) -> "Experiment":
         """``optional``: axes a grid stage does not use (absent -> None). ``settings_prefix``: where the
         shared settings (the train and finetune sections, image and trigger sizes, target, source) come from,
         for error messages: "" for the focus scalars, "grid.settings." for a grid cell."""
         missing = [k for k in cls.REQUIRED if k not in values and k not in optional]
         if missing:
             raise ConfigError(f"params.yaml: missing key(s) {', '.join(missing)}")
-        for name, methods in (("triggers", triggers), ("regularizers", regularizers)):
+        for name, methods in (("triggers", triggers), ("regularizers", regularizers),
+                              ("finetune_methods", finetune_methods)):
             if methods is not None and not isinstance(methods, dict):
                 raise ConfigError(f"{name}: must be a mapping of method name -> settings, got {methods!r}")
+        train = _section(TrainConfig, values.get("train"), f"{settings_prefix}train")
+        finetune = _section(FinetuneConfig, values.get("finetune"), f"{settings_prefix}finetune")
         exp = cls(**{k: values.get(k) for k in cls.REQUIRED},
-                  image_size=values.get("image_size"),
-                  train=_section(TrainConfig, values.get("train"), f"{settings_prefix}train"),
-                  finetune=_section(FinetuneConfig, values.get("finetune"), f"{settings_prefix}finetune"),
+                  image_size=values.get("image_size"), train=train, finetune=finetune,
                   trigger_settings=_method_settings("triggers", triggers, values.get("trigger")),
-                  regularizer_settings=_method_settings("regularizers", regularizers, values.get("regularizer")))
+                  regularizer_settings=_method_settings("regularizers", regularizers, values.get("regularizer")),
+                  method_settings=_method_settings("finetune_methods", finetune_methods, finetune.method),
+                  init=init or (SCRATCH if train.init is None else "model"))
         exp.validate(optional, settings_prefix)
         return exp
 
@@ -177,6 +205,10 @@ class Experiment:
     @property
     def ft_clean_size(self) -> float:
         return self.finetune.clean_size
+
+    @property
+    def ft_method(self) -> str:
+        return self.finetune.method
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -251,7 +283,27 @@ def read_params(path: str | Path = "params.yaml") -> dict:
 
 def focus_experiment(params: dict) -> Experiment:
     """The top-level scalars: the experiment that ``dvc exp run -S key=value`` changes."""
-    return Experiment.from_dict(params, params.get("triggers"), params.get("regularizers"))
+    return Experiment.from_dict(params, params.get("triggers"), params.get("regularizers"),
+                                finetune_methods=params.get("finetune_methods"))
+
+
+def init_settings(params: dict, name: str) -> dict[str, Any]:
+    """The train settings a grid cell's ``init`` value sets: ``inits.<name>`` (model, freeze); scratch: none."""
+    if name == SCRATCH:
+        return {}
+    inits = params.get("inits") or {}
+    if not isinstance(inits, dict):
+        raise ConfigError(f"inits: must be a mapping of name -> {{model: <model.pt>, freeze: none | backbone}}, "
+                          f"got {inits!r}")
+    if name not in inits:
+        raise ConfigError(f"init: unknown value {name!r}; valid choices: {', '.join([SCRATCH, *sorted(inits)])} "
+                          f"(define it under inits: in params.yaml)")
+    entry = inits[name]
+    if not isinstance(entry, dict) or "model" not in entry:
+        raise ConfigError(f"inits.{name}: must be a mapping with model: <path to a trained model.pt> and "
+                          f"freeze: none | backbone, got {entry!r}")
+    check_keys(f"inits.{name}", entry, ("model", "freeze"))
+    return {"init": entry["model"], "freeze": entry.get("freeze", "none")}
 
 
 def parse_cell(pairs: list[str]) -> dict[str, Any]:
@@ -282,6 +334,13 @@ def cell_experiment(params: dict, cell: dict[str, Any]) -> Experiment:
     if not isinstance(finetune, dict):
         raise ConfigError(f"grid.settings.finetune: must be a mapping of settings, got {finetune!r}")
     finetune = dict(finetune)
+    train = dict(settings.get("train") or {})
+    init = cell.get("init", SCRATCH)
+    if isinstance(init, str):
+        if "init" in train or "freeze" in train:
+            raise ConfigError("grid.settings.train.init: set by the grid axis grid.init (a list of names under "
+                              "inits:), not in grid.settings")
+        train.update(init_settings(params, init))
     for axis, key in FT_AXES.items():
         if key in finetune:
             raise ConfigError(f"grid.settings.finetune.{key}: set by the grid axis grid.{axis} (a list), "
@@ -289,9 +348,12 @@ def cell_experiment(params: dict, cell: dict[str, Any]) -> Experiment:
         if axis in cell:  # checked here, so that an error names the axis, not the finetune section
             FinetuneConfig(**{key: cell[axis]}).validate_one(key, axis)
             finetune[key] = cell[axis]
-    values = {**settings, **{k: v for k, v in cell.items() if k not in FT_AXES}, "finetune": finetune}
+    values = {**settings, **{k: v for k, v in cell.items() if k not in (*FT_AXES, "init")}, "finetune": finetune,
+              "train": train}
     return Experiment.from_dict(values, params.get("triggers"), params.get("regularizers"),
-                                optional=("arch", "trigger", "strategy", "regularizer"), settings_prefix="grid.settings.")
+                                optional=("arch", "trigger", "strategy", "regularizer"), settings_prefix="grid.settings.",
+                                finetune_methods=params.get("finetune_methods"), init=init if isinstance(init, str)
+                                else None)
 
 
 def load_experiment(params_path: str | Path = "params.yaml", cell: list[str] | None = None) -> Experiment:
@@ -310,5 +372,11 @@ def cell_name(cell: dict[str, Any], with_rate: bool = True) -> str:
     without the rate, the name of its family (the cells fine-tuned together)."""
     rate = ["r" + slug(float(cell["poison_rate"]))] if with_rate else []
     return "_".join([slug(cell["dataset"]), slug(cell["arch"]), slug(cell["trigger"]), slug(cell["strategy"]), *rate,
-                     slug(cell["regularizer"]), f"s{cell['seed']}", "ftlr" + slug(float(cell["ft_lr"])),
-                     "ftn" + slug(cell["ft_clean_size"])])
+                     slug(cell["regularizer"]), f"s{cell['seed']}", *init_part(cell.get("init", SCRATCH)),
+                     "ftlr" + slug(float(cell["ft_lr"])), "ftn" + slug(cell["ft_clean_size"]),
+                     slug(cell.get("ft_method", "ft"))])
+
+
+def init_part(init: str) -> list[str]:
+    """The name part of a model's starting point: none for random weights (scratch cells keep their names)."""
+    return [] if init == SCRATCH else [f"init-{slug(init)}"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -11,7 +12,7 @@ from .config import Experiment
 from .datasets import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate
-from .loop import fit
+from .finetune_methods import Tuning, build_method, tuning_config
 from .poisoned_set import PoisonedSet
 from .seeding import generator
 
@@ -35,18 +36,30 @@ def clean_finetune_indices(exp: Experiment, poisoned: PoisonedSet) -> torch.Tens
 
 def finetune_model(exp: Experiment, clf: Classifier, data: Dataset, poisoned: PoisonedSet,
                    log: EpochLog | None = None, progress: bool = True) -> list[dict[str, float]]:
-    """Fine-tune ``clf`` in place on clean data; returns CA/ASR/RA per epoch, epoch 0 = before."""
+    """Fine-tune ``clf`` in place on clean data with ``finetune.method``; returns CA/ASR/RA per evaluated epoch
+    (epoch 0 = before, then every ``finetune.eval_every`` epochs and the last), each with ``steps``, the optimizer
+    updates taken so far. The method's own record (e.g. what fine-pruning pruned) is in the last point."""
     keep = clean_finetune_indices(exp, poisoned)
-    curve = [{"epoch": 0, **evaluate(clf, data, poisoned)}]
+    cfg = tuning_config(exp.finetune, exp.finetune.method, exp.method_settings)
+    steps_per_epoch = math.ceil(len(keep) / cfg.batch_size)
+    curve = [{"epoch": 0, "steps": 0, **evaluate(clf, data, poisoned)}]
     if log is not None:
         log(0, curve[0])
 
     def on_epoch_end(epoch: int, train_loss: float) -> None:
-        curve.append({"epoch": epoch, "train_loss": train_loss, **evaluate(clf, data, poisoned)})
+        if epoch % cfg.eval_every and epoch != cfg.epochs:
+            return
+        curve.append({"epoch": epoch, "steps": epoch * steps_per_epoch, "train_loss": train_loss,
+                      **evaluate(clf, data, poisoned)})
         if log is not None:
             log(epoch, curve[-1])
 
-    if exp.finetune.epochs > 0:
-        fit(clf, data.train.images[keep], data.train.labels[keep], exp.finetune, seed=exp.seed,
-            on_epoch_end=on_epoch_end, progress=progress)
+    if cfg.epochs > 0:
+        tuning = Tuning(clf, data.train.images[keep], data.train.labels[keep], cfg, exp.seed, data, on_epoch_end,
+                        progress)
+        record = build_method(exp.finetune.method, exp.method_settings)(tuning)
+        if record["steps"] != curve[-1]["steps"]:
+            raise RuntimeError(f"{exp.finetune.method}: took {record['steps']} steps, the curve counted "
+                               f"{curve[-1]['steps']}")
+        curve[-1].update({k: v for k, v in record.items() if k != "steps"})
     return curve

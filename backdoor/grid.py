@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import AXES, cell_name, slug
+from .config import AXES, SCRATCH, cell_name, init_part, slug
 from .errors import ConfigError
 from .validation import check_number
 
@@ -30,8 +30,10 @@ class Cell:
     poison_rate: float
     regularizer: Any
     seed: int
+    init: Any
     ft_lr: float
     ft_clean_size: float
+    ft_method: Any
 
     def as_dict(self) -> dict[str, Any]:
         return {axis: getattr(self, axis) for axis in AXES}
@@ -60,9 +62,11 @@ class Cell:
         """What the trained model depends on: not the fine-tuning; a baseline (rate 0) neither the trigger
         nor the strategy."""
         if self.is_baseline:
-            return "_".join([slug(self.dataset), slug(self.arch), "clean", slug(self.regularizer), f"s{self.seed}"])
+            return "_".join([slug(self.dataset), slug(self.arch), "clean", slug(self.regularizer), f"s{self.seed}",
+                             *init_part(self.init)])
         return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
-                         "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}"])
+                         "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}",
+                         *init_part(self.init)])
 
     def detection_key(self, per_trigger: bool) -> str:
         """What a detector's result depends on: the trained model, and for a clean baseline scored on
@@ -73,7 +77,7 @@ class Cell:
 
     def detection_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer",
-                                              "seed")}
+                                              "seed", "init")}
 
     def family_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES if k != "poison_rate"}
@@ -82,21 +86,24 @@ class Cell:
         return {k: getattr(self, k) for k in ("dataset", "trigger", "strategy", "poison_rate", "seed")}
 
     def train_axes(self) -> dict[str, Any]:
-        axes = ("dataset", "arch", "poison_rate", "regularizer", "seed")
+        axes = ("dataset", "arch", "poison_rate", "regularizer", "seed", "init")
         if not self.is_baseline:
             axes += ("trigger", "strategy")
         return {k: getattr(self, k) for k in axes}
 
 
+OPTIONAL_AXES = {"init": [SCRATCH], "ft_method": ["ft"]}  # absent from grid: these single values
+
+
 def grid_axes(params: dict) -> dict[str, list]:
-    """Each axis list of ``grid:``, checked: present, a non-empty list, no duplicates."""
+    """Each axis list of ``grid:``, checked: present (but for ``OPTIONAL_AXES``), a non-empty list, no duplicates."""
     grid = params.get("grid")
     if not isinstance(grid, dict):
         raise ConfigError("grid: missing section in params.yaml (one block-style list per axis: "
                           f"{', '.join(AXES)})")
     axes = {}
     for axis in AXES:
-        values = grid.get(axis)
+        values = grid.get(axis, OPTIONAL_AXES.get(axis))
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{axis}: must be a non-empty list, got {values!r}")
         normalized = [float(v) if axis in FLOAT_AXES and isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -152,7 +159,8 @@ def grid_settings(params: dict) -> dict:
     """
     return {"grid": {"settings": (params.get("grid") or {}).get("settings") or {}},
             "triggers": params.get("triggers") or {}, "regularizers": params.get("regularizers") or {},
-            "detectors": params.get("detectors") or {}}
+            "detectors": params.get("detectors") or {}, "finetune_methods": params.get("finetune_methods") or {},
+            "inits": params.get("inits") or {}}
 
 
 def check_plan(params: dict, plan: dict, settings: dict) -> None:

@@ -31,10 +31,25 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+LrFactor = Callable[[int, int], float]  # (step, total steps) -> factor of cfg.lr
+
+
+def warmup_cosine(cfg: LoopConfig, steps_per_epoch: int) -> LrFactor:
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    return lambda step, total: lr_factor(step, total, warmup)
+
+
 def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopConfig, *, seed: int,
         loss_fn: Loss | None = None, on_epoch_end: Callable[[int, float], None] | None = None,
-        device: torch.device | None = None, progress: bool = True) -> None:
-    """Train ``clf.model`` in place with SGD + Nesterov, warm-up + cosine, crop/flip per batch."""
+        device: torch.device | None = None, progress: bool = True, params: list[nn.Parameter] | None = None,
+        schedule: LrFactor | None = None, after_step: Callable[[], None] | None = None,
+        freeze_norm_stats: bool = False) -> int:
+    """Train ``clf.model`` in place with SGD (+ Nesterov unless ``cfg.nesterov`` is off), warm-up + cosine per step
+    (or ``schedule``), crop/flip per batch; return the optimizer steps taken.
+
+    ``params``: the parameters to train (default all; the others keep their values, and their BatchNorm statistics
+    still follow the data unless ``freeze_norm_stats``: then BatchNorm layers with no trained parameter stay in eval
+    mode, a frozen backbone); ``after_step``: called after every optimizer step (a fine-tuning method's constraint)."""
     from tqdm import tqdm
 
     device = device or pick_device()
@@ -44,17 +59,25 @@ def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopCo
     loss_fn = loss_fn or cross_entropy(cfg.label_smoothing)
     images, labels = images.to(device), labels.to(device)  # uint8 on the device: no loader, no workers
     rng = generator(seed, "batches", device)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # no weight decay on BN and biases
+    trained = list(model.parameters()) if params is None else params
+    trained_ids = {id(p) for p in trained}
+    frozen_norms = [m for m in model.modules() if freeze_norm_stats and isinstance(m, nn.modules.batchnorm._BatchNorm)
+                    and not any(id(p) in trained_ids for p in m.parameters(recurse=False))]
+    decay = [p for p in trained if p.ndim > 1]
+    no_decay = [p for p in trained if p.ndim <= 1]  # no weight decay on BN and biases
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
-                                lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+                                lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
-    total, warmup = cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+    total = cfg.epochs * steps_per_epoch
+    factor = schedule or warmup_cosine(cfg, steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s, total))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    steps = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
+        for norm in frozen_norms:
+            norm.eval()
         order = torch.randperm(len(labels), generator=rng, device=device)
         total_loss = torch.zeros((), device=device)
         batches = tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
@@ -68,6 +91,10 @@ def fit(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, cfg: LoopCo
             loss.backward()
             optimizer.step()
             scheduler.step()
+            steps += 1
+            if after_step is not None:
+                after_step()
             total_loss += loss.detach() * len(idx)
         if on_epoch_end is not None:
             on_epoch_end(epoch, (total_loss / len(labels)).item())
+    return steps

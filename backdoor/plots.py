@@ -118,24 +118,33 @@ def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
-    """ASR (solid) and clean accuracy (dashed) against fine-tune epoch, mean per trigger over poisoned cells;
-    one panel per fine-tuning setting (rows: ft_lr, columns: ft_clean_size)."""
+    """ASR (solid) and clean accuracy (dashed) against the optimizer steps of fine-tuning (0 = before), mean per
+    trigger (and init, where several) over poisoned cells; a panel per fine-tuning method and lr (rows) and
+    clean-set size (columns)."""
     poisoned = curves[curves["poison_rate"] > 0]
-    lrs, sizes = sorted(set(poisoned["ft_lr"])) or [None], sorted(set(poisoned["ft_clean_size"])) or [None]
-    fig, axes = plt.subplots(len(lrs), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(lrs)), squeeze=False,
-                             sharex=True, sharey=True)
-    for (i, lr), (j, size) in itertools.product(enumerate(lrs), enumerate(sizes)):
+    if "ft_method" not in poisoned:
+        poisoned = poisoned.assign(ft_method="ft")
+    x = "steps" if "steps" in poisoned and poisoned["steps"].notna().all() else "epoch"
+    settings = list(dict.fromkeys(zip(poisoned["ft_method"], poisoned["ft_lr"]))) or [(None, None)]
+    sizes = sorted(set(poisoned["ft_clean_size"])) or [None]
+    lines = ["trigger", *(["init"] if "init" in poisoned and poisoned["init"].nunique() > 1 else [])]
+    fig, axes = plt.subplots(len(settings), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(settings)),
+                             squeeze=False, sharey=True)
+    for (i, (method, lr)), (j, size) in itertools.product(enumerate(settings), enumerate(sizes)):
         ax = axes[i, j]
-        panel = poisoned[(poisoned["ft_lr"] == lr) & (poisoned["ft_clean_size"] == size)]
-        for index, (trigger, rows) in enumerate(panel.groupby("trigger")):
-            mean = rows.groupby("epoch")[["asr", "clean_acc"]].mean()
-            colour = f"C{index}"
-            ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{trigger} ASR")
-            ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{trigger} CA")
-        ax.set(title=f"ft_lr {lr:g}, clean {size:g}" if lr is not None else "no poisoned cells", ylim=(-0.02, 1.02))
+        panel = poisoned[(poisoned["ft_method"] == method) & (poisoned["ft_lr"] == lr) &
+                         (poisoned["ft_clean_size"] == size)]
+        for index, (key, rows) in enumerate(panel.groupby(lines)):
+            label = " ".join(map(str, key if isinstance(key, tuple) else (key,)))
+            mean = rows.groupby(x)[["asr", "clean_acc"]].mean()
+            colour = f"C{index % 10}"
+            ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{label} ASR")
+            ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{label} CA")
+        title = f"{method}, lr {lr:g}, clean {size:g}" if method is not None else "no poisoned cells"
+        ax.set(title=title, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
-        ax.set_xlabel("fine-tune epoch (0 = before)")
+        ax.set_xlabel("fine-tuning steps (0 = before)" if x == "steps" else "fine-tune epoch (0 = before)")
     for ax in axes[:, 0]:
         ax.set_ylabel("rate")
     axes[0, -1].legend(fontsize=7, ncol=2)

@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .io import read_json
 
 METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
-BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "ft_lr", "ft_clean_size")
+BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "init", "ft_lr", "ft_clean_size", "ft_method")
 ASR_REMOVED = 0.2  # "the backdoor no longer works": ASR below this after fine-tuning
 Z95 = 1.959964
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -48,10 +48,15 @@ def cell_results(plan: dict, cells_dir: str | Path) -> dict[str, dict]:
     return results
 
 
-def first_epoch_below(curve: list[dict], key: str = "asr", threshold: float = ASR_REMOVED) -> int | None:
-    """The first fine-tune epoch (0 = before) at which ``key`` is below ``threshold``; None if never (a
-    diverged model's null metrics never are)."""
-    return next((point["epoch"] for point in curve if point[key] is not None and point[key] < threshold), None)
+def epoch_stays_below(curve: list[dict], key: str = "asr", threshold: float = ASR_REMOVED) -> int | None:
+    """The first evaluated fine-tune epoch (0 = before) from which ``key`` stays below ``threshold`` to the end;
+    None if it is not below at the end (a backdoor that dips and comes back was not removed; a diverged model's
+    null metrics never are)."""
+    epoch = None
+    for point in curve:
+        below = point[key] is not None and point[key] < threshold
+        epoch = (point["epoch"] if epoch is None else epoch) if below else None
+    return epoch
 
 
 def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
@@ -62,12 +67,14 @@ def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
         rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
                      "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
                      **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
-                     "ft_epochs": metrics["curve"][-1]["epoch"],
-                     "ft_epoch_asr_below_0.2": first_epoch_below(metrics["curve"]),
+                     "ft_epochs": metrics["curve"][-1]["epoch"], "ft_steps": metrics["curve"][-1].get("steps"),
+                     "ft_epoch_asr_stays_below_0.2": epoch_stays_below(metrics["curve"]),
+                     "ft_pruned_channels": metrics["curve"][-1].get("pruned_channels"),
                      "num_poisoned": metrics["num_poisoned"], "num_train": metrics["num_train"],
                      "num_test": metrics["num_test"]})
     table = pd.DataFrame(rows)
-    table["ft_epoch_asr_below_0.2"] = table["ft_epoch_asr_below_0.2"].astype("Int64")  # empty when never
+    for column in ("ft_epoch_asr_stays_below_0.2", "ft_steps", "ft_pruned_channels"):
+        table[column] = table[column].astype("Int64")  # empty when never (or not recorded, or not pruned)
     return table
 
 
@@ -113,7 +120,9 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
         for axis in AXES:
             curve[axis] = cell[axis]
         curve["cell"] = cell["name"]
-        frames.append(curve[["cell", *AXES, "epoch", "clean_acc", "asr"]])
+        if "steps" not in curve:
+            curve["steps"] = None
+        frames.append(curve[["cell", *AXES, "epoch", "steps", "clean_acc", "asr"]])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -74,24 +74,39 @@ def regularizer_table(summary: pd.DataFrame) -> str:
                                                   "after fine-tuning: clean acc", "ft_asr": "ASR"})
 
 
+PERSISTENCE_KEYS = {"poison_rate": "poison rate", "init": "init", "ft_method": "method", "ft_lr": "ft lr"}
+
+
+def _key_label(key: str, value) -> str:
+    return percent(value) if key == "poison_rate" else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def persistence_table(summary: pd.DataFrame) -> str:
-    """A row per trigger and fine-tuning lr, a column per clean-set size: ASR after fine-tuning (mean [min,
-    max] over seeds), CA after (mean), and the first epoch at which ASR fell below 0.2 in each seed ("-":
-    never). ASR and CA before fine-tuning are the trained model's, shared by the row."""
+    """A row per trigger (and per poison rate, init, fine-tuning method and lr where the run has several), a column
+    per clean-set size: ASR after fine-tuning (mean [min, max] over seeds) · CA after (mean) · the optimizer steps
+    taken · the epoch from which ASR stays below 0.2 to the end, per seed ("-": it does not). ASR and CA before
+    fine-tuning are the trained model's, shared by the row."""
     poisoned = summary[summary["poison_rate"] > 0]
+    keys = ["trigger", *(k for k in PERSISTENCE_KEYS if k in poisoned and poisoned[k].nunique() > 1)]
     sizes = sorted(poisoned["ft_clean_size"].unique())
     pool = int(poisoned["num_train"].iloc[0])
-    header = ["trigger", "ft lr", "ASR, CA before"] + [
+    header = [*(PERSISTENCE_KEYS.get(k, k) for k in keys), "ASR, CA before"] + [
         f"{percent(size)} ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images"
         for size in sizes]
     rows = []
-    for (trigger, lr), group in poisoned.groupby(["trigger", "ft_lr"], sort=False):
+    for values, group in poisoned.groupby(keys, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
         before = group[group["ft_clean_size"] == sizes[0]]
-        row = [trigger, f"{lr:g}", f"{spread(before['asr'], 3)}, {_num(before['clean_acc'].mean(), 3)}"]
+        row = [*(_key_label(k, v) for k, v in zip(keys, values)),
+               f"{spread(before['asr'], 3)}, {_num(before['clean_acc'].mean(), 3)}"]
         for size in sizes:
             cell = group[group["ft_clean_size"] == size].sort_values("seed")
-            epochs = ", ".join("-" if pd.isna(e) else str(int(e)) for e in cell["ft_epoch_asr_below_0.2"])
-            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {epochs}")
+            if cell.empty:
+                row.append("-")
+                continue
+            stays = ", ".join("-" if pd.isna(e) else str(int(e)) for e in cell["ft_epoch_asr_stays_below_0.2"])
+            steps = "/".join(f"{int(s):,}" for s in cell["ft_steps"].dropna().unique()) or "-"
+            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps · {stays}")
         rows.append(row)
     return markdown(rows, header)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -9,9 +10,12 @@ import torch
 from .classifier import Classifier, predict
 from .config import Experiment
 from .datasets import Dataset
+from .errors import ConfigError
 from .evaluation import evaluate
+from .io import sha256_file
 from .loop import fit
 from .metrics import clean_accuracy
+from .models import classifier_head
 from .poisoned_set import PoisonedSet, training_pool
 from .regularizers import build_regularizer
 
@@ -32,6 +36,8 @@ def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, lo
     """Train on the poisoned set; ``poisoned=None`` trains the clean baseline (CA logged, no ASR)."""
     images, labels = training_set(exp, data, poisoned)
     clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained, seed=exp.seed)
+    if exp.train.init is not None:
+        start_from(clf, exp.train.init)
     loss = build_regularizer(exp.regularizer, clf.model, exp.train.label_smoothing, **exp.regularizer_settings)
 
     def on_epoch_end(epoch: int, train_loss: float) -> None:
@@ -44,5 +50,25 @@ def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, lo
             values |= evaluate(clf, data, poisoned)
         log(epoch, values)
 
-    fit(clf, images, labels, exp.train, seed=exp.seed, loss_fn=loss, on_epoch_end=on_epoch_end, progress=progress)
+    head = None if exp.train.freeze == "none" else list(classifier_head(clf.model).parameters())
+    fit(clf, images, labels, exp.train, seed=exp.seed, loss_fn=loss, on_epoch_end=on_epoch_end, progress=progress,
+        params=head, freeze_norm_stats=head is not None)
     return clf
+
+
+def start_from(clf: Classifier, path: str | Path) -> None:
+    """The transfer setting (``train.init``): every weight and BatchNorm statistic of a trained model of the same
+    arch, but its head, which keeps this model's seeded initialisation (the classes differ). The source's
+    digest joins ``trained_on``, so the new model's bytes change with it."""
+    source = Classifier.load(path)
+    if (source.arch, source.in_chans) != (clf.arch, clf.in_chans):
+        raise ConfigError(f"train.init: {path} is a {source.arch} on {source.in_chans} channels; this model is a "
+                          f"{clf.arch} on {clf.in_chans}")
+    head = {id(p) for p in classifier_head(clf.model).parameters()}
+    head_names = {name for name, p in clf.model.named_parameters() if id(p) in head}
+    state = {k: v for k, v in source.model.state_dict().items() if k not in head_names}
+    missing, unexpected = clf.model.load_state_dict(state, strict=False)
+    if set(missing) != head_names or unexpected:
+        raise ConfigError(f"train.init: {path} does not fit this {clf.arch}: missing {sorted(set(missing) - head_names)},"
+                          f" unexpected {sorted(unexpected)}")
+    clf.init_from = sha256_file(path)

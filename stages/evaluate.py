@@ -10,14 +10,14 @@ import csv
 from pathlib import Path
 
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.evaluation import before_after
+from backdoor.evaluation import METRIC_KEYS, before_after
 from backdoor.io import read_json, write_json
 
 
 def read_curve(path: Path) -> list[dict[str, float]]:
-    """The fine-tune stage's curve.csv, a row per epoch (0 = before); a diverged model's metrics are NaN."""
+    """The fine-tune stage's curve.csv: CA, ASR and RA per evaluated epoch (0 = before); a diverged model's are NaN."""
     with open(path, newline="") as handle:
-        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [{k: float(row[k]) if row[k] else float("nan") for k in METRIC_KEYS} for row in csv.DictReader(handle)]
 
 
 def main(args) -> None:

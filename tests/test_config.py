@@ -201,11 +201,35 @@ def test_a_missing_methods_section_is_refused_at_the_check(section):
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[1] / "presets").glob("*.yaml")))
-def test_every_preset_is_a_whole_valid_params_file(preset):
-    params = read_params(Path(__file__).parents[1] / "presets" / f"{preset}.yaml")
-    assert set(params) == set(PARAMS) and set(params["grid"]) == set(PARAMS["grid"])
+def test_every_preset_is_a_short_overlay_that_merges_into_valid_params(preset):
+    from backdoor.presets import preset_params, read_overlay
+
+    root = Path(__file__).parents[1]
+    assert len((root / "presets" / f"{preset}.yaml").read_text().splitlines()) <= 60
+    overlay = read_overlay(preset, root)
+    assert overlay and all(key in PARAMS for key in overlay)  # only keys it changes
+    params = preset_params(preset, root)
     # the natural-image presets read copies extracted by `make external-data`; checked here as the originals
     originals = {"folder:data/external/cifar10-jpeg": "cifar10", "folder:data/external/flowers-160": "flowers"}
     params["dataset"] = originals.get(params["dataset"], params["dataset"])
     params["grid"]["dataset"] = [originals.get(name, name) for name in params["grid"]["dataset"]]
     validate_params(params)
+
+
+def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):
+    from backdoor.presets import apply_preset
+
+    root = Path(__file__).parents[1]
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "params.yaml").write_text((root / "params.yaml").read_text())
+    (tmp_path / "presets" / "mine.yaml").write_text("trigger: blend\ngrid:\n  seed:\n    - 0\n    - 3\n")
+    apply_preset("mine", tmp_path)
+    text = (tmp_path / "params.yaml").read_text()
+    params = read_params(tmp_path / "params.yaml")
+    assert params["trigger"] == "blend" and params["grid"]["seed"] == [0, 3] and params["arch"] == PARAMS["arch"]
+    assert "# checker | art-pattern | square" in text and "    - 3" in text  # comments kept, lists block-style
+    (tmp_path / "presets" / "typo.yaml").write_text("trigerr: blend\n")
+    with pytest.raises(ConfigError, match="preset: trigerr is not a key of params.yaml"):
+        apply_preset("typo", tmp_path)
+    with pytest.raises(ConfigError, match="PRESET: no .*nothing.yaml; valid choices: mine, typo"):
+        apply_preset("nothing", tmp_path)

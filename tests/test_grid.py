@@ -14,7 +14,7 @@ from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, grid_settings
 from backdoor.io import read_json, write_json
 from backdoor.pipeline.plan import write_plan
-from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, first_epoch_below,
+from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, epoch_stays_below,
                              seed_summary, t_critical)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_adding_a_poison_rate_trains_only_the_new_cells(tmp_path):
     after = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05, 0.1]), tmp_path / "b")
     changed = sorted(name for name in before if after[name] != before[name])
     new = sorted(set(after) - set(before))
-    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05"]  # the family
+    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05_ft"]  # the family
     assert new == ["poison-fashion-mnist_checker_all-to-one_r0.1_s0",
                    "train-fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"]
 
@@ -156,7 +156,7 @@ def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path
                     "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt",  # pins the data it saw
                     "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
                 assert stage["outs"] == [
-                    "reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05.json"]
+                    "reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05_ft.json"]
                 assert "--poison-rate 0.0 0.05 --poisoned" in stage["cmd"]
 
 
@@ -205,7 +205,7 @@ def synthetic_table(tmp_path):
 def test_report_table_on_synthetic_results(tmp_path):
     table = synthetic_table(tmp_path)
     assert len(table) == 6
-    assert list(table.columns[:10]) == ["cell", *AXES]
+    assert list(table.columns[:len(AXES) + 1]) == ["cell", *AXES]
     poisoned = table[table["poison_rate"] == 0.05].set_index("seed")
     assert poisoned["clean_acc_gap"].tolist() == pytest.approx([-0.02, -0.02, -0.05])
     assert poisoned["ft_asr"].tolist() == pytest.approx([0.49, 0.48, 0.47])
@@ -259,11 +259,14 @@ def test_report_without_baselines_says_unknown_not_none(tmp_path):
     json.dumps(metrics, allow_nan=False)  # valid JSON
 
 
-def test_first_epoch_below_a_threshold():
-    curve = [{"epoch": 0, "asr": 0.99}, {"epoch": 1, "asr": 0.5}, {"epoch": 2, "asr": 0.1}, {"epoch": 3, "asr": 0.3}]
-    assert first_epoch_below(curve) == 2
-    assert first_epoch_below(curve[:2]) is None
-    assert first_epoch_below(curve, threshold=0.995) == 0
+def test_the_epoch_from_which_asr_stays_below_a_threshold():
+    """A dip that comes back is not a removal (WaNet's ASR fell below 0.2 and rose to 0.43-0.52 in the old runs)."""
+    curve = [{"epoch": 0, "asr": 0.99}, {"epoch": 1, "asr": 0.1}, {"epoch": 2, "asr": 0.5}, {"epoch": 3, "asr": 0.15},
+             {"epoch": 4, "asr": 0.1}]
+    assert epoch_stays_below(curve) == 3
+    assert epoch_stays_below(curve[:3]) is None  # below at epoch 1, back up at the end
+    assert epoch_stays_below(curve, threshold=0.995) == 0
+    assert epoch_stays_below([{"epoch": 0, "asr": 0.9}, {"epoch": 1, "asr": None}]) is None  # diverged
 
 
 def test_detector_stages_per_model_and_what_they_depend_on(tmp_path):
@@ -317,7 +320,7 @@ def test_a_diverged_cell_has_empty_metrics_and_is_counted(tmp_path):
     write_cell(tmp_path / "cells", cell["family_key"], cell["name"], None, None, None, None)
     table = add_baseline_gap(collect(plan, cell_results(plan, tmp_path / "cells")))
     row = table.set_index("cell").loc[cell["name"]]
-    assert pd.isna(row["clean_acc"]) and pd.isna(row["ft_asr"]) and pd.isna(row["ft_epoch_asr_below_0.2"])
+    assert pd.isna(row["clean_acc"]) and pd.isna(row["ft_asr"]) and pd.isna(row["ft_epoch_asr_stays_below_0.2"])
     assert pd.isna(row["clean_acc_gap"])
     metrics = aggregate_metrics(table)
     assert metrics["diverged_cells"] == 1 and metrics["mean_asr"] == pytest.approx((0.98 + 0.94) / 2)

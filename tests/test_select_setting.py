@@ -11,6 +11,7 @@ import yaml
 from backdoor import selection as select_setting
 from backdoor.datasets import Dataset, Split, store_dataset
 from backdoor.datasets.registry import dataset_spec
+from backdoor.presets import preset_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +48,7 @@ def test_tool_runs_and_writes_its_choice(tmp_path):
     data = toy_dataset()
     store_dataset(dataset_spec("fashion-mnist"), (data.train.images, data.train.labels, data.test.images,
                                                   data.test.labels), tmp_path / "raw", "generated")
-    params = yaml.safe_load((ROOT / "presets" / "regularizers-cpu.yaml").read_text())
+    params = preset_params("regularizers-cpu", ROOT)
     params["grid"]["settings"]["train"].update(epochs=1, subset=None, batch_size=64)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "choice.json"
@@ -63,8 +64,8 @@ def test_tool_runs_and_writes_its_choice(tmp_path):
 
 
 def test_unknown_setting_is_refused(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params",
-                             str(ROOT / "presets" / "regularizers-cpu.yaml"), "--regularizer", "snnl", "--key", "fator",
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "select_setting.py"), "--preset",
+                             "regularizers-cpu", "--regularizer", "snnl", "--key", "fator",
                              "--values", "-1"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "regularizers.snnl" in result.stderr and "'fator'" in result.stderr
@@ -72,8 +73,8 @@ def test_unknown_setting_is_refused(tmp_path):
 
 
 def test_bad_regularizer_or_value_fails_before_training(tmp_path):
-    tool = [sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params",
-            str(ROOT / "presets" / "regularizers-cpu.yaml"), "--raw", str(tmp_path / "missing")]
+    tool = [sys.executable, str(ROOT / "tools" / "select_setting.py"), "--preset",
+            "regularizers-cpu", "--raw", str(tmp_path / "missing")]
     result = subprocess.run(tool + ["--regularizer", "snl", "--key", "factor", "--values", "-1"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--regularizer: unknown value 'snl'; valid choices:" in result.stderr

@@ -176,8 +176,8 @@ def test_a_family_fine_tuned_in_one_run_matches_one_run_per_cell(tmp_path):
     assert stage(tmp_path, "finetune.py", "--cell", *family, *fine_tuning, "poison_rate=0.1", "--raw", "raw",
                  "--poisoned", "p0.1", "--model", "m0.1/model.pt", "--report", "alone.json").returncode == 0
     family_results, alone = (json.loads((tmp_path / f).read_text()) for f in ("family.json", "alone.json"))
-    name = "fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0_ftlr0.01_ftn12"
-    baseline = "fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0_ftlr0.01_ftn12"
+    name = "fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0_ftlr0.01_ftn12_ft"
+    baseline = "fashion-mnist_small-cnn_checker_all-to-one_r0_none_s0_ftlr0.01_ftn12_ft"
     assert list(family_results) == [baseline, name]
     assert family_results[name] == alone[name]
     assert alone[name]["num_poisoned"] == 4 and family_results[baseline]["num_poisoned"] == 0

@@ -15,18 +15,22 @@ def test_spread_is_mean_min_max_over_seeds():
     assert spread(pd.Series([0.25]), 2) == "0.25" and spread(pd.Series([math.nan])) == "-"
 
 
-def test_persistence_rows_are_trigger_and_lr_with_a_column_per_clean_size():
+def test_persistence_rows_are_trigger_and_what_varies_with_a_column_per_clean_size():
     summary = pd.DataFrame({
-        "trigger": ["blend"] * 4, "ft_lr": [0.05] * 4, "ft_clean_size": [0.05, 0.05, 0.1, 0.1],
-        "poison_rate": [0.1] * 4, "seed": [1, 0, 0, 1], "num_train": [20000] * 4, "asr": [0.99, 0.98, 0.98, 0.99],
-        "ft_asr": [0.1, 0.3, 0.05, 0.15], "clean_acc": [0.88, 0.89, 0.89, 0.88], "ft_clean_acc": [0.87, 0.86, 0.85, 0.86],
-        "ft_epoch_asr_below_0.2": [3, None, 2, 4]})
+        "trigger": ["blend"] * 6, "ft_lr": [0.05] * 6, "ft_clean_size": [0.05, 0.05, 0.1, 0.1, 0.05, 0.05],
+        "ft_method": ["ft"] * 4 + ["fst"] * 2,
+        "poison_rate": [0.1] * 6, "seed": [1, 0, 0, 1, 0, 1], "num_train": [20000] * 6,
+        "asr": [0.99, 0.98, 0.98, 0.99, 0.98, 0.99], "ft_asr": [0.1, 0.3, 0.05, 0.15, 0.01, 0.02],
+        "clean_acc": [0.88, 0.89, 0.89, 0.88, 0.89, 0.88], "ft_clean_acc": [0.87, 0.86, 0.85, 0.86, 0.80, 0.80],
+        "ft_steps": [80, 80, 160, 160, 80, 80], "ft_epoch_asr_stays_below_0.2": [3, None, 2, 4, 1, 1]})
     lines = persistence_table(summary).splitlines()
-    assert lines[0] == "| trigger | ft lr | ASR, CA before | 5 % (1,000 images) | 10 % (2,000 images) |"
-    # seed 0 never fell below 0.2 with 5 %, seed 1 at epoch 3; with 10 %: seed 0 at 2, seed 1 at 4
-    assert lines[2] == ("| blend | 0.05 | 0.985 [0.980, 0.990], 0.885 | 0.200 [0.100, 0.300] · 0.865 · -, 3 "
-                        "| 0.100 [0.050, 0.150] · 0.855 · 2, 4 |")
-    assert len(lines) == 3
+    # one lr: no lr column; two methods: a method column
+    assert lines[0] == "| trigger | method | ASR, CA before | 5 % (1,000 images) | 10 % (2,000 images) |"
+    # seed 0's ASR does not stay below 0.2 with 5 %, seed 1's from epoch 3; with 10 %: seed 0 from 2, seed 1 from 4
+    assert lines[2] == ("| blend | ft | 0.985 [0.980, 0.990], 0.885 | 0.200 [0.100, 0.300] · 0.865 · 80 steps · -, 3 "
+                        "| 0.100 [0.050, 0.150] · 0.855 · 160 steps · 2, 4 |")
+    assert lines[3] == "| blend | fst | 0.985 [0.980, 0.990], 0.885 | 0.015 [0.010, 0.020] · 0.800 · 80 steps · 1, 1 | - |"
+    assert len(lines) == 4
 
 
 def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector():

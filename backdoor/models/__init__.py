@@ -67,6 +67,31 @@ def block_layers(model: nn.Module) -> list[str]:
     return list(getattr(model, "block_layers", None) or hidden_layers(model))
 
 
+def classifier_head(model: nn.Module) -> nn.Linear:
+    """The final linear layer (timm's ``get_classifier``, which every family here has): what linear probing trains,
+    FE-tuning and FST re-initialise and fine-pruning masks."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"{type(model).__name__}: its classifier is {type(head).__name__}, not one linear layer: "
+                          f"the fine-tuning methods that work on the head (lp, fe-tuning, fst, fine-pruning) need one")
+    return head
+
+
+def prunable_layer(model: nn.Module) -> tuple[str, int]:
+    """The layer fine-pruning prunes, by module name, and its channels: the last hidden stage (timm's feature_info),
+    whose channels, averaged over the image, are the head's inputs. Masking a head input is masking that
+    channel (BackdoorBench masks the linear layer's input columns; Liu et al. prune the last conv's filters)."""
+    layers = getattr(model, "feature_info", None)
+    if not layers:
+        raise ConfigError(f"{type(model).__name__}: no feature_info, so no layer to prune")
+    last = (layers if isinstance(layers, list) else layers.info)[-1]
+    head = classifier_head(model)
+    if last["num_chs"] != head.in_features:
+        raise ConfigError(f"{type(model).__name__}: its last stage {last['module']} has {last['num_chs']} channels but "
+                          f"the head takes {head.in_features} features: fine-pruning cannot map one to the other")
+    return last["module"], int(last["num_chs"])
+
+
 from . import small_cnn  # noqa: E402,F401  (registers small-cnn)
 from . import nasnet  # noqa: E402,F401  (registers nasnet-mobile, nasnet-large)
 from . import cpu_resnet  # noqa: E402,F401  (registers resnet6-cpu)

@@ -82,6 +82,9 @@ class NASNetA(nn.Module):
         self.global_pool, self.head_drop, self.last_linear = create_classifier(
             num_features, num_classes, pool_type="avg", drop_rate=drop_rate)
 
+    def get_classifier(self) -> nn.Module:
+        return self.last_linear
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x_conv0 = self.conv0(x)
         x_stem_0 = self.cell_stem_0(x_conv0)

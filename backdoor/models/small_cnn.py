@@ -31,6 +31,9 @@ class StagedCNN(nn.Module):
                              for i, w in enumerate(widths)]
         self.block_layers = [info["module"] for info in self.feature_info]
 
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)
 

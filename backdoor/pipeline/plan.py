@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import slug
+from ..config import SCRATCH, init_settings, slug
 from ..datasets.registry import FOLDER_PREFIX
 from ..detectors import KINDS
 from ..grid import Cell, families, grid_detectors, grid_settings, grid_shards
@@ -77,6 +77,9 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
     raw, poisoned, trained = raw_dir(cell), poisoned_dir(cell), train_dir(cell)
     trigger_params = [f"triggers.{cell.trigger}"] if cell.trigger in (params.get("triggers") or {}) else []
     reg_params = [f"regularizers.{cell.regularizer}"] if cell.regularizer in (params.get("regularizers") or {}) else []
+    # a model to start from: its file is a dependency (retraining the source re-runs every cell that starts from it)
+    init = init_settings(params, cell.init).get("init")
+    init_deps, init_params = ([init], [f"inits.{cell.init}"]) if cell.init != SCRATCH else ([], [])
     setting = [f"grid.settings.{k}" for k in ("trigger_size", "trigger_location", "target", "source")]
     return {
         f"download-{slug(cell.dataset)}": {
@@ -96,14 +99,15 @@ def cell_stages(cell: Cell, params: dict) -> dict[str, dict]:
         f"train-{cell.train_key}": {
             "cmd": (f"python stages/train.py --params {SETTINGS} --cell {cell_args(cell.train_axes())} --raw {raw}"
                     + ("" if cell.is_baseline else f" --poisoned {poisoned}") + f" --out {trained}"),
-            "deps": [fingerprint_file("train"), f"{raw}/{MANIFEST}" if cell.is_baseline else f"{poisoned}/{MANIFEST}"],
-            "params": params_dep("grid.settings.train", *reg_params),
+            "deps": [fingerprint_file("train"), f"{raw}/{MANIFEST}" if cell.is_baseline else f"{poisoned}/{MANIFEST}",
+                     *init_deps],
+            "params": params_dep("grid.settings.train", *reg_params, *init_params),
             "outs": [trained],
         },
     }
 
 
-def finetune_stage(family: list[Cell]) -> dict:
+def finetune_stage(family: list[Cell], params: dict) -> dict:
     """One stage fine-tunes and evaluates every cell of a family (all its poison rates) into one file.
 
     It depends on each model.pt, which records the digest of the data it was trained on (checked on
@@ -118,9 +122,14 @@ def finetune_stage(family: list[Cell]) -> dict:
                 f"--model {' '.join(models)} --report {family_report(family)}"),
         "deps": [fingerprint_file("finetune"),
                  *(f"{p}/{MANIFEST}" for c, p in zip(family, poisoned) if c.is_baseline), *models],
-        "params": params_dep("grid.settings.finetune"),
+        "params": params_dep("grid.settings.finetune", *method_params(family[0].ft_method, params)),
         "outs": [family_report(family)],
     }
+
+
+def method_params(method: str, params: dict) -> list[str]:
+    """A fine-tuning method's settings block, when params.yaml has one (defaults otherwise: nothing to depend on)."""
+    return [f"finetune_methods.{method}"] if method in (params.get("finetune_methods") or {}) else []
 
 
 def features_dir(cell: Cell) -> str:
@@ -172,7 +181,7 @@ def grid_stages(cells: list[Cell], params: dict) -> dict[str, dict]:
     for cell in cells:
         stages.update(cell_stages(cell, params))
     for key, family in families(cells).items():
-        stages[f"finetune-{key}"] = finetune_stage(family)
+        stages[f"finetune-{key}"] = finetune_stage(family, params)
     detectors = grid_detectors(params)
     for cell in cells:
         if any(KINDS[d] == "training-data" for d in detectors):

@@ -1,0 +1,154 @@
+"""Fine-tuning methods: how the defender fine-tunes a model on its clean images (``finetune.method``, grid axis
+``ft_method``).
+
+Adding a method is one module with a factory and one ``@register_method`` line (and its import at the bottom).
+A factory takes the method's own settings (``params.yaml: finetune_methods.<name>``) as keyword arguments with
+defaults, validates them and returns ``run(tuning) -> record``: it fine-tunes ``tuning.clf`` in place and returns
+at least ``steps``, the optimizer updates it took (the budget to compare methods by). A method's settings block
+may also override the shared loop settings of ``finetune:`` (``weight_decay: 0.0`` for FST, whose code has none).
+
+=================  ==================  =====================================================================
+name               module              source
+=================  ==================  =====================================================================
+``ft``             ``ft.py``           vanilla fine-tuning of every layer (BackdoorBench ``defense/ft.py``)
+``lp``             ``lp.py``           linear probing: the head alone (FST's code, ``--ft_mode lp``)
+``fe-tuning``      ``fe_tuning.py``    head re-initialised and frozen, the rest trained (FST, ``fe-tuning``)
+``fst``            ``fst.py``          feature-shift tuning (Min et al., NeurIPS 2023, ``--ft_mode fst``)
+``super-ft``       ``super_ft.py``     super-fine-tuning's two-phase lr schedule (Sha et al. 2022)
+``fine-pruning``   ``fine_pruning.py`` prune the least active channels, then fine-tune (BackdoorBench ``fp.py``)
+=================  ==================  =====================================================================
+
+Each module's docstring names its reference code and every difference from it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ..classifier import Classifier
+from ..config import FinetuneConfig
+from ..datasets import Dataset
+from ..errors import choices_error
+from ..loop import fit
+from ..models import classifier_head
+from ..seeding import derive_seed
+from ..validation import check_keys, check_number, setting_names
+
+LOOP_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f.name not in ("clean_size", "method", "eval_every"))
+
+
+@dataclass
+class Tuning:
+    """What a method works with: the model (changed in place), the defender's clean images and labels, the loop
+    settings, the seed, the per-epoch callback, and the dataset (whose test split only fine-pruning's
+    ``stop_on: test`` reads, as BackdoorBench's rule does)."""
+
+    clf: Classifier
+    images: torch.Tensor
+    labels: torch.Tensor
+    cfg: FinetuneConfig
+    seed: int
+    data: Dataset
+    on_epoch_end: Callable[[int, float], None] | None = None
+    progress: bool = True
+
+    def fit(self, **options: Any) -> int:
+        """``backdoor.loop.fit`` on the clean images with these settings; returns the optimizer steps."""
+        return fit(self.clf, self.images, self.labels, self.cfg, seed=self.seed, on_epoch_end=self.on_epoch_end,
+                   progress=self.progress, **options)
+
+
+Method = Callable[[Tuning], dict[str, Any]]
+MethodFactory = Callable[..., Method]
+METHODS: dict[str, MethodFactory] = {}
+
+
+def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
+    def add(factory: MethodFactory) -> MethodFactory:
+        METHODS[name] = factory
+        return factory
+    return add
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """The method's own settings and their defaults, from its factory's signature."""
+    if name not in METHODS:
+        raise choices_error("finetune.method", name, sorted(METHODS))
+    params = inspect.signature(METHODS[name]).parameters
+    return {key: params[key].default for key in setting_names(METHODS[name])}
+
+
+def split_settings(name: str, settings: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``finetune_methods.<name>`` checked, split into the method's own settings and overrides of the loop's."""
+    settings = dict(settings or {})
+    check_keys(f"finetune_methods.{name}", settings, [*method_defaults(name), *LOOP_KEYS])
+    return ({k: v for k, v in settings.items() if k not in LOOP_KEYS},
+            {k: v for k, v in settings.items() if k in LOOP_KEYS})
+
+
+def tuning_config(cfg: FinetuneConfig, name: str, settings: dict[str, Any] | None) -> FinetuneConfig:
+    """The loop settings a method runs with: ``finetune:`` with its block's overrides, validated."""
+    _, overrides = split_settings(name, settings)
+    tuned = replace(cfg, **overrides)
+    tuned.validate(f"finetune_methods.{name}")
+    return tuned
+
+
+def build_method(name: str, settings: dict[str, Any] | None = None) -> Method:
+    own, _ = split_settings(name, settings)
+    return METHODS[name](**own)
+
+
+def check_method(name: str, settings: dict[str, Any] | None, cfg: FinetuneConfig | None = None) -> None:
+    """Raise ``ConfigError`` for an unknown method or a bad setting, before any work."""
+    build_method(name, settings)
+    tuning_config(cfg or FinetuneConfig(), name, settings)
+
+
+def number(name: str, key: str, value: object, **bounds: Any) -> float:
+    return check_number(f"finetune_methods.{name}.{key}", value, **bounds)
+
+
+# ------------------------------------------------------------- the head: what LP, FE-tuning, FST and FP work on
+
+
+def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    head = set(map(id, classifier_head(model).parameters()))
+    params = list(model.parameters())
+    return [p for p in params if id(p) in head], [p for p in params if id(p) not in head]
+
+
+def reinit_head(model: nn.Module, seed: int) -> None:
+    """FST's re-initialisation: weight and bias uniform in +-1/sqrt(fan_in) (nn.Linear's own reset draws the
+    same distributions), seeded."""
+    head = classifier_head(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "head-reinit"))
+        bound = 1 / math.sqrt(head.in_features)
+        nn.init.uniform_(head.weight, -bound, bound)
+        if head.bias is not None:
+            nn.init.uniform_(head.bias, -bound, bound)
+
+
+def keep_head_norm(model: nn.Module) -> Callable[[], None]:
+    """FST's code, in every mode: after each step the head's weight is rescaled to its Frobenius norm before
+    fine-tuning (taken before any re-initialisation)."""
+    head = classifier_head(model)
+    norm = head.weight.detach().norm()
+
+    @torch.no_grad()
+    def rescale() -> None:
+        head.weight.mul_(norm.to(head.weight.device) / head.weight.norm())
+    return rescale
+
+
+from . import fe_tuning, fine_pruning, fst, ft, lp, super_ft  # noqa: E402,F401  (register the methods)
+
+__all__ = ["METHODS", "Tuning", "build_method", "check_method", "method_defaults", "register_method",
+           "tuning_config"]

@@ -1,0 +1,78 @@
+"""Presets are overlays: ``presets/<name>.yaml`` holds only the keys a run changes from params.yaml.
+
+``merge`` lays an overlay on the parameters (mappings merge key by key; a list or scalar replaces what it meets),
+``apply_preset`` writes the result over params.yaml keeping its comments (``make preset PRESET=<name>``), and
+``preset_params`` gives the merged parameters without writing (what the tests validate for every preset).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any
+
+from .config import read_params
+from .errors import ConfigError
+from .io import atomic_path
+
+PRESETS = Path("presets")
+
+
+def merge(base: dict, overlay: dict, where: str = "") -> dict:
+    """``base`` with ``overlay`` laid on it; a key the base does not have is refused (a typo would be silently
+    ignored by every stage)."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if key not in base:
+            raise ConfigError(f"preset: {where}{key} is not a key of params.yaml")
+        if isinstance(value, dict) and isinstance(base[key], dict) and value:
+            merged[key] = merge(base[key], value, f"{where}{key}.")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def preset_names(root: str | Path = ".") -> list[str]:
+    return sorted(p.stem for p in (Path(root) / PRESETS).glob("*.yaml"))
+
+
+def read_overlay(name: str, root: str | Path = ".") -> dict:
+    path = Path(root) / PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"PRESET: no {path}; valid choices: {', '.join(preset_names(root))}")
+    return read_params(path)
+
+
+def preset_params(name: str, root: str | Path = ".") -> dict:
+    """params.yaml with preset ``name`` laid on it."""
+    return merge(read_params(Path(root) / "params.yaml"), read_overlay(name, root))
+
+
+def _lay(target: Any, overlay: dict) -> None:
+    """Lay ``overlay`` on ruamel's round-trip mapping in place, so unchanged keys keep their comments."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and value and isinstance(target.get(key), dict):
+            _lay(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def apply_preset(name: str, root: str | Path = ".") -> Path:
+    """Write params.yaml with the preset laid on it (checked first: an unknown key changes nothing)."""
+    from ruamel.yaml import YAML
+
+    root = Path(root)
+    overlay = read_overlay(name, root)
+    merge(read_params(root / "params.yaml"), overlay)  # refuses unknown keys before anything is written
+    yaml = YAML()
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096
+    params = yaml.load((root / "params.yaml").read_text())
+    _lay(params, overlay)
+    text = io.StringIO()
+    yaml.dump(params, text)
+    with atomic_path(root / "params.yaml") as tmp:
+        tmp.write_text(f"# params.yaml with presets/{name}.yaml laid on it (make preset); git checkout params.yaml "
+                       f"restores the default\n" + text.getvalue())
+    return root / "params.yaml"
