@@ -196,6 +196,37 @@ def test_adding_a_fine_tuning_value_trains_nothing(repo):
     assert sorted(summary["ft_lr"]) == [0.01, 0.01, 0.05, 0.05]
 
 
+def test_adding_fine_tuning_methods_trains_nothing_and_records_their_steps(repo):
+    edit_params(repo, lambda p: p["grid"].update(ft_method=["ft", "fst", "fine-pruning"]))
+    sh(repo, "python", "stages/plan_grid.py")
+    ran = executed(sh(repo, "dvc", "repro"))
+    assert sorted(s.split(":")[-1].split("-")[0] for s in ran) == ["check", "finetune", "finetune", "report"], ran
+    summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
+    assert sorted(summary["ft_method"]) == ["fine-pruning", "fine-pruning", "fst", "fst", "ft", "ft"]
+    assert (summary["ft_steps"] == 3).all()  # 300 clean images in batches of 128, one epoch
+    pruned = summary[summary["ft_method"] == "fine-pruning"]["ft_pruned_channels"]
+    assert pruned.notna().all() and summary[summary["ft_method"] == "ft"]["ft_pruned_channels"].isna().all()
+    assert {"ft_epoch_asr_stays_below_0.2"} <= set(summary.columns)
+
+
+def test_a_cell_started_from_another_model_depends_on_it(repo):
+    """grid.init names a source model under inits:; its cells train from it (the source's file a dependency, so
+    retraining the source re-runs them), the scratch cells stay cached."""
+    source = "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt"
+    edit_params(repo, lambda p: (p.update(inits={"clean-head": {"model": source, "freeze": "backbone"}}),
+                                 p["grid"].update(init=["scratch", "clean-head"])))
+    sh(repo, "python", "stages/plan_grid.py")
+    ran = executed(sh(repo, "dvc", "repro"))
+    trained = [s for s in ran if ":train-" in s]
+    assert trained and all("init-clean-head" in s for s in trained), ran
+    stage = next(v for f in (repo / "grid").glob("shard-*/dvc.yaml")
+                 for k, v in yaml.safe_load(f.read_text())["stages"].items() if "train-" in k and "init-clean-head" in k)
+    assert source in stage["deps"]
+    summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
+    assert sorted(set(summary["init"])) == ["clean-head", "scratch"]
+    assert stale(repo) == set()
+
+
 def test_adding_detectors_runs_only_their_stages(repo):
     from benchmarks import dvc_bookkeeping as bench
 
