@@ -21,12 +21,12 @@ PRESETS = Path("presets")
 
 def merge(base: dict, overlay: dict, where: str = "") -> dict:
     """``base`` with ``overlay`` laid on it; a key the base does not have is refused (a typo would be silently
-    ignored by every stage)."""
+    ignored by every stage), but in an empty mapping, which holds names of the user's own (``inits: {}``)."""
     merged = copy.deepcopy(base)
     for key, value in overlay.items():
-        if key not in base:
+        if key not in base and base:
             raise ConfigError(f"preset: {where}{key} is not a key of params.yaml")
-        if isinstance(value, dict) and isinstance(base[key], dict) and value:
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and value:
             merged[key] = merge(base[key], value, f"{where}{key}.")
         else:
             merged[key] = copy.deepcopy(value)
