@@ -1,16 +1,26 @@
-"""The detectors (``backdoor.detectors``) on one trained model: what each is given, the ground truth, one record.
+"""The detectors (``backdoor.detectors``) on one trained model: what each is given, the truth, the scores kept,
+and the numbers made of them.
 
 What the defender has, the same for every detector: the trained model, its training set as it was trained
 on (poisoned images included, unknown to the defender) and clean images of its own, drawn (seeded) from the
 training pool's unpoisoned images, as the fine-tuning defence gets them. The test set is used only to score
 input-level detectors: triggered test inputs are the positives, clean test inputs the negatives.
 
-- ``training-data`` detectors (spectral signatures, activation clustering) score every training image from
-  its penultimate features (``training_features``); truth: the poisoned images.
-- ``inputs`` detectors (STRIP) score triggered and clean test inputs; their threshold comes from the
-  defender's clean images only, never from the scored test inputs.
+``detect`` returns a record (JSON: one row of metrics per variant, no timing, so that the same inputs give the
+same bytes) and a table of the scores with the truth beside each, kept so that any other metric can be
+computed later without running the detector again:
+
+- ``training-data`` detectors score every training image; a row per variant (``detectors.VARIANTS``): the flags'
+  counts at the detector's own budget, at the oracle budget (the top 1.5 x the true poisoned count of each class
+  by score), the AUROC within the attack's target class (its poisons against its clean images: what the method
+  ranks) and over all images (scores of different classes compared as they are), and the target class's
+  poisoned share. Scores: one row per image (pool index, label as trained, poisoned), a score and a flag column
+  per variant.
+- ``inputs`` detectors (STRIP) score triggered and clean test inputs; the threshold comes from the defender's
+  clean images. A triggered input the model does not obey (it is not classified as the target) carries no
+  working trigger: TPR and AUROC are given over all triggered inputs and over those that fire.
 - ``model`` detectors (Neural Cleanse) judge the model: a poisoned model counts as found when the attack's
-  target is among the flagged classes; a clean baseline flagged at all is a false alarm.
+  target is among the flagged classes; a clean baseline flagged at all is a false alarm. Scores: a row per class.
 """
 
 from __future__ import annotations
@@ -18,35 +28,53 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import torch
 
-from .classifier import Classifier, inference_batch
+from .classifier import Classifier, inference_batch, inference_model
 from .datasets import Dataset
-from .detectors import KINDS, auroc, build_detector, detection_counts
+from .detectors import KINDS, RULES, VARIANTS, auroc, build_detector, detection_counts
 from .seeding import generator
 
-THRESHOLD_RULES = {
-    "spectral": "top eps_multiplier x expected_rate x class size scores per class (Tran et al. 2018)",
-    "activation-clustering": "smaller of two clusters per class; class called poisoned below size_threshold (ART)",
-    "strip": "entropy below the false_rejection_rate quantile of the defender's clean inputs (Gao et al. 2019)",
-    "neural-cleanse": "anomaly index > 2 (MAD x 1.4826) with a norm below the median (Wang et al. 2019)",
-}
+ORACLE_MULTIPLIER = 1.5  # the oracle budget: Tran et al.'s 1.5 x epsilon with the true poisoned count
+
+
+@torch.inference_mode()
+def _forward(clf: Classifier, images: torch.Tensor, pooled: bool) -> torch.Tensor:
+    model = clf.model.eval()
+    parts = []
+    for batch in images.split(inference_batch(next(model.parameters()).device)):
+        x = model.forward_features(clf.normalizer(batch))
+        parts.append((model.forward_head(x, pre_logits=True) if pooled else x).float().flatten(1))
+    return torch.cat(parts)
 
 
 def training_features(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
     """Penultimate-layer features (``forward_head(..., pre_logits=True)``) of uint8 images, float32 (N, D)."""
-    model = clf.model.eval()
-    parts = []
-    with torch.inference_mode():
-        for batch in images.split(inference_batch(next(model.parameters()).device)):
-            parts.append(model.forward_head(model.forward_features(clf.normalizer(batch)), pre_logits=True).float())
-    return torch.cat(parts).flatten(1)
+    return _forward(clf, images, pooled=True)
+
+
+def block_features(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """The last block's output flattened (``forward_features``), float32 (N, C x H x W): the layer BackdoorBench's
+    spectral signatures read, which keeps where in the image a feature fired."""
+    return _forward(clf, images, pooled=False)
 
 
 def model_logits(clf: Classifier):
-    """Differentiable logits of float images in [0, 1] (input-level and model-level detectors)."""
+    """Differentiable logits of float images in [0, 1] (model-level detectors optimise their inputs)."""
     model = clf.model.eval()
     return lambda images: model(clf.normalizer(images))
+
+
+def inference_logits(clf: Classifier):
+    """Logits of float images in [0, 1] through the BatchNorm-folded inference copy, without autograd: what an
+    input-level detector needs, several times faster on a CPU."""
+    model = inference_model(clf.model)
+
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(clf.normalizer(images))
+    return logits
 
 
 def defender_clean_images(data: Dataset, pool: torch.Tensor, poisoned: torch.Tensor, count: int,
@@ -58,52 +86,114 @@ def defender_clean_images(data: Dataset, pool: torch.Tensor, poisoned: torch.Ten
     return data.train.images[pick], data.train.labels[pick]
 
 
-def _counts(flagged: torch.Tensor, truth: torch.Tensor, scores: torch.Tensor | None) -> dict[str, Any]:
-    counts = detection_counts(flagged, truth)._asdict()
-    counts["auroc"] = auroc(scores, truth) if scores is not None else math.nan
-    return counts
+# ---------------------------------------------------------------- metrics from scores
+
+
+def oracle_flags(scores: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor,
+                 multiplier: float = ORACLE_MULTIPLIER) -> torch.Tensor:
+    """Flag the top ``floor(multiplier x true poisoned count + 0.5)`` scores of each class: the budget a defender
+    who knew each class's poisoned share would give Tran et al.'s rule (ties broken by index)."""
+    flags = torch.zeros(len(scores), dtype=torch.bool)
+    for c in labels.unique().tolist():
+        index = (labels == c).nonzero().flatten()
+        budget = min(len(index), math.floor(multiplier * int(truth[index].sum()) + 0.5))
+        flags[index[torch.argsort(scores[index], descending=True, stable=True)[:budget]]] = True
+    return flags
+
+
+def _counts(flagged: torch.Tensor, truth: torch.Tensor, prefix: str = "") -> dict[str, Any]:
+    return {f"{prefix}{k}": v for k, v in detection_counts(flagged, truth)._asdict().items()}
+
+
+def image_metrics(scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor,
+                  target: int | None) -> dict[str, Any]:
+    """A training-data detector's numbers from its scores and flags (see the module doc)."""
+    scores, flagged, truth, labels = (t.cpu() for t in (scores.double(), flagged, truth, labels))
+    metrics = _counts(flagged, truth) | {"auroc": auroc(scores, truth)}
+    metrics |= {f"oracle_{k}": v for k, v in detection_counts(oracle_flags(scores, truth, labels), truth)._asdict()
+                .items() if k in ("tpr", "fpr", "precision")}
+    in_target = labels == target if target is not None else torch.zeros(len(labels), dtype=torch.bool)
+    metrics["auroc_target"] = auroc(scores[in_target], truth[in_target]) if bool(in_target.any()) else math.nan
+    metrics["target_poisoned_share"] = float(truth[in_target].double().mean()) if bool(in_target.any()) else math.nan
+    return metrics
+
+
+def input_metrics(scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tensor, fires: torch.Tensor) -> dict:
+    """An input-level detector's numbers: over all triggered inputs, and over those the model obeys (``fires``)
+    against the same clean inputs."""
+    metrics = _counts(flagged, truth) | {"auroc": auroc(scores, truth)}
+    firing = fires | ~truth
+    metrics |= {"firing_inputs": int((fires & truth).sum()), "tpr_firing": _counts(flagged[firing], truth[firing])["tpr"],
+                "auroc_firing": auroc(scores[firing], truth[firing])}
+    return metrics
+
+
+# ---------------------------------------------------------------- one detector on one model
 
 
 def detect(name: str, settings: dict, clf: Classifier, data: Dataset, *, pool: torch.Tensor,
-           poisoned: torch.Tensor, triggered: torch.Tensor | None, backdoored: bool, target: int | None, seed: int,
-           features: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-    """Run detector ``name`` on one model; return its record: confusion counts, rates, AUROC where the
-    method gives scores, what it flagged and the clean data it used. No timing: the record is a DVC output
-    whose hash is locked, so it holds only what the same inputs reproduce (the stage prints its seconds).
+           poisoned: torch.Tensor, triggered: torch.Tensor | None, triggered_targets: torch.Tensor | None,
+           backdoored: bool, target: int | None, seed: int,
+           features: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Run detector ``name`` on one model; return its record (``rows``: metrics per variant) and its scores.
 
     ``pool``: the training pool; ``poisoned``: its images carrying the trigger (the defender's clean data
-    avoids them); ``triggered``: triggered test inputs (input-level detectors); ``backdoored``: whether the
-    model was trained on poison; ``target``: the attack's target class (None when there is no single one,
-    as for all-to-all), used only to score a model-level detector."""
+    avoids them); ``triggered`` and ``triggered_targets``: triggered test inputs and the class each should
+    produce (input-level detectors); ``backdoored``: whether the model was trained on poison; ``target``: the
+    attack's target class (None when there is no single one, as for all-to-all); ``features``: the training
+    set's ``pooled`` features with its ``labels`` and ``poisoned`` truth, and ``block`` features when a variant
+    reads them (training-data detectors)."""
     detector = build_detector(name, **settings)
     rng = generator(seed, f"detector:{name}")
-    record: dict[str, Any] = {"detector": name, "threshold_rule": THRESHOLD_RULES[name], "target_known": False}
+    record: dict[str, Any] = {"detector": name, "kind": KINDS[name], "threshold_rule": RULES[name],
+                              "target_known": False}
     if KINDS[name] == "training-data":
-        truth = features["poisoned"]
-        result = detector(features["features"], features["labels"], **({} if name == "spectral" else {"generator": rng}))
-        record |= _counts(result.flagged, truth, result.scores) | {"clean_data": 0}
-        if hasattr(result, "poisoned_classes"):
-            record["flagged_classes"] = list(result.poisoned_classes)
-    elif KINDS[name] == "inputs":
+        truth, labels = features["poisoned"], features["labels"]
+        table = pd.DataFrame({"label": labels.numpy(), "poisoned": truth.numpy()})
+        rows = []
+        for variant, (variant_detector, layer) in VARIANTS[name](detector).items():
+            kwargs = {} if name == "spectral" else {"generator": generator(seed, f"detector:{name}")}
+            result = variant_detector(features[layer], labels, **kwargs)
+            rows.append({"variant": variant, "features": layer,
+                         **image_metrics(result.scores, result.flagged, truth, labels, target)})
+            if hasattr(result, "poisoned_classes"):
+                rows[-1]["flagged_classes"] = list(result.poisoned_classes)
+            table[f"score_{variant}"], table[f"flag_{variant}"] = result.scores.numpy(), result.flagged.numpy()
+        record |= {"clean_data": 0, "rows": rows}
+        return record, table
+    if KINDS[name] == "inputs":
         clean_images, _ = defender_clean_images(data, pool, poisoned, 2 * detector.num_clean, seed)
-        pool, held_out = clean_images[:detector.num_clean], clean_images[detector.num_clean:]
+        blend_pool, held_out = clean_images[:detector.num_clean], clean_images[detector.num_clean:]
         pick = lambda n, g: torch.randperm(n, generator=g)[:detector.num_inputs]  # noqa: E731
-        triggered = triggered[pick(len(triggered), rng)]
-        clean_inputs = data.test.images[pick(len(data.test), rng)]
+        chosen = pick(len(triggered), rng)
+        triggered, wanted = triggered[chosen], triggered_targets[chosen]
+        test_pick = pick(len(data.test), rng)
+        clean_inputs, clean_labels = data.test.images[test_pick], data.test.labels[test_pick]
         inputs = torch.cat([triggered, clean_inputs])
         truth = torch.cat([torch.ones(len(triggered), dtype=torch.bool), torch.zeros(len(clean_inputs), dtype=torch.bool)])
-        result = detector(model_logits(clf), inputs, pool, rng, clean=held_out)
-        record |= _counts(result.flagged, truth, result.scores) | {"clean_data": len(clean_images),
-                                                                   "threshold": result.threshold}
-    else:
-        images, labels = defender_clean_images(data, pool, poisoned, detector.num_images, seed)
-        result = detector(model_logits(clf), images, labels, clf.num_classes, rng)
-        flagged = list(result.flagged_classes)
-        found = bool(flagged) and (target in flagged if backdoored and target is not None else True)
-        record |= _counts(torch.tensor([found]), torch.tensor([backdoored]), None)
-        record |= {"clean_data": len(images), "flagged_classes": flagged,
-                   "target_flagged": backdoored and target is not None and target in flagged,
-                   "anomaly_index": float(result.anomaly_index[result.norms.argmin()]),
-                   "norms": result.norms.tolist()}
-        record["reversed"] = {"mask": result.masks[result.norms.argmin()], "pattern": result.patterns[result.norms.argmin()]}
-    return record
+        logits = inference_logits(clf)
+        fires = torch.cat([logits(triggered.float() / 255).argmax(1).cpu() == wanted,
+                           torch.zeros(len(clean_inputs), dtype=torch.bool)])
+        result = detector(logits, inputs, blend_pool, rng, clean=held_out)
+        record |= {"clean_data": len(clean_images), "threshold": result.threshold,
+                   "rows": [{"variant": "configured", **input_metrics(result.scores, result.flagged, truth, fires)}]}
+        table = pd.DataFrame({"triggered": truth.numpy(), "fires": fires.numpy(),
+                              "class": torch.cat([wanted, clean_labels]).numpy(),
+                              "entropy": result.entropy.numpy(), "flagged": result.flagged.numpy()})
+        return record, table
+    images, labels = defender_clean_images(data, pool, poisoned, detector.num_images, seed)
+    result = detector(model_logits(clf), images, labels, clf.num_classes, rng)
+    flagged = list(result.flagged_classes)
+    found = bool(flagged) and (target in flagged if backdoored and target is not None else True)
+    smallest = int(result.norms.argmin())
+    row = {"variant": "configured", **_counts(torch.tensor([found]), torch.tensor([backdoored])),
+           "flagged_classes": flagged, "target_flagged": backdoored and target is not None and target in flagged,
+           "anomaly_index": float(result.anomaly_index[smallest]), "smallest_norm_class": smallest,
+           "updates_per_class": float(result.updates.double().mean())}
+    record |= {"clean_data": len(images), "rows": [row], "norms": result.norms.tolist(),
+               "reversed": {"mask": result.masks[smallest], "pattern": result.patterns[smallest]}}
+    table = pd.DataFrame({"class": range(clf.num_classes), "norm": result.norms.numpy(),
+                          "anomaly_index": result.anomaly_index.numpy(), "steps": result.steps.numpy(),
+                          "updates": result.updates.numpy(), "success": result.success.numpy(),
+                          "flagged": [c in flagged for c in range(clf.num_classes)]})
+    return record, table

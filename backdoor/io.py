@@ -178,8 +178,10 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_csv(table: "pandas.DataFrame", path: str | Path, float_format: str | None = None) -> None:
+    """A CSV, gzipped when ``path`` ends in .gz (with no time stamp inside: the same table, the same bytes)."""
+    compression = {"method": "gzip", "mtime": 0} if str(path).endswith(".gz") else None
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format=float_format)
+        table.to_csv(tmp, index=False, float_format=float_format, compression=compression)
 
 
 def read_json(path: str | Path) -> Any:

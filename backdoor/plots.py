@@ -167,7 +167,10 @@ def detection_grids(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the detection figure shows, a row per detector (the same rows in both, sorted): the mean TPR over
     seeds on each trigger's poisoned models, a column per trigger and rate when the grid has several rates
     (Neural Cleanse: the share of models whose target class it flags); and the false-alarm rate on clean
-    baselines (FPR; Neural Cleanse: the share of clean models it flags), one column."""
+    baselines (FPR; Neural Cleanse: the share of clean models it flags), one column. Each detector as configured
+    (its other variants are in detection.csv)."""
+    if "variant" in table:
+        table = table[table["variant"] == "configured"]
     detectors = sorted(table["detector"].unique())
     poisoned, clean = table[table["poison_rate"] > 0], table[table["poison_rate"] == 0]
     rate = (100 * poisoned["poison_rate"]).map("{:g} %".format)

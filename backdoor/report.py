@@ -126,18 +126,20 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed")
-DETECTION_COLUMNS = ("detector", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc", "anomaly_index",
-                     "flagged_classes", "target_flagged", "threshold", "threshold_rule", "target_known", "clean_data")
+DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "init")
+DETECTION_COLUMNS = ("detector", "variant", "features", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc",
+                     "auroc_target", "oracle_tpr", "oracle_fpr", "oracle_precision", "target_poisoned_share",
+                     "firing_inputs", "tpr_firing", "auroc_firing", "model_flagged", "anomaly_index", "flagged_classes",
+                     "target_flagged", "updates_per_class", "threshold", "threshold_rule", "target_known", "clean_data")
 
 
 def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict]) -> pd.DataFrame:
-    """One row per (model, detector): the cell's axes (a detector judges the trained model, before any
-    fine-tuning), its clean accuracy and ASR, and the detector's record (stages/detect.py)."""
+    """One row per (model, detector, variant): the cell's axes (a detector judges the trained model, before any
+    fine-tuning), its clean accuracy and ASR, and the detector's numbers (stages/detect.py)."""
     rows, seen = [], set()
     for cell in plan["cells"]:
         for detector, key in cell.get("detection", {}).items():
-            axes = {axis: cell[axis] for axis in DETECTION_AXES}
+            axes = {axis: cell.get(axis, "scratch") for axis in DETECTION_AXES}
             if (tuple(axes.values()), detector) in seen:
                 continue
             seen.add((tuple(axes.values()), detector))
@@ -145,10 +147,14 @@ def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict])
             if not path.is_file():
                 raise ConfigError(f"missing detection result {path}: run its detect stage (dvc repro)")
             record = read_json(path)
-            flagged = record.get("flagged_classes")
-            rows.append({**axes, "clean_acc": results[cell["name"]]["clean_acc"], "asr": results[cell["name"]]["asr"],
-                         **{k: record.get(k) for k in DETECTION_COLUMNS},
-                         "flagged_classes": None if flagged is None else " ".join(map(str, flagged))})
+            for variant in record["rows"]:
+                flagged = variant.get("flagged_classes")
+                row = {**axes, "clean_acc": results[cell["name"]]["clean_acc"], "asr": results[cell["name"]]["asr"],
+                       **{k: variant.get(k, record.get(k)) for k in DETECTION_COLUMNS},
+                       "flagged_classes": None if flagged is None else " ".join(map(str, flagged))}
+                if record["kind"] == "model":
+                    row["model_flagged"] = bool(flagged)
+                rows.append(row)
     return pd.DataFrame(rows, columns=[*DETECTION_AXES, "clean_acc", "asr", *DETECTION_COLUMNS])
 
 

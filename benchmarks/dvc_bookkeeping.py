@@ -52,8 +52,9 @@ def output_files(stage: str) -> list[str]:
 
 
 def is_file_output(out: str) -> bool:
-    """The grid's only file outputs are the families' JSON reports (a folder name may contain a dot)."""
-    return out.endswith(".json")
+    """The grid's file outputs: the families' and detectors' JSON reports, a detector's scores and reversed trigger
+    (a folder name may contain a dot)."""
+    return out.endswith((".json", ".csv.gz", ".png"))
 
 
 def stand_in_python(repo: Path) -> None:
@@ -93,6 +94,9 @@ if [ -n "$out" ]; then
   for name in $names; do echo "$name" > "$out/$name" || exit 1; done
 fi
 if [ -n "$report" ]; then mkdir -p "${{report%/*}}" && echo "$report" > "$report" || exit 1; fi
+if [ "$kind" = detect ]; then  # its scores, and a reversed trigger (read only for a model-level detector)
+  echo scores > "${{report%.json}}.scores.csv.gz" && echo png > "${{report%.json}}.png" || exit 1
+fi
 """
     path = repo / "bin" / "python"
     path.parent.mkdir()

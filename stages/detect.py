@@ -1,5 +1,6 @@
-"""Grid stage: one detector on one trained model (backdoor/detection.py): a JSON record, and for a model-level
-detector (Neural Cleanse) the reversed trigger as a PNG beside it."""
+"""Grid stage: one detector on one trained model (backdoor/detection.py): a JSON record (metrics per variant),
+the scores with the truth beside them (``<record>.scores.csv.gz``), and for a model-level detector (Neural
+Cleanse) the reversed trigger as a PNG."""
 
 import time
 from pathlib import Path
@@ -10,47 +11,59 @@ from backdoor.classifier import load_trained
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.config import read_params
 from backdoor.datasets import load_dataset
-from backdoor.detection import detect
-from backdoor.detectors import KINDS, check_detector
+from backdoor.detection import block_features, detect
+from backdoor.detectors import KINDS, VARIANTS, build_detector
 from backdoor.errors import ConfigError
-from backdoor.io import load_tensors, read_json, write_json
+from backdoor.io import load_tensors, read_json, write_csv, write_json
 from backdoor.poisoned_set import load_poisoned, training_pool
+
+
+def scores_path(record: str | Path) -> Path:
+    return Path(str(record).removesuffix(".json") + ".scores.csv.gz")
 
 
 def main(args) -> None:
     exp = experiment(args)
     settings = (read_params(args.params).get("detectors") or {}).get(args.detector) or {}
-    check_detector(args.detector, settings)
+    detector = build_detector(args.detector, **settings)  # bad settings fail before loading
     if KINDS[args.detector] == "training-data" and not args.features:
         raise ConfigError(f"detect: {args.detector} needs --features (the features stage's output)")
     data = load_dataset(args.raw)
     clf = load_trained(args.model, args.raw, args.poisoned)
-    if args.poisoned:
-        poisoned = load_poisoned(args.poisoned, args.raw)
-        pool, trojans, triggered = poisoned.pool, poisoned.indices, poisoned.test_images
+    poisoned = load_poisoned(args.poisoned, args.raw) if args.poisoned else None
+    if poisoned is not None:
+        pool, trojans = poisoned.pool, poisoned.indices
     else:  # a clean baseline judged without triggered inputs: its own pool
-        pool = training_pool(len(data.train), exp.train.subset, exp.seed)
-        trojans, triggered = torch.zeros(0, dtype=torch.int64), None
-    if KINDS[args.detector] == "inputs" and triggered is None:
+        pool, trojans = training_pool(len(data.train), exp.train.subset, exp.seed), torch.zeros(0, dtype=torch.int64)
+    if KINDS[args.detector] == "inputs" and poisoned is None:
         raise ConfigError(f"detect: {args.detector} scores triggered inputs: give --poisoned")
     features = None
     if args.features:
         manifest = read_json(Path(args.features) / "manifest.json")
-        features = load_tensors(Path(args.features) / "features.pt", manifest["sha256"]["features.pt"])
+        saved = load_tensors(Path(args.features) / "features.pt", manifest["sha256"]["features.pt"])
+        features = {"pooled": saved["features"], "labels": saved["labels"], "poisoned": saved["poisoned"]}
+        if any(layer == "block" for _, layer in VARIANTS[args.detector](detector).values()):
+            images = (poisoned.training_set(data.train.images, data.train.labels)[0] if poisoned is not None
+                      else data.train.images[pool])
+            features["block"] = block_features(clf, images)
     start = time.perf_counter()
-    backdoored = exp.poison_rate > 0
-    target = exp.target if exp.strategy != "all-to-all" else None
-    record = detect(args.detector, settings, clf, data, pool=pool, poisoned=trojans, triggered=triggered,
-                    backdoored=backdoored, target=target, seed=exp.seed, features=features)
+    record, scores = detect(args.detector, settings, clf, data, pool=pool, poisoned=trojans,
+                            triggered=poisoned.test_images if poisoned is not None else None,
+                            triggered_targets=poisoned.test_targets if poisoned is not None else None,
+                            backdoored=exp.poison_rate > 0, target=exp.target if exp.strategy != "all-to-all" else None,
+                            seed=exp.seed, features=features)
+    seconds = time.perf_counter() - start
     reversed_trigger = record.pop("reversed", None)
     if reversed_trigger is not None:
         from backdoor.plots import plot_reversed_trigger  # matplotlib costs every other detector 0.6 s of start-up
 
+        row = record["rows"][0]
         plot_reversed_trigger(reversed_trigger["mask"], reversed_trigger["pattern"], Path(args.out).with_suffix(".png"),
-                              f"{args.detector}: class {record['norms'].index(min(record['norms']))}, "
-                              f"index {record['anomaly_index']:.2f}")
+                              f"{args.detector}: class {row['smallest_norm_class']}, index {row['anomaly_index']:.2f}")
     write_json(args.out, record)
-    print(f"{args.detector}: TPR {record['tpr']}  FPR {record['fpr']}  ({time.perf_counter() - start:.1f} s)")
+    write_csv(scores, scores_path(args.out), float_format="%.6g")
+    first = record["rows"][0]
+    print(f"{args.detector}: TPR {first['tpr']}  FPR {first['fpr']}  AUROC {first.get('auroc')}  ({seconds:.1f} s)")
 
 
 if __name__ == "__main__":
@@ -61,5 +74,5 @@ if __name__ == "__main__":
                                            "for detectors that score triggered inputs, else nothing")
     parser.add_argument("--model", required=True)
     parser.add_argument("--features", help="the features stage's folder (spectral, activation clustering)")
-    parser.add_argument("--out", required=True, help="the record (JSON); a PNG beside it for Neural Cleanse")
+    parser.add_argument("--out", required=True, help="the record (JSON); scores and, for Neural Cleanse, a PNG beside it")
     run(main, parser)

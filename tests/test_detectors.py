@@ -79,7 +79,7 @@ def test_auroc_by_hand():
 
 
 def test_feature_detector_defaults_are_the_references():
-    assert detector_defaults("spectral") == {"eps_multiplier": 1.5, "expected_rate": 0.1}
+    assert detector_defaults("spectral") == {"eps_multiplier": 1.5, "expected_rate": 0.1, "score": "paper"}
     assert detector_defaults("activation-clustering") == {"nb_dims": 10, "reduce": "FastICA",
                                                           "cluster_analysis": "smaller", "size_threshold": 0.35}
 
@@ -430,3 +430,60 @@ def test_spectral_assumed_rate_sets_each_class_budget():
     result = build_detector("spectral", expected_rate=0.2)(features, labels)
     assert int(result.flagged.sum()) == 3 * 30  # round(1.5 x 0.2 x 100) per class
     assert int(build_detector("spectral")(features, labels).flagged.sum()) == 3 * 15
+
+
+# ---------------------------------------------------------------- metrics from kept scores (backdoor.detection)
+
+
+def test_spectral_reference_score_projects_the_uncentred_rows():
+    """MadryLab's, ART's and BackdoorBench's score |R_i . v|; the paper's (R_i - mean) . v squared. A class half
+    poisoned: centred, both halves score alike; uncentred, they split by side."""
+    points = torch.tensor([[1.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
+    assert torch.allclose(spectral_scores(points, "paper"), torch.ones(4, dtype=torch.float64))
+    assert torch.allclose(spectral_scores(points, "reference"), torch.tensor([1.0, 1.0, 3.0, 3.0], dtype=torch.float64))
+
+
+def test_spectral_and_clustering_report_each_sources_form_beside_the_configured_one():
+    from backdoor.detectors import VARIANTS
+
+    spectral = VARIANTS["spectral"](build_detector("spectral"))
+    assert list(spectral) == ["paper-pooled", "paper-block", "reference-pooled", "reference-block"]
+    assert spectral["reference-block"][0].score == "reference" and spectral["reference-block"][1] == "block"
+    clustering = VARIANTS["activation-clustering"](build_detector("activation-clustering"))
+    assert list(clustering) == ["configured", "art-smaller", "art-relative-size", "backdoorbench"]
+    assert (clustering["art-smaller"][0].reduce, clustering["backdoorbench"][0].cluster_analysis) == ("PCA", "relative-size")
+
+
+def test_oracle_budget_is_one_and_a_half_times_each_classes_true_poison_count():
+    from backdoor.detection import oracle_flags
+
+    scores = torch.tensor([9.0, 8.0, 7.0, 6.0, 5.0, 1.0, 2.0, 3.0])
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1])
+    truth = torch.tensor([True, True, False, False, False, False, False, False])  # class 0: 2 poisons -> 3 flags
+    assert oracle_flags(scores, truth, labels).tolist() == [True, True, True, False, False, False, False, False]
+
+
+def test_image_metrics_rank_within_the_target_class_and_give_its_poisoned_share():
+    from backdoor.detection import image_metrics
+
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    truth = torch.tensor([True, True, False, False, False, False, False, False])
+    # within class 0 the poisons score highest (AUROC 1); class 1's scores sit above them all (pooled AUROC < 1)
+    scores = torch.tensor([5.0, 4.0, 1.0, 0.0, 9.0, 8.0, 7.0, 6.0])
+    flagged = torch.tensor([True, False, False, False, True, False, False, False])
+    metrics = image_metrics(scores, flagged, truth, labels, target=0)
+    assert metrics["auroc_target"] == 1.0 and metrics["auroc"] == pytest.approx(4 / 12)
+    assert metrics["target_poisoned_share"] == 0.5 and (metrics["tp"], metrics["fp"]) == (1, 1)
+    assert metrics["oracle_tpr"] == 1.0 and metrics["oracle_fpr"] == pytest.approx(1 / 6)  # 3 flags in class 0
+
+
+def test_input_metrics_count_a_trigger_the_model_ignores_apart():
+    from backdoor.detection import input_metrics
+
+    truth = torch.tensor([True, True, True, False, False])
+    fires = torch.tensor([True, True, False, False, False])  # the third triggered input does not fire
+    scores = torch.tensor([0.9, 0.8, 0.1, 0.2, 0.3])
+    flagged = scores > 0.5
+    metrics = input_metrics(scores, flagged, truth, fires)
+    assert metrics["tpr"] == pytest.approx(2 / 3) and metrics["tpr_firing"] == 1.0 and metrics["firing_inputs"] == 2
+    assert metrics["auroc"] == pytest.approx(4 / 6) and metrics["auroc_firing"] == 1.0

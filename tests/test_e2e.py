@@ -239,12 +239,22 @@ def test_adding_detectors_runs_only_their_stages(repo):
     for features in (repo / "data" / "grid" / "features").glob("*_s0"):  # what the bookkeeping benchmark's stand-in writes
         assert sorted(p.name for p in features.iterdir()) == bench.output_files("features-" + features.name)
     detection = pd.read_csv(repo / "reports" / "grid" / "detection.csv")
-    assert sorted(zip(detection["detector"], detection["poison_rate"])) == [
+    configured = detection[detection["variant"].isin(["configured", "paper-pooled"])]
+    assert sorted(zip(configured["detector"], configured["poison_rate"])) == [
         ("neural-cleanse", 0.0), ("neural-cleanse", 0.1), ("spectral", 0.0), ("spectral", 0.1), ("strip", 0.0), ("strip", 0.1)]
-    spectral = detection[detection["detector"] == "spectral"].set_index("poison_rate")
-    assert spectral.loc[0.1, "tp"] + spectral.loc[0.1, "fn"] == 150 and spectral.loc[0.0, "tp"] == 0
-    judged = detection.set_index("detector")[["tp", "fp", "tn", "fn"]].sum(axis=1)
+    spectral = detection[detection["detector"] == "spectral"]
+    assert sorted(set(spectral["variant"])) == ["paper-block", "paper-pooled", "reference-block", "reference-pooled"]
+    poisoned = spectral[spectral["poison_rate"] == 0.1].set_index("variant")
+    assert (poisoned["tp"] + poisoned["fn"] == 150).all() and (spectral[spectral["poison_rate"] == 0]["tp"] == 0).all()
+    assert poisoned["target_poisoned_share"].between(0.4, 0.7).all()  # 150 poisons in a target class of ~150 + 100
+    judged = configured.set_index("detector")[["tp", "fp", "tn", "fn"]].sum(axis=1)
     assert list(judged["spectral"]) == [1500, 1500] and list(judged["strip"]) == [100, 100]  # pool; 50 + 50 inputs
+    strip = detection[(detection["detector"] == "strip") & (detection["poison_rate"] == 0.1)].iloc[0]
+    assert 0 <= strip["firing_inputs"] <= 50 and not pd.isna(strip["auroc"])
+    # the scores are kept beside each record, with the truth: any metric can be recomputed from them
+    record = next((repo / "reports" / "grid" / "cells" / "detection" / "spectral").glob("*r0.1*.scores.csv.gz"))
+    scores = pd.read_csv(record)
+    assert len(scores) == 1500 and scores["poisoned"].sum() == 150 and "score_reference-block" in scores
 
 
 def test_adding_a_trigger_runs_only_the_new_cells(repo):

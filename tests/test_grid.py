@@ -280,7 +280,7 @@ def test_detector_stages_per_model_and_what_they_depend_on(tmp_path):
     assert "detect-strip-fashion-mnist_small-cnn_clean_none_s0_square_all-to-one" in detect
     baseline_nc = stages["detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0"]
     assert "--poisoned" not in baseline_nc["cmd"] and "trigger=" not in baseline_nc["cmd"]  # no trigger involved
-    assert baseline_nc["outs"][1].endswith(".png")  # the reversed trigger
+    assert baseline_nc["outs"][1].endswith(".scores.csv.gz") and baseline_nc["outs"][2].endswith(".png")  # reversed trigger
     spectral = stages["detect-spectral-fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0"]
     assert spectral["deps"][1:] == [
         "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt",

@@ -34,15 +34,28 @@ from ..validation import check_choice, check_keys, check_number, setting_names
 from .result import DetectionCounts, DetectionResult, auroc, detection_counts
 
 DetectorFactory = Callable[..., Callable[..., Any]]
+# A detector's variants, for a training-data detector: name -> (the detector built another way, the features it
+# reads: "pooled", the penultimate vector, or "block", the last block flattened). The first is the configured one.
+Variants = Callable[[Any], dict[str, tuple[Callable[..., Any], str]]]
 DETECTORS: dict[str, DetectorFactory] = {}
 # What a detector looks at, which decides what a pipeline feeds it: the training set's penultimate
 # features ("training-data"), test inputs with and without the trigger ("inputs"), or the model alone.
 KINDS: dict[str, str] = {}
+RULES: dict[str, str] = {}  # how it decides what to flag, in one line (detection records carry it)
+VARIANTS: dict[str, Variants] = {}
+KIND_NAMES = ("training-data", "inputs", "model")
 
 
-def register_detector(name: str, kind: str = "training-data") -> Callable[[DetectorFactory], DetectorFactory]:
+def register_detector(name: str, kind: str = "training-data", rule: str = "",
+                      variants: Variants | None = None) -> Callable[[DetectorFactory], DetectorFactory]:
+    """Register ``name``'s factory with what the pipeline needs to know of it: its ``kind``, its threshold ``rule``
+    and, for a training-data detector, the ``variants`` to report beside the configured one."""
+    if kind not in KIND_NAMES:
+        raise ValueError(f"detector kind must be one of {KIND_NAMES}, got {kind!r}")
+
     def add(factory: DetectorFactory) -> DetectorFactory:
-        DETECTORS[name], KINDS[name] = factory, kind
+        DETECTORS[name], KINDS[name], RULES[name] = factory, kind, rule
+        VARIANTS[name] = variants or (lambda built: {"configured": (built, "pooled")})
         return factory
     return add
 
@@ -98,5 +111,5 @@ def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
 # Importing the detector modules registers them (they use register_detector and the helpers above).
 from . import activation_clustering, neural_cleanse, spectral, strip  # noqa: E402,F401
 
-__all__ = ["DETECTORS", "KINDS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
+__all__ = ["DETECTORS", "KINDS", "RULES", "VARIANTS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
            "detection_counts", "detector_defaults", "register_detector"]

@@ -116,7 +116,22 @@ class ActivationClustering:
         return ClusteringResult(scores, flagged, smaller, shares, tuple(poisoned))
 
 
-@register_detector("activation-clustering")
+def clustering_variants(built: "ActivationClustering") -> dict:
+    """The configured detector, then each source's rule with its reduction, all on the pooled features (the layer
+    ART and BackdoorBench's AC take): ART's ``ActivationDefence`` (PCA to 10 dimensions, k-means) flagging the
+    smaller cluster of every class, ART's relative-size rule (only where it holds under ``size_threshold`` of its
+    class), and BackdoorBench's detection rule (``detection_pretrain/ac.py``: FastICA to 10, k-means, the smaller
+    cluster when under 35 % of its class). ART clusters with MiniBatchKMeans only when given a data generator."""
+    art = dict(nb_dims=built.nb_dims, reduce="PCA", size_threshold=built.size_threshold)
+    return {"configured": (built, "pooled"),
+            "art-smaller": (ActivationClustering(**art, cluster_analysis="smaller"), "pooled"),
+            "art-relative-size": (ActivationClustering(**art, cluster_analysis="relative-size"), "pooled"),
+            "backdoorbench": (ActivationClustering(10, "FastICA", "relative-size", 0.35), "pooled")}
+
+
+@register_detector("activation-clustering", rule="per class 2-means of reduced features: the smaller cluster "
+                   "(cluster_analysis) or only one under size_threshold of its class (Chen et al. 2018, ART)",
+                   variants=clustering_variants)
 def activation_clustering(*, nb_dims: int = 10, reduce: str = "FastICA", cluster_analysis: str = "smaller",
                           size_threshold: float = 0.35) -> ActivationClustering:
     name = "activation-clustering"

@@ -77,7 +77,8 @@ class NeuralCleanseResult:
     """Per class t (index = class): ``norms`` float64 L1 norm of the kept mask; ``anomaly_index``
     float64; ``masks`` float32 (K, H, W) and ``patterns`` float32 (K, C, H, W), both in [0, 1]
     (the reversed trigger is ``masks[:, None] * patterns``); ``success`` float64, the kept mask's
-    step success; ``steps`` int64, steps run. ``flagged_classes``: by increasing norm."""
+    step success; ``steps`` int64, steps run; ``updates`` int64, the Adam updates they took (a step is one pass
+    over the class's images in batches). ``flagged_classes``: by increasing norm."""
 
     norms: torch.Tensor
     anomaly_index: torch.Tensor
@@ -86,12 +87,13 @@ class NeuralCleanseResult:
     patterns: torch.Tensor
     success: torch.Tensor
     steps: torch.Tensor
+    updates: torch.Tensor
 
     def summary(self) -> dict[str, Any]:
         """The numbers as plain Python (for JSON): everything but the masks and patterns."""
         return {"norms": self.norms.tolist(), "anomaly_index": self.anomaly_index.tolist(),
                 "flagged_classes": list(self.flagged_classes), "success": self.success.tolist(),
-                "steps": self.steps.tolist()}
+                "steps": self.steps.tolist(), "updates": self.updates.tolist()}
 
 
 def _median(values: torch.Tensor) -> torch.Tensor:
@@ -171,14 +173,14 @@ class NeuralCleanse:
         chosen = torch.randperm(len(images), generator=generator)[:self.num_images]
         x, y = images[chosen.to(images.device)].float() / 255, labels[chosen.to(labels.device)].cpu()
         runs = [self.reverse(predict_logits, x[(y != t).to(x.device)], t, generator) for t in range(num_classes)]
-        masks, patterns, success, steps = (torch.stack([run[i] for run in runs]) for i in range(4))
+        masks, patterns, success, steps, updates = (torch.stack([run[i] for run in runs]) for i in range(5))
         norms = masks.double().flatten(1).sum(dim=1)
         index = anomaly_index(norms)
-        return NeuralCleanseResult(norms, index, flag_classes(norms, index), masks, patterns, success, steps)
+        return NeuralCleanseResult(norms, index, flag_classes(norms, index), masks, patterns, success, steps, updates)
 
     def reverse(self, predict_logits: PredictLogits, x: torch.Tensor, target: int,
                 generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """(mask (H, W), pattern (C, H, W), success, steps run) for ``target`` from float images ``x``."""
+        """(mask (H, W), pattern (C, H, W), success, steps run, Adam updates) for ``target`` from float images ``x``."""
         if len(x) == 0:
             raise ValueError(f"neural cleanse: no clean image outside class {target} in the subset")
         _, channels, height, width = x.shape
@@ -195,7 +197,9 @@ class NeuralCleanse:
             if schedule.update(success >= self.success_threshold, reg_best):
                 break
         mask, pattern, success = best if best is not None else current  # never succeeded: the last
-        return mask.float().cpu(), pattern.float().cpu(), torch.tensor(success, dtype=torch.float64), torch.tensor(step)
+        updates = step * math.ceil(len(x) / self.batch_size)
+        return (mask.float().cpu(), pattern.float().cpu(), torch.tensor(success, dtype=torch.float64), torch.tensor(step),
+                torch.tensor(updates))
 
     def _step(self, predict_logits: PredictLogits, x: torch.Tensor, target: int, a: torch.Tensor, b: torch.Tensor,
               optimizer: torch.optim.Optimizer, cost: float, generator: torch.Generator) -> tuple[float, float]:
@@ -223,7 +227,8 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, num_classes: int) 
         raise ValueError(f"num_classes must be an integer >= 3 (the outlier test needs a median), got {num_classes!r}")
 
 
-@register_detector("neural-cleanse", kind="model")
+@register_detector("neural-cleanse", kind="model", rule="anomaly index > 2 (MAD x 1.4826) with a norm below the "
+                                                      "median (Wang et al. 2019)")
 def neural_cleanse(*, steps: int = 20, num_images: int = 256, batch_size: int = 32, lr: float = 0.1,
                    init_cost: float = 1e-3, cost_multiplier: float = 2.0, patience: int = 5,
                    success_threshold: float = 0.99) -> NeuralCleanse:

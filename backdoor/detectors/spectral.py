@@ -3,7 +3,9 @@ singular direction of their class's feature matrix.
 
 For each class c (by the labels as trained, i.e. poisoned labels) with feature rows ``R`` (n_c, D):
 ``M = R - mean(R)``; ``v`` = top right-singular vector of ``M``; outlier score ``tau_i = (M_i . v)^2``
-(the paper's Algorithm 1). The ``k_c`` highest scores of the class are flagged, with
+(the paper's Algorithm 1, ``score="paper"``), or ``|R_i . v|``, the *uncentred* row projected
+(``score="reference"``: MadryLab's code, ART and BackdoorBench compute this). The ``k_c`` highest scores
+of the class are flagged, with
 ``k_c = min(n_c, floor(eps_multiplier * e_c + 0.5))`` and ``e_c`` the expected number of poisoned
 images in the class: either given per class, or a total ``E`` spread over the classes in proportion
 to their size (``e_c = E n_c / N``), which is ART's rule of one expected poison fraction for every
@@ -16,14 +18,14 @@ Sources read: the paper; ART ``SpectralSignatureDefense`` (Trusted-AI/adversaria
 BackdoorBench ``defense/spectral.py`` (SCLBD/BackdoorBench, after MadryLab/backdoor_data_poisoning).
 Differences from them:
 
-* Score: ART and BackdoorBench project the *uncentred* features ``R_i`` on ``v`` and take ``|R_i . v|``;
-  this module follows the paper (centred, squared). The ranking differs whenever the class mean has
-  a component along ``v``.
-* Scale: each class's scores are divided by their median over the class (by their mean if the
-  median is 0), so that scores of classes whose features differ in scale are comparable in one
-  AUROC; the median, unlike the mean (``sigma_1^2 / n_c``), is not inflated by the poison itself.
-  Flags are unchanged (same order within a class). A class of one image, or of identical features,
-  scores 0.
+* Score: both forms are offered; the default is the paper's. The ranking differs whenever the class
+  mean has a component along ``v``: then the uncentred score orders the images by their side of the
+  class mean, the centred one by their distance from it, and a poisoned half of a class (10 % poisoning
+  all-to-one) sits as far from the mean as the clean half, so the centred score cannot tell them apart.
+* Scores are per class and not rescaled: they rank images *within* a class, which is what the method
+  flags by. An AUROC over all images mixes classes whose scores differ in scale; the report gives the
+  AUROC within the target class beside it (``backdoor.detection``). A class of one image, or of
+  identical features, scores 0.
 * Budget: ART flags scores at or above the ``1 - eps_multiplier * expected_pp_poison`` quantile of
   each class (numpy linear interpolation; ``expected_pp_poison`` default 0.33); BackdoorBench flags
   scores above the 85th percentile of every class. Here the count is ``k_c`` above, ties broken by
@@ -38,7 +40,7 @@ from typing import Sequence
 
 import torch
 
-from . import check_features, number, register_detector
+from . import check_features, choice, number, register_detector
 from .result import DetectionResult
 
 
@@ -49,14 +51,18 @@ class SpectralResult(DetectionResult):
     budgets: dict[int, int]
 
 
-def spectral_scores(features: torch.Tensor) -> torch.Tensor:
-    """float64 (n,): squared projection of the centred rows on their top right-singular vector."""
+SCORES = ("paper", "reference")
+
+
+def spectral_scores(features: torch.Tensor, score: str = "paper") -> torch.Tensor:
+    """float64 (n,): the rows' projection on the top right-singular vector of the centred rows: centred and
+    squared (``paper``), or uncentred and absolute (``reference``)."""
     x = features.detach().double().cpu()
     centred = x - x.mean(dim=0, keepdim=True)
     if len(x) < 2:
         return torch.zeros(len(x), dtype=torch.float64)
     _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    return (centred @ vh[0]) ** 2
+    return (centred @ vh[0]) ** 2 if score == "paper" else (x @ vh[0]).abs()
 
 
 def _expected_per_class(expected_poison: int | Sequence[float] | torch.Tensor, labels: torch.Tensor,
@@ -75,18 +81,11 @@ def _expected_per_class(expected_poison: int | Sequence[float] | torch.Tensor, l
     return {c: float(per_class[c]) for c in classes}
 
 
-def _typical(tau: torch.Tensor) -> float:
-    """The class's scale: the median score (robust to a poisoned minority), else the mean, else 1."""
-    for value in (tau.median() if len(tau) else tau.sum(), tau.mean() if len(tau) else tau.sum()):
-        if float(value) > 0:
-            return float(value)
-    return 1.0
-
-
 @dataclass(frozen=True)
 class SpectralSignatures:
     eps_multiplier: float = 1.5
     expected_rate: float = 0.1
+    score: str = "paper"
 
     def __call__(self, features: torch.Tensor, labels: torch.Tensor,
                  expected_poison: int | Sequence[float] | torch.Tensor | None = None) -> SpectralResult:
@@ -104,18 +103,28 @@ class SpectralSignatures:
         budgets = {}
         for c in classes:
             index = (labels == c).nonzero().flatten()
-            tau = spectral_scores(features[index.to(features.device)])
-            scores[index] = tau / _typical(tau)
+            tau = spectral_scores(features[index.to(features.device)], self.score)
+            scores[index] = tau
             budgets[c] = min(len(index), math.floor(self.eps_multiplier * expected[c] + 0.5))
             top = torch.argsort(tau, descending=True, stable=True)[:budgets[c]]
             flagged[index[top]] = True
         return SpectralResult(scores, flagged, budgets)
 
 
-@register_detector("spectral")
-def spectral(*, eps_multiplier: float = 1.5, expected_rate: float = 0.1) -> SpectralSignatures:
+def spectral_variants(built: "SpectralSignatures") -> dict:
+    """The configured detector and the other score form, each on the pooled features and on the last block
+    flattened (the layer BackdoorBench takes), all at the configured budget."""
+    other = "reference" if built.score == "paper" else "paper"
+    forms = {built.score: built, other: SpectralSignatures(built.eps_multiplier, built.expected_rate, other)}
+    return {f"{form}-{layer}": (detector, layer) for form, detector in forms.items() for layer in ("pooled", "block")}
+
+
+@register_detector("spectral", rule="the top eps_multiplier x expected_rate x class size scores of each class "
+                                    "(Tran et al. 2018)", variants=spectral_variants)
+def spectral(*, eps_multiplier: float = 1.5, expected_rate: float = 0.1, score: str = "paper") -> SpectralSignatures:
     """``expected_rate``: the fraction of each class the defender assumes poisoned (Tran et al.'s epsilon) when
     no expected count is given; 0.1 here, an upper bound for the rates the CPU presets use (ART's
     ``expected_pp_poison`` defaults to 0.33)."""
     return SpectralSignatures(float(number("spectral", "eps_multiplier", eps_multiplier, low=0.0)),
-                              float(number("spectral", "expected_rate", expected_rate, low=0.0, high=1.0)))
+                              float(number("spectral", "expected_rate", expected_rate, low=0.0, high=1.0)),
+                              choice("spectral", "score", score, SCORES))

@@ -124,7 +124,8 @@ class Strip:
         return StripResult(-entropy, entropy < threshold, entropy, threshold, clean_entropy)
 
 
-@register_detector("strip", kind="inputs")
+@register_detector("strip", kind="inputs", rule="entropy below the false_rejection_rate quantile of the defender's "
+                                               "clean inputs (Gao et al. 2019)")
 def strip(*, num_blends: int = 64, alpha: float = 0.5, false_rejection_rate: float = 0.05,
           batch_size: int = 256, num_inputs: int = 500, num_clean: int = 1000) -> Strip:
     return Strip(num_blends=int(number("strip", "num_blends", num_blends, low=2, integer=True)),

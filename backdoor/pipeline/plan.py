@@ -169,7 +169,7 @@ def detect_stage(detector: str, cell: Cell, params: dict) -> dict:
         "cmd": (f"python stages/detect.py --params {SETTINGS} --detector {detector} --cell {cell_args(axes)} "
                 f"--raw {raw_dir(cell)}{inputs} --model {train_dir(cell)}/model.pt --out {out}"),
         "deps": deps,
-        "outs": [out, out.replace(".json", ".png")] if kind == "model" else [out],
+        "outs": [out, out.replace(".json", ".scores.csv.gz"), *([out.replace(".json", ".png")] if kind == "model" else [])],
     }
     if detector in (params.get("detectors") or {}):  # its settings (defaults when absent: nothing to depend on)
         stage["params"] = params_dep(f"detectors.{detector}")
