@@ -135,3 +135,14 @@ def test_gpu_benchmark_runs_every_part_at_toy_size_on_the_cpu(tmp_path):
     cell = saved["paper_cell"]
     assert list(cell["stage_seconds"]) == list(gpu.PAPER_STAGES) and 0 <= cell["asr"] <= 1
     assert result["paper_cell"]["total_seconds"] == cell["total_seconds"]
+
+
+def test_detector_throughput_prints_each_rate_against_the_loop(capsys):
+    from benchmarks import detector_throughput
+
+    torch.set_num_threads(1)
+    rates = detector_throughput.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert re.search(r"^STRIP: [\d,]+ blended images/s = \d+\.\d\dx the loop$", out, re.M)
+    assert re.search(r"^Neural Cleanse: [\d,]+ masked images/s \(forward and backward\) = \d+\.\d\dx the loop$", out, re.M)
+    assert all(rate > 0 for rate in rates.values())
