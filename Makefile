@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
+.PHONY: setup repro test test-fast test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -45,7 +45,11 @@ repro: grid
 # OpenMP threads sleep instead of spinning, so parallel workers' torch threads do not starve each other.
 TEST_WORKERS ?= 2
 test: setup
-	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=8 -m "not cluster"
+	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=8 --timeout 1500 -m "not cluster"
+
+# The edit-test loop: every test but the end-to-end DVC runs and the cluster (marked slow / cluster), a minute or two.
+test-fast: setup
+	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --durations=5 --timeout 300 -m "not slow and not cluster"
 
 # The SLURM tests (tests/test_slurm.py, marked cluster): install Debian's slurm and munge if missing (root),
 # start a one-node SLURM in a temp folder, run the grid through it, stop it. About 9 minutes on 2 cores.
@@ -87,7 +91,7 @@ paper: setup
 	$(MAKE) preset PRESET=paper
 	python tools/run_grid.py --gpus $(GPUS)
 
-# The pipeline on a SLURM cluster (README, "Running on a cluster"): one job array per layer of the stage graph,
+# The pipeline on a SLURM cluster (docs/cluster.md): one job array per layer of the stage graph,
 # each stage in a throwaway clone on the node, the shared DVC cache CACHE as the only shared state. Then, once
 # `squeue --me` shows no job left, `make collect` restores every finished stage from the run-cache.
 #   make slurm PARTITION=gpu GPUS_PER_JOB=1 MAX_JOBS=32 CACHE=/shared/dvc-cache
@@ -111,7 +115,7 @@ collect: setup
 
 # The real CIFAR-10 (JPEG) and Flowers (160 px) copies of a machine without internet, $(SHARED)/data/*.tar.gz:
 # checked against their sha256, then extracted to data/external/ for presets/{cifar10,flowers}-cpu.yaml.
-# With internet, use dataset: cifar10 / flowers instead (README).
+# With internet, use dataset: cifar10 / flowers instead (docs/results.md, "Natural images").
 SHARED ?= ../shared
 EXTERNAL_SHA256 := cifar10-jpeg=b379c20532d0d7113e4257fb4fe37c05481e5a503319cd10c2de3889728c9e18 \
 	flowers-160=21553a744697ae8fc62ca4a516a2d5021afb536a2d3bb7f0a936b67e77a72d1b

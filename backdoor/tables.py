@@ -1,6 +1,6 @@
-"""README's result tables, computed from the files one preset run wrote (summary.csv, detection.csv).
+"""The result tables of docs/results.md, computed from the files one preset run wrote (summary.csv, detection.csv).
 
-``tools/readme_tables.py <table> <folder>`` prints one as Markdown; README shows the command beside each
+``tools/result_tables.py <table> <folder>`` prints one as Markdown; docs/results.md shows the command beside each
 table, so every number there can be recomputed from the committed copy of that run's output.
 """
 
@@ -16,7 +16,7 @@ def _num(value: float, digits: int = 4) -> str:
 
 
 def percent(fraction: float) -> str:
-    """A rate or share as README writes it: 0.005 -> "0.5 %"."""
+    """A rate or share as the tables write it: 0.005 -> "0.5 %"."""
     return f"{100 * fraction:g} %"
 
 

@@ -88,17 +88,46 @@ def test_rate_rows_are_trigger_and_rate_in_grid_order_with_the_baseline_at_rate_
                          "| square | 0.5 % | 250 | 0.200 [0.100, 0.300] | 0.795 [0.790, 0.800] | 0.150 [0.050, 0.250] |"]
 
 
-def test_every_readme_table_is_what_its_command_prints_from_the_committed_run():
-    """README shows the command under each result table; the table above it must be that command's output."""
+def test_every_results_table_is_what_its_command_prints_from_the_committed_run():
+    """docs/results.md shows the command under each result table; the table above it must be that command's output."""
     root = Path(__file__).resolve().parents[1]
-    lines = (root / "README.md").read_text().splitlines()
-    commands = [(i, m) for i, line in enumerate(lines) if (m := re.search(r"`python tools/readme_tables\.py (\w+) (\S+)`", line))]
-    assert len(commands) >= 4
-    for i, match in commands:
-        end = max(j for j in range(i) if lines[j].startswith("|")) + 1
-        start = end
-        while start > 0 and lines[start - 1].startswith("|"):
-            start -= 1
-        make, file = TABLES[match.group(1)]
-        expected = make(pd.read_csv(root / match.group(2) / file))
-        assert "\n".join(lines[start:end]) == expected, f"README's table above line {i + 1} is not {match.group(0)}"
+    checked = 0
+    for page in (root / "README.md", root / "docs" / "results.md"):
+        lines = page.read_text().splitlines()
+        commands = [(i, m) for i, line in enumerate(lines)
+                    if (m := re.search(r"`python tools/result_tables\.py (\w+) (\S+)`", line))]
+        for i, match in commands:
+            end = max(j for j in range(i) if lines[j].startswith("|")) + 1
+            start = end
+            while start > 0 and lines[start - 1].startswith("|"):
+                start -= 1
+            make, file = TABLES[match.group(1)]
+            expected = make(pd.read_csv(root / match.group(2) / file))
+            assert "\n".join(lines[start:end]) == expected, f"{page.name}'s table above line {i + 1} is not {match.group(0)}"
+            checked += 1
+    assert checked >= 4
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_every_link_in_readme_and_docs_points_at_a_file_and_section_that_exist():
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    anchors = {page: {anchor(line.lstrip("#")) for line in page.read_text().splitlines() if line.startswith("#")}
+               for page in pages}
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, section = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif section and file.suffix == ".md" and section not in anchors.get(file, set()):
+                broken.append(f"{page.name}: {target} (no such section)")
+    assert broken == []

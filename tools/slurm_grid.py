@@ -5,7 +5,7 @@
     python tools/slurm_grid.py collect
 
 (`make slurm PARTITION=gpu GPUS_PER_JOB=1 MAX_JOBS=32 CACHE=/shared/dvc-cache` and `make collect` call
-these.) The logic lives in backdoor.pipeline.slurm; README, "Running on a cluster", has the set-up.
+these.) The logic lives in backdoor.pipeline.slurm; docs/cluster.md has the set-up.
 Bad options: one line naming the option, exit status 2, nothing submitted. A cluster or stage that
 refuses: one line, exit status 1.
 """

@@ -1,4 +1,4 @@
-"""Run `dvc repro` and record how long each stage took, for the minutes-per-cell figures of README.
+"""Run `dvc repro` and record how long each stage took, for the minutes-per-cell figures of docs/results.md.
 
     python tools/time_stages.py --out reports/presets/cifar10-cpu/stage_times.csv report
 

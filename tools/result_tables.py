@@ -1,6 +1,6 @@
-"""Print one of README's result tables (Markdown) from the files a preset run wrote.
+"""Print one of the result tables of docs/results.md (Markdown) from the files a preset run wrote.
 
-    python tools/readme_tables.py persistence reports/presets/persistence-cpu
+    python tools/result_tables.py persistence reports/presets/persistence-cpu
 
 Tables: triggers, regularizers, persistence, rates, detection (backdoor/tables.py says what each holds).
 """
