@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError
-from .io import atomic_path, manifest_sha256, torch_save
+from .files import atomic_path, manifest_sha256, torch_save
 from .models import create_model
 from .seeding import derive_seed
 

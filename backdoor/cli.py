@@ -8,7 +8,7 @@ from typing import Callable
 
 from .config import Experiment, load_experiment
 from .errors import ConfigError
-from .io import sweep_stale_temporaries
+from .files import sweep_stale_temporaries
 from .lifecycle import stage_process
 
 
@@ -29,7 +29,7 @@ def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     """Parse, run, and turn a ConfigError into one line on stderr and exit status 2 (no traceback).
 
     The stage ends cleanly on SIGTERM/SIGINT and with the ``dvc`` that started it (``backdoor.lifecycle``), and
-    first removes what killed writers left anywhere in the workspace (``backdoor.io.sweep_stale_temporaries``)."""
+    first removes what killed writers left anywhere in the workspace (``backdoor.files.sweep_stale_temporaries``)."""
     args = parser.parse_args()
     try:
         with stage_process():

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .config import Experiment
-from .io import atomic_path
+from .files import atomic_path
 from .seeding import generator
 from .triggers import PATCH_TRIGGERS, TRIGGERS, Trigger, build_trigger
 

@@ -1,7 +1,7 @@
 """A stage process ends with the run that started it, and cleans up when it ends early.
 
 - SIGTERM, SIGINT and SIGHUP raise ``SystemExit(128 + signal)`` in the main thread, so every ``finally``
-  runs: the atomic writers remove their temporaries (``backdoor.io``), nothing half-written stays.
+  runs: the atomic writers remove their temporaries (``backdoor.files``), nothing half-written stays.
 - Run by DVC (which sets ``DVC_STAGE`` for a stage's command), a watcher thread checks every half second
   that the ``dvc`` process that started the stage, and any shell between them, is still alive (a zombie is
   not); when one is gone (``dvc`` killed by SIGTERM or SIGKILL does not stop its child), the stage sends itself

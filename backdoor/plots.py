@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .files import atomic_path  # noqa: E402
 
 
 def read_dvclive(live_dir: str | Path) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError
-from .io import load_tensors, manifest_sha256, read_json
+from .files import load_tensors, manifest_sha256, read_json
 from .seeding import generator
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import read_params
 from .errors import ConfigError
-from .io import atomic_path
+from .files import atomic_path
 
 PRESETS = Path("presets")
 

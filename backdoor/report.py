@@ -14,7 +14,7 @@ import pandas as pd
 
 from .config import AXES
 from .errors import ConfigError
-from .io import read_json
+from .files import read_json
 
 METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
 BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "init", "ft_lr", "ft_clean_size", "ft_method")

@@ -12,7 +12,7 @@ from .config import Experiment
 from .datasets import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate
-from .io import sha256_file
+from .files import sha256_file
 from .loop import fit
 from .metrics import clean_accuracy
 from .models import classifier_head

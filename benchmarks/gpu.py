@@ -37,7 +37,7 @@ from backdoor.classifier import Classifier, pick_device, predict
 from backdoor.config import LoopConfig
 from backdoor.datasets import load_dataset
 from backdoor.datasets.registry import prepare_dataset
-from backdoor.io import write_json
+from backdoor.files import write_json
 from backdoor.loop import fit
 from benchmarks import train_throughput
 

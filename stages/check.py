@@ -14,7 +14,7 @@ from pathlib import Path
 from backdoor.checks import validate_params
 from backdoor.cli import run
 from backdoor.config import read_params
-from backdoor.io import atomic_path, read_json
+from backdoor.files import atomic_path, read_json
 
 VALID = "params.yaml is valid (stages/check.py)\n"
 

@@ -14,7 +14,7 @@ from backdoor.datasets import load_dataset
 from backdoor.detection import block_features, detect
 from backdoor.detectors import KINDS, VARIANTS, build_detector
 from backdoor.errors import ConfigError
-from backdoor.io import load_tensors, read_json, write_csv, write_json
+from backdoor.files import load_tensors, read_json, write_csv, write_json
 from backdoor.poisoned_set import load_poisoned, training_pool
 
 

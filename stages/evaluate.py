@@ -11,7 +11,7 @@ from pathlib import Path
 
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.evaluation import METRIC_KEYS, before_after
-from backdoor.io import read_json, write_json
+from backdoor.files import read_json, write_json
 
 
 def read_curve(path: Path) -> list[dict[str, float]]:

@@ -9,7 +9,7 @@ from backdoor.classifier import load_trained
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.datasets import load_dataset
 from backdoor.detection import training_features
-from backdoor.io import atomic_dir, save_tensors, write_json
+from backdoor.files import atomic_dir, save_tensors, write_json
 from backdoor.poisoned_set import load_poisoned, training_pool
 
 

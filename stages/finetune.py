@@ -21,8 +21,8 @@ from backdoor.datasets import load_dataset
 from backdoor.errors import ConfigError
 from backdoor.evaluation import before_after, poisoned_counts
 from backdoor.finetuning import finetune_model
-from backdoor.io import atomic_dir, write_json
-from backdoor.logging import dvclive_logger
+from backdoor.files import atomic_dir, write_json
+from backdoor.epoch_log import dvclive_logger
 from backdoor.poisoned_set import load_poisoned
 
 

@@ -2,15 +2,15 @@
 
 Every stage depends on its script's fingerprint instead of listing source files; this stage depends on
 the backdoor/ and stages/ folders, so a new import is picked up without editing any list
-(backdoor/pipeline/code.py).
+(backdoor/pipeline/fingerprints.py).
 """
 
 import argparse
 from pathlib import Path
 
 from backdoor.cli import run
-from backdoor.io import atomic_dir
-from backdoor.pipeline.code import code_sha256, import_closure, stage_scripts
+from backdoor.files import atomic_dir
+from backdoor.pipeline.fingerprints import code_sha256, import_closure, stage_scripts
 
 
 def main(args: argparse.Namespace) -> None:

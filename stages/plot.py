@@ -8,7 +8,7 @@ from backdoor.cli import experiment, run, stage_parser
 from backdoor.config import read_params
 from backdoor.datasets import load_dataset
 from backdoor.gallery import trigger_gallery, trigger_zoo
-from backdoor.io import write_csv
+from backdoor.files import write_csv
 from backdoor.plots import long_curve, plot_curves, plot_samples, read_dvclive
 from backdoor.poisoned_set import load_poisoned
 

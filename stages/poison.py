@@ -5,7 +5,7 @@ from pathlib import Path
 from backdoor.cli import experiment, run, stage_parser
 from backdoor.config import check_pool
 from backdoor.datasets import load_dataset, read_manifest
-from backdoor.io import atomic_dir, manifest_sha256, save_tensors, write_json
+from backdoor.files import atomic_dir, manifest_sha256, save_tensors, write_json
 from backdoor.poisoning import build_attack, poison_dataset
 
 

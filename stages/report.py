@@ -8,7 +8,7 @@ from backdoor.config import cell_experiment, read_params, slug
 from backdoor.datasets import load_dataset
 from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
-from backdoor.io import read_json, write_csv, write_json
+from backdoor.files import read_json, write_csv, write_json
 from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_detection, plot_heatmap, plot_recovery
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, detection_table,
                              recovery_curves, seed_summary)

@@ -9,8 +9,8 @@ from backdoor.cli import experiment, run, stage_parser
 from backdoor.config import check_training
 from backdoor.datasets import load_dataset
 from backdoor.errors import ConfigError
-from backdoor.io import atomic_dir
-from backdoor.logging import dvclive_logger
+from backdoor.files import atomic_dir
+from backdoor.epoch_log import dvclive_logger
 from backdoor.models import check_arch
 from backdoor.poisoned_set import load_poisoned, training_pool
 from backdoor.regularizers import check_regularizer

@@ -371,8 +371,35 @@ def test_folder_errors(tmp_path):
         dataset_spec(f"folder:{tmp_path / 'one'}")
     (tmp_path / "empty" / "a").mkdir(parents=True)
     (tmp_path / "empty" / "b").mkdir()
-    with pytest.raises(ConfigError, match="no train images"):
-        prepare_dataset(f"folder:{tmp_path / 'empty'}", tmp_path / "raw", tmp_path / "dl", image_size=8)
+    with pytest.raises(ConfigError, match=r"class folder .*empty/a holds no image \(.jpg"):
+        dataset_spec(f"folder:{tmp_path / 'empty'}")
+
+
+def test_a_class_folder_without_images_is_refused_before_any_decoding(tmp_path):
+    """An empty class would be a class nobody trains (its output never learned, CA over the others)."""
+    root = tmp_path / "pets"
+    for i in range(3):
+        jpeg(root / "cat" / f"{i}.jpg", (8, 8), (1, 2, 3))
+    (root / "dog").mkdir()
+    (root / "dog" / "readme.txt").write_text("no pictures yet")
+    with pytest.raises(ConfigError) as err:
+        prepare_dataset(f"folder:{root}", tmp_path / "raw", tmp_path / "dl", image_size=8)
+    assert str(err.value) == (f"dataset: 'folder:{root}': class folder {root / 'dog'} holds no image "
+                              "(.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm)")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_an_image_over_pils_size_limit_is_refused_in_one_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from backdoor.datasets.images import load_image
+
+    jpeg(tmp_path / "huge.jpg", (64, 64), (1, 2, 3))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is then over twice the limit: a "bomb"
+    with pytest.raises(ConfigError) as err:
+        load_image(tmp_path / "huge.jpg", 8)
+    assert str(err.value).startswith(f"image {tmp_path / 'huge.jpg'} is larger than PIL allows (")
+    assert "\n" not in str(err.value)
 
 
 def test_make_external_data_checks_the_sha256_then_extracts_once(tmp_path):

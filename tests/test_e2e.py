@@ -327,7 +327,7 @@ def stage_process(repo: Path, script: str, timeout: float = 120) -> psutil.Proce
 
 
 def model_digest(repo: Path) -> str:
-    from backdoor.io import sha256_file
+    from backdoor.files import sha256_file
 
     return sha256_file(repo / "models" / "focus" / "train" / "model.pt")
 

@@ -12,7 +12,7 @@ from backdoor.checks import validate_grid as expand_grid
 from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
 from backdoor.grid import check_plan, grid_settings
-from backdoor.io import read_json, write_json
+from backdoor.files import read_json, write_json
 from backdoor.pipeline.plan import write_plan
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, epoch_stays_below,
                              seed_summary, t_critical)
@@ -305,6 +305,7 @@ def test_a_folder_datasets_images_are_a_dependency_of_its_download(tmp_path):
     images = tmp_path / "pets"
     for name in ("cat", "dog"):
         (images / name).mkdir(parents=True)
+        (images / name / "0.png").write_bytes(b"")  # a class folder holds images (read at download, not here)
     params = with_grid(dataset=[f"folder:{images}"], trigger=["blend"], poison_rate=[0.1])
     params["grid"]["settings"]["image_size"] = 16
     params["grid"]["settings"]["train"]["subset"] = None

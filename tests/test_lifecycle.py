@@ -12,11 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backdoor.io import atomic_dir, remove_stale_temporaries, sweep_stale_temporaries
+from backdoor.files import atomic_dir, remove_stale_temporaries, sweep_stale_temporaries
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from backdoor.io import atomic_dir
+    from backdoor.files import atomic_dir
     with atomic_dir(sys.argv[1]) as tmp:
         (tmp / "partial").write_text("x")
         print(tmp, flush=True)
@@ -77,7 +77,7 @@ def test_the_sweep_removes_dead_writers_temporaries_anywhere_under_the_output_fo
 STAGE = textwrap.dedent("""
     import sys, time
     from backdoor.cli import run
-    from backdoor.io import atomic_dir
+    from backdoor.files import atomic_dir
 
     def main(args):
         with atomic_dir(args.out) as tmp:

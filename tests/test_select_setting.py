@@ -1,4 +1,4 @@
-"""tools/select_setting.py (backdoor.selection): the validation split never touches the test set; the choice rule."""
+"""tools/select_setting.py: the validation split never touches the test set; the choice rule."""
 
 import json
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from backdoor import selection as select_setting
+from tools import select_setting
 from backdoor.datasets import Dataset, Split, store_dataset
 from backdoor.datasets.registry import dataset_spec
 from backdoor.presets import preset_params

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from backdoor.pipeline.layers import PlannedStage, cell_of, layered
+from backdoor.pipeline.stage_depth import PlannedStage, cell_of, layered
 from backdoor.pipeline.slurm import COMMENT, Layer, job_script, sbatch_command
 from backdoor.pipeline.slurm_options import Options, check_options
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from backdoor.io import atomic_dir, atomic_path, write_json
+from backdoor.files import atomic_dir, atomic_path, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,7 @@ def test_atomic_dir_replaces_previous_output(tmp_path):
 
 def test_saved_tensors_are_byte_identical_across_paths(tmp_path):
     """Equal outputs must hash equal, or DVC reruns everything downstream of a re-run stage."""
-    from backdoor.io import save_tensors
+    from backdoor.files import save_tensors
 
     tensors = {"images": torch.arange(12, dtype=torch.uint8).view(3, 4), "labels": torch.tensor([0, 1, 2])}
     first = save_tensors(tmp_path / "a" / "poison.pt", tensors)

@@ -8,7 +8,7 @@ and rewrites dvc.lock (git status is dirty afterwards), and `dvc checkout` canno
 locked hashes are in no cache. Two checks, neither needing any output to exist:
 
 - the code fingerprints: every ``data/code/<script>.sha256`` a stage depends on is recomputed from the
-  sources, as the ``code`` stage would write it (``backdoor.pipeline.code``), and its md5 compared with the
+  sources, as the ``code`` stage would write it (``backdoor.pipeline.fingerprints``), and its md5 compared with the
   locked one;
 - everything else DVC compares: ``dvc status`` on the workspace, keeping only what differs in sources
   (the ``code`` stage's folders, tracked files), parameters and commands. Data dependencies produced by
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from backdoor.pipeline.code import code_sha256, fingerprint_file, import_closure, stage_scripts
+from backdoor.pipeline.fingerprints import code_sha256, fingerprint_file, import_closure, stage_scripts
 
 LOCK_FILES = ("dvc.lock", "grid/shard-*/dvc.lock")
 

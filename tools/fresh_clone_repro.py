@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backdoor.io import write_csv
+from backdoor.files import write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"Running stage '([^']+)'")

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from backdoor.io import atomic_path
+from backdoor.files import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 DVC has no `repro -j`, but it releases its repository lock while a stage's command runs, so several
 `dvc repro -s STAGE` processes can run disjoint stages side by side. The stages `dvc repro` would run
-are grouped into layers by their depth in DVC's stage graph (backdoor.pipeline.layers, shared with the
+are grouped into layers by their depth in DVC's stage graph (backdoor.pipeline.stage_depth, shared with the
 SLURM submission): the code fingerprints, then the datasets, then the poisoned sets and clean baselines,
 then the other trainings, then the fine-tunings. Each layer runs from a shared queue (worker k sees only
 GPU k through CUDA_VISIBLE_DEVICES) once the previous one has finished; then `dvc repro TARGETS`
@@ -20,7 +20,7 @@ import sys
 import threading
 
 from backdoor.errors import ConfigError
-from backdoor.pipeline.layers import plan
+from backdoor.pipeline.stage_depth import plan
 
 DEFAULT_TARGETS = ["report"]  # the grid and its report; `dvc repro` adds the focus experiment
 

@@ -1,19 +1,88 @@
 """Choose a regularizer setting on a validation split of the training set, never on the test set.
 
     python tools/select_setting.py --preset regularizers-cpu --regularizer snnl \\
-        --key factor --values -10 -1 -0.1 --out reports/selection/snnl-factor.json
+        --key factor --values -10 -1 -0.1 -0.01 --out reports/selection/snnl-factor.json
 
-How the split and the choice are made: backdoor/selection.py.
+A seeded ``--validation`` images of the training set are held out (the test set is not loaded for
+training or scoring). The rest is poisoned and trained on exactly as a grid cell of ``--params`` would
+be (its ``grid.settings`` and first dataset/arch/trigger/strategy/poison_rate/seed values), once with
+``regularizer: none`` and once per candidate value. Each run reports clean accuracy on the validation
+images and ASR on their triggered copies. The chosen value is the strongest candidate (largest
+absolute value) whose validation clean accuracy is within ``--tolerance`` points of ``none``'s.
 """
 
+from __future__ import annotations
+
 import argparse
+import copy
 from pathlib import Path
 
+from backdoor.checks import validate_experiment
 from backdoor.cli import run
-from backdoor.config import read_params
-from backdoor.io import write_json
+from backdoor.config import cell_experiment, read_params, slug
+from backdoor.datasets import Dataset, load_dataset, validation_split
+from backdoor.errors import ConfigError, choices_error
+from backdoor.evaluation import evaluate
+from backdoor.files import write_json
+from backdoor.grid import grid_axes
+from backdoor.poisoning import poison_dataset
 from backdoor.presets import preset_params
-from backdoor.selection import select_setting
+from backdoor.regularizers import REGULARIZERS, regularizer_defaults
+from backdoor.training import train_model
+
+
+def score(params: dict, cell: dict, data: Dataset) -> dict[str, float]:
+    """Validation CA and ASR of a grid cell trained on ``data.train``; with the loss's own terms in its last
+    epoch (SNNL: mean cross-entropy and mean factor x SNNL) when it reports them."""
+    exp = cell_experiment(params, cell)
+    poisoned = poison_dataset(exp, data)
+    epochs: list[dict] = []
+    model = train_model(exp, data, poisoned, log=lambda epoch, values: epochs.append(values), progress=False)
+    metrics = evaluate(model, data, poisoned)
+    terms = {k: v for k, v in epochs[-1].items() if k in ("ce", "snnl_term")} if epochs else {}
+    if "ce" in terms and "snnl_term" in terms:
+        terms["term_to_ce"] = abs(terms["snnl_term"]) / terms["ce"]
+    return {"clean_acc": metrics["clean_acc"], "asr": metrics["asr"], **terms}
+
+
+def select(runs: list[dict], baseline: dict, tolerance: float) -> dict | None:
+    """The strongest value whose validation CA is within ``tolerance`` points of the baseline's."""
+    ok = [r for r in runs if r["clean_acc"] >= baseline["clean_acc"] - tolerance / 100]
+    return max(ok, key=lambda r: abs(r["value"]), default=None)
+
+
+def select_setting(params: dict, regularizer: str, key: str, values: list[float], *, raw: str | None = None,
+                   validation: int = 10000, tolerance: float = 2.0, log=print) -> dict:
+    """Train ``none`` and one grid cell per candidate value on a validation split; return every run and the
+    choice (see ``select``). Every candidate is validated before any training."""
+    cell = {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
+    if regularizer not in REGULARIZERS or regularizer == "none":
+        raise choices_error("--regularizer", regularizer, sorted(set(REGULARIZERS) - {"none"}))
+    keys = sorted(regularizer_defaults(regularizer))
+    if key not in keys:
+        raise ConfigError(f"--key: regularizers.{regularizer} has no setting {key!r}; valid choices: {', '.join(keys)}")
+    trials = []
+    for value in values:
+        trial = copy.deepcopy(params)
+        trial.setdefault("regularizers", {}).setdefault(regularizer, {})[key] = value
+        validate_experiment(cell_experiment(trial, cell | {"regularizer": regularizer}))
+        trials.append((value, trial))
+    data = validation_split(load_dataset(raw or f"data/grid/raw/{slug(cell['dataset'])}"), validation, cell["seed"])
+    log(f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
+        f"(then train.subset) as grid cells")
+    baseline = score(params, cell | {"regularizer": "none"}, data)
+    log(f"none: val clean_acc {baseline['clean_acc']:.4f}  val asr {baseline['asr']:.4f}")
+    runs = []
+    for value, trial in trials:
+        runs.append({"value": value, **score(trial, cell | {"regularizer": regularizer}, data)})
+        ratio = f"  |term| / CE {runs[-1]['term_to_ce']:.3f}" if "term_to_ce" in runs[-1] else ""
+        log(f"{regularizer}.{key} = {value:g}: val clean_acc {runs[-1]['clean_acc']:.4f}  "
+            f"val asr {runs[-1]['asr']:.4f}{ratio}")
+    chosen = select(runs, baseline, tolerance)
+    log(f"chosen: {regularizer}.{key} = {chosen['value']:g}" if chosen
+        else f"no value keeps validation clean accuracy within {tolerance} points of none")
+    return {"cell": cell, "validation_images": validation, "regularizer": regularizer, "key": key,
+            "tolerance_points": tolerance, "none": baseline, "runs": runs, "chosen": chosen and chosen["value"]}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -21,7 +90,7 @@ def main(args: argparse.Namespace) -> None:
     report = select_setting(params, args.regularizer, args.key, args.values, raw=args.raw,
                             validation=args.validation, tolerance=args.tolerance)
     if args.out:
-        write_json(Path(args.out), {"params": f"presets/{args.preset}.yaml" if args.preset else args.params, **report})  # a diverged run's NaN: null
+        write_json(Path(args.out), {"params": f"presets/{args.preset}.yaml" if args.preset else args.params, **report})
 
 
 if __name__ == "__main__":

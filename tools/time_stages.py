@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backdoor.io import write_csv
+from backdoor.files import write_csv
 
 STARTED = re.compile(r"Running stage '([^']+)'")
 

@@ -23,7 +23,7 @@ from backdoor.cli import run
 from backdoor.config import LoopConfig
 from backdoor.datasets import load_dataset
 from backdoor.loop import fit
-from backdoor.selection import validation_split
+from backdoor.datasets import validation_split
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)

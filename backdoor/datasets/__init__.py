@@ -7,6 +7,6 @@ is one module that registers itself there: ``fashion_mnist``, ``cifar10``, ``pho
 source's reader re-runs its download and nothing that merely loads stored data.
 """
 
-from .base import Dataset, DatasetSpec, Split, load_dataset, read_manifest, store_dataset
+from .base import Dataset, DatasetSpec, Split, load_dataset, read_manifest, store_dataset, validation_split
 
-__all__ = ["Dataset", "DatasetSpec", "Split", "load_dataset", "read_manifest", "store_dataset"]
+__all__ = ["Dataset", "DatasetSpec", "Split", "load_dataset", "read_manifest", "store_dataset", "validation_split"]

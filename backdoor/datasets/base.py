@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigError
-from ..io import atomic_dir, file_digest, load_tensors, read_json, save_tensors, scratch_dir, sha256_file, write_json
+from ..files import atomic_dir, file_digest, load_tensors, read_json, save_tensors, scratch_dir, sha256_file, write_json
+from ..seeding import generator
 
 Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # train x, y, test x, y
 
@@ -56,6 +57,16 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+DATASETS: dict[str, DatasetSpec] = {}  # the sources by name (backdoor.datasets.registry imports them all)
+FOLDER_PREFIX = "folder:"  # folder:<path> -- any ImageFolder tree, see photos.folder_spec
+DEFAULT_IMAGE_SIZE = 224
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
 
 
 def store_dataset(spec: DatasetSpec, splits: Splits, out_dir: str | Path, source: str) -> None:
@@ -158,3 +169,13 @@ def extract_archive(archive: Path, dest_parent: Path, top: str) -> Path:
             raise ConfigError(f"{archive}: expected a folder {top}/ inside the archive")
         os.replace(tmp / top, dest)
     return dest
+
+
+def validation_split(data: Dataset, size: int, seed: int) -> Dataset:
+    """Train on all but ``size`` seeded training images; the held-out ones play the test set."""
+    if not 0 < size < len(data.train):
+        raise ConfigError(f"--validation: must be between 1 and {len(data.train) - 1} images, got {size}")
+    order = torch.randperm(len(data.train), generator=generator(seed, "validation-split"))
+    held, kept = order[:size].sort().values, order[size:].sort().values
+    pick = lambda idx: Split(data.train.images[idx], data.train.labels[idx])  # noqa: E731
+    return Dataset(data.name, data.classes, pick(kept), pick(held))

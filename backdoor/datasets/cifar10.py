@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import DatasetSpec, Splits, extract_archive, fetch
-from .registry import register_dataset
+from .base import DatasetSpec, Splits, extract_archive, fetch, register_dataset
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 MD5 = "c32a1d4ab5d03f1284b67883e8d87530"

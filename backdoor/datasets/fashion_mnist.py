@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import DatasetSpec, Splits, fetch
-from .registry import register_dataset
+from .base import DatasetSpec, Splits, fetch, register_dataset
 
 # name -> (md5 of the published .gz, as torchvision checks it; sha256 of the decompressed IDX bytes).
 # Debian recompresses the files, so the decompressed sha256 is what identifies the data from either source.

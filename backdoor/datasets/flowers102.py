@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .base import DatasetSpec, Splits, extract_archive, fetch
+from .base import DEFAULT_IMAGE_SIZE, DatasetSpec, Splits, extract_archive, fetch, register_dataset
 from .images import build_from_files
-from .registry import DEFAULT_IMAGE_SIZE, register_dataset
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 FILES = {  # md5s as torchvision.datasets.Flowers102 checks them

@@ -28,6 +28,8 @@ def load_image(path: Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img = img.convert("RGB")
+    except Image.DecompressionBombError as exc:  # not an OSError: PIL's guard against images that fill the memory
+        raise ConfigError(f"image {path} is larger than PIL allows ({exc}); shrink it or remove it") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ConfigError(f"unreadable image {path}: {exc}") from exc
     width, height = img.size

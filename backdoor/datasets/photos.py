@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import DatasetSpec, Splits, extract_archive, fetch
-from .images import build_from_files, class_folders, image_files, seeded_split
-from .registry import DEFAULT_IMAGE_SIZE, FOLDER_PREFIX, register_dataset
+from .base import DEFAULT_IMAGE_SIZE, FOLDER_PREFIX, DatasetSpec, Splits, extract_archive, fetch, register_dataset
+from .images import IMAGE_EXTENSIONS, build_from_files, class_folders, image_files, seeded_split
 
 
 # ---------------------------------------------------------------- flowers (TensorFlow's flower_photos)
@@ -53,6 +52,10 @@ def folder_spec(name: str) -> DatasetSpec:
     if len(classes) < 2:
         raise ConfigError(f"dataset: {name!r}: expected at least two class folders in "
                           f"{root / 'train' if presplit else root}, found {len(classes)}")
+    for folder in ((root / "train" if presplit else root) / c for c in classes):
+        if not image_files(folder):  # a class with no image: an output nobody trains, and CA over the others
+            raise ConfigError(f"dataset: {name!r}: class folder {folder} holds no image "
+                              f"({', '.join(IMAGE_EXTENSIONS)})")
 
     def build(download_dir: Path, image_size: int) -> Splits:
         if not presplit:

@@ -3,7 +3,8 @@
 Fixed-size sources (fashion-mnist 28 px, cifar10 32 px) are stored at their native size. Photo sources
 (flowers, flowers102, ``folder:<path>``) are decoded once, at build time, and stored at ``image_size``
 (default 224): shorter side resized to it (bicubic, antialiased), then center-cropped to a square.
-A source registers itself with ``register_dataset``; the modules imported at the bottom are the sources.
+A source registers itself with ``register_dataset`` (``base.py``, which the sources import: no module imports
+back up); importing the sources, below, registers them.
 """
 
 from __future__ import annotations
@@ -12,16 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError, choices_error
-from .base import DatasetSpec, store_dataset
+from . import cifar10, fashion_mnist, flowers102, photos  # noqa: F401  (the sources register themselves)
+from .base import DATASETS, DEFAULT_IMAGE_SIZE, FOLDER_PREFIX, DatasetSpec, register_dataset, store_dataset
 
-DATASETS: dict[str, DatasetSpec] = {}
-FOLDER_PREFIX = "folder:"  # folder:<path> -- any ImageFolder tree, see photos.folder_spec
-DEFAULT_IMAGE_SIZE = 224
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
-    return spec
+__all__ = ["DATASETS", "DEFAULT_IMAGE_SIZE", "FOLDER_PREFIX", "dataset_spec", "prepare_dataset", "register_dataset"]
 
 
 def dataset_spec(name: str, image_size: int | None = None) -> DatasetSpec:
@@ -59,5 +54,3 @@ def prepare_dataset(name: str, out_dir: str | Path, download_dir: str | Path, im
             raise ConfigError(f"dataset {name}: no {split} images found")
     store_dataset(spec, splits, out_dir, source=name)
 
-
-from . import cifar10, fashion_mnist, flowers102, photos  # noqa: E402,F401  (the sources register themselves)

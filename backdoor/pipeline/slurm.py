@@ -1,7 +1,7 @@
 """Run the stale stages of the pipeline on a SLURM cluster: one job array per layer, each cell a cached DVC stage.
 
 Submission plans, in a throwaway clone of the committed HEAD that uses the shared DVC cache, what
-`dvc repro` would run and is not yet in the run-cache (``backdoor.pipeline.layers``), leaves out what
+`dvc repro` would run and is not yet in the run-cache (``backdoor.pipeline.stage_depth``), leaves out what
 SLURM jobs of this repository are already running or queued for, and submits one array per layer of the
 stage graph, each with ``--dependency=afterok`` on the previous one and ``%MAX_JOBS`` tasks at once.
 Task i of an array runs line i of its layer's stage list: a throwaway clone of the commit on
@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 from backdoor.errors import ConfigError
 from backdoor.pipeline import workspace
-from backdoor.pipeline.layers import Plan, layered, plan
+from backdoor.pipeline.stage_depth import Plan, layered, plan
 from backdoor.pipeline.slurm_options import LOG_DIR, Checked, Options, SlurmError, check_options
 
 COMMENT = "backdoor-slurm:"          # job comment: marks our arrays and names their stage list

@@ -16,7 +16,7 @@ import ast
 import hashlib
 from pathlib import Path
 
-from ..io import sha256_file
+from ..files import sha256_file
 
 PACKAGE = "backdoor"
 

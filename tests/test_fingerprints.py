@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from backdoor.pipeline.code import code_sha256, fingerprint_file, import_closure, stage_scripts
+from backdoor.pipeline.fingerprints import code_sha256, fingerprint_file, import_closure, stage_scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 
