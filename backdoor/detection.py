@@ -181,19 +181,20 @@ def detect(name: str, settings: dict, clf: Classifier, data: Dataset, *, pool: t
                               "class": torch.cat([wanted, clean_labels]).numpy(),
                               "entropy": result.entropy.numpy(), "flagged": result.flagged.numpy()})
         return record, table
-    images, labels = defender_clean_images(data, pool, poisoned, detector.num_images, seed)
+    images, labels = defender_clean_images(data, pool, poisoned, getattr(detector, "num_images", 256), seed)
     result = detector(model_logits(clf), images, labels, clf.num_classes, rng)
-    flagged = list(result.flagged_classes)
+    flagged = list(result.flagged_classes)  # a model-level result: per-class norms and anomaly indices, flags
     found = bool(flagged) and (target in flagged if backdoored and target is not None else True)
     smallest = int(result.norms.argmin())
+    per_class = {"class": range(clf.num_classes), "norm": result.norms.numpy(),
+                 "anomaly_index": result.anomaly_index.numpy(), "flagged": [c in flagged for c in range(clf.num_classes)]}
+    per_class |= {key: getattr(result, key).numpy() for key in ("steps", "updates", "success") if hasattr(result, key)}
     row = {"variant": "configured", **_counts(torch.tensor([found]), torch.tensor([backdoored])),
            "flagged_classes": flagged, "target_flagged": backdoored and target is not None and target in flagged,
-           "anomaly_index": float(result.anomaly_index[smallest]), "smallest_norm_class": smallest,
-           "updates_per_class": float(result.updates.double().mean())}
-    record |= {"clean_data": len(images), "rows": [row], "norms": result.norms.tolist(),
-               "reversed": {"mask": result.masks[smallest], "pattern": result.patterns[smallest]}}
-    table = pd.DataFrame({"class": range(clf.num_classes), "norm": result.norms.numpy(),
-                          "anomaly_index": result.anomaly_index.numpy(), "steps": result.steps.numpy(),
-                          "updates": result.updates.numpy(), "success": result.success.numpy(),
-                          "flagged": [c in flagged for c in range(clf.num_classes)]})
-    return record, table
+           "anomaly_index": float(result.anomaly_index[smallest]), "smallest_norm_class": smallest}
+    if "updates" in per_class:
+        row["updates_per_class"] = float(per_class["updates"].mean())
+    record |= {"clean_data": len(images), "rows": [row], "norms": result.norms.tolist()}
+    if hasattr(result, "masks"):  # a reversed trigger to draw
+        record["reversed"] = {"mask": result.masks[smallest], "pattern": result.patterns[smallest]}
+    return record, pd.DataFrame(per_class)

@@ -131,45 +131,78 @@ def span(values: pd.Series, digits: int = 2) -> str:
     return low if low == high else f"{low}-{high}"
 
 
+def _kind(detector: str) -> str:
+    from .detectors import KINDS  # the registry: a table needs no edit for a new detector of a known kind
+
+    return KINDS.get(detector, "training-data")
+
+
 def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
-    """TPR · FPR of the flags; for Neural Cleanse the anomaly index · how many models it flagged on any class
-    (and, for poisoned models, in how many a flagged class was the attack's target)."""
+    """min-max over seeds of what decides the detector's kind:
+    training data: AUROC within the target class · TPR · FPR at the defender's budget · TPR at the oracle budget;
+    inputs: AUROC · TPR · FPR, then TPR over the triggered inputs that fire;
+    model: the smallest norm's anomaly index · models flagged on any class (and on the target)."""
     if group.empty:
         return "-"
-    if detector == "neural-cleanse":
+    kind = _kind(detector)
+    if kind == "model":
         # not tp + fp: a backdoored model flagged on a wrong class counts as a miss (fn) there
         flagged = int(group["flagged_classes"].fillna("").astype(str).str.strip().ne("").sum())
         verdict = f"{flagged}/{len(group)} flagged"
         if poisoned:
             verdict += f", target {int(group['target_flagged'].astype(bool).sum())}/{len(group)}"
         return f"{span(group['anomaly_index'])} · {verdict}"
-    tpr = span(group["tpr"]) if poisoned else "-"
-    return f"{tpr} · {span(group['fpr'])}"
+    if not poisoned:
+        return f"FPR {span(group['fpr'])}"
+    if kind == "inputs":
+        return (f"{span(group['auroc'])} · {span(group['tpr'])} · {span(group['fpr'])} · firing "
+                f"{span(group['tpr_firing'])}")
+    return (f"{span(group['auroc_target'])} · {span(group['tpr'])} · {span(group['fpr'])} · "
+            f"{span(group['oracle_tpr'])}")
+
+
+DETECTION_HEADERS = {"training-data": "AUROC in target · TPR · FPR · oracle TPR",
+                     "inputs": "AUROC · TPR · FPR · TPR firing", "model": "index · verdict"}
+
+
+def _detection_rows(detection: pd.DataFrame, columns: list[tuple[str, str]], cell) -> list[list[str]]:
+    """A row per trigger and poison rate, the clean baselines first and once (their models do not depend on the
+    trigger; only an input detector's test inputs do); ``cell(detector, group, poisoned)`` fills each column."""
+    clean = detection[detection["poison_rate"] == 0]
+    model = ["detector", "variant", "dataset", "arch", "regularizer", "seed"]
+    clean = clean[clean["detector"].map(_kind).eq("inputs") | ~clean.duplicated(subset=model)]
+    poisoned = detection[detection["poison_rate"] > 0]
+    pick = lambda rows, d, v: rows[(rows["detector"] == d) & (rows["variant"] == v)]  # noqa: E731
+    rows = []
+    if not clean.empty:
+        rows.append(["clean baseline", "0 %", *(cell(d, pick(clean, d, v), False) for d, v in columns)])
+    for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
+        rows.append([trigger, percent(rate), *(cell(d, pick(group, d, v), True) for d, v in columns)])
+    return rows
 
 
 def detection_table(detection: pd.DataFrame) -> str:
-    """A row per trigger and poison rate (the clean baselines first, once: their models do not depend on the
-    trigger), a column per detector: TPR · FPR min-max over seeds, or Neural Cleanse's anomaly index and
-    verdicts; the last row is each detector's mean seconds per model."""
-    detectors = list(dict.fromkeys(detection["detector"]))
-    clean = detection[detection["poison_rate"] == 0]
-    # a clean model is reported under every trigger of the grid; only STRIP's inputs depend on the trigger
-    model = ["detector", "dataset", "arch", "regularizer", "seed"]
-    clean = clean[(clean["detector"] == "strip") | ~clean.duplicated(subset=model)]
-    poisoned = detection[detection["poison_rate"] > 0]
-    rows = []
-    if not clean.empty:
-        rows.append(["clean baseline", "0 %",
-                     *(_detector_cell(d, clean[clean["detector"] == d], poisoned=False) for d in detectors)])
-    for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
-        rows.append([trigger, percent(rate),
-                     *(_detector_cell(d, group[group["detector"] == d], poisoned=True) for d in detectors)])
-    if "seconds" in detection:  # runs before detection records stopped holding wall-clock time
-        seconds = pd.concat([clean, poisoned]).groupby("detector")["seconds"].mean()
-        rows.append(["seconds per model", "", *(f"{seconds[d]:.1f}" for d in detectors)])
-    header = ["trigger", "poison rate", *(f"{d}: index · verdict" if d == "neural-cleanse" else f"{d}: TPR · FPR"
-                                          for d in detectors)]
-    return markdown(rows, header)
+    """Each detector as configured (its first variant), a column each (``_detector_cell`` says what is in it),
+    min-max over seeds; TPR and FPR count the training images (or test inputs) flagged."""
+    firsts = detection.drop_duplicates("detector")
+    columns = list(zip(firsts["detector"], firsts["variant"]))
+    header = ["trigger", "poison rate", *(f"{d}: {DETECTION_HEADERS[_kind(d)]}" for d, _ in columns)]
+    return markdown(_detection_rows(detection, columns, _detector_cell), header)
+
+
+def detection_variants_table(detection: pd.DataFrame) -> str:
+    """Every variant of the training-data detectors (the score forms, the features, each source's rule): the
+    AUROC within the target class · TPR at the defender's budget, min-max over seeds."""
+    variants = detection[detection["detector"].map(_kind) == "training-data"]
+    columns = list(dict.fromkeys(zip(variants["detector"], variants["variant"])))
+
+    def cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
+        if group.empty:
+            return "-"
+        return f"{span(group['auroc_target'])} · {span(group['tpr'])}" if poisoned else f"FPR {span(group['fpr'])}"
+
+    header = ["trigger", "poison rate", *(f"{d} {v}" for d, v in columns)]
+    return markdown(_detection_rows(variants, columns, cell), header)
 
 
 TABLES = {
@@ -178,4 +211,5 @@ TABLES = {
     "persistence": (persistence_table, "summary.csv"),
     "rates": (rate_table, "summary.csv"),
     "detection": (detection_table, "detection.csv"),
+    "detection-variants": (detection_variants_table, "detection.csv"),
 }

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from backdoor.errors import ConfigError
 from backdoor.hooks import capture_outputs, replace_output, unwrap
 from backdoor.models import create_model, hidden_layers
-from backdoor.regularizers import (REGULARIZERS, SNNL_EPS, build_regularizer, check_regularizer, contrastive_loss,
-                                   mixup_loss, reference_mixup_layers, regularizer_defaults,
-                                   soft_nearest_neighbor_loss)
+from backdoor.regularizers import REGULARIZERS, SNNL_EPS, build_regularizer, check_regularizer, regularizer_defaults
+from backdoor.regularizers.contrastive import contrastive_loss
+from backdoor.regularizers.manifold_mixup import mixup_loss, reference_mixup_layers
+from backdoor.regularizers.snnl import soft_nearest_neighbor_loss
 
 DEFENSES = ["contrastive", "logit-squeeze", "manifold-mixup", "snnl"]
 

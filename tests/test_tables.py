@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backdoor.tables import (TABLES, detection_table, persistence_table, rate_table, regularizer_table, spread,
-                             trigger_table)
+from backdoor.tables import (TABLES, detection_table, detection_variants_table, persistence_table, rate_table,
+                             regularizer_table, spread, trigger_table)
 
 
 def test_spread_is_mean_min_max_over_seeds():
@@ -33,23 +33,48 @@ def test_persistence_rows_are_trigger_and_what_varies_with_a_column_per_clean_si
     assert len(lines) == 4
 
 
-def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector():
+def detection_frame() -> pd.DataFrame:
     nan = math.nan
-    detection = pd.DataFrame({
-        "detector": ["spectral"] * 4 + ["neural-cleanse"] * 4, "seed": [0, 1, 0, 0] * 2,
-        "dataset": ["fashion-mnist"] * 8, "arch": ["small-cnn"] * 8, "regularizer": ["none"] * 8,
-        "trigger": ["checker", "checker", "checker", "blend"] * 2, "poison_rate": [0.1, 0.1, 0.0, 0.0] * 2,
-        "tpr": [0.5, 0.7, nan, nan] + [nan] * 4, "fpr": [0.1, 0.1, 0.2, 0.2] + [nan] * 4,
-        "anomaly_index": [nan] * 4 + [3.0, 1.0, 1.5, 1.5], "tp": [0] * 4 + [1, 0, 0, 0], "fp": [0] * 4 + [0, 0, 1, 1],
-        "target_flagged": [None] * 4 + [True, False, None, None], "seconds": [1.0] * 4 + [10.0, 20.0, 30.0, 40.0],
+    rows = []
+    for seed, rate, trigger in ((0, 0.1, "checker"), (1, 0.1, "checker"), (0, 0.0, "checker"), (0, 0.0, "blend")):
+        common = {"seed": seed, "dataset": "fashion-mnist", "arch": "small-cnn", "regularizer": "none",
+                  "trigger": trigger, "poison_rate": rate}
+        for variant, auroc in (("paper-pooled", 0.9 + 0.05 * seed), ("reference-block", 0.6)):
+            rows.append({**common, "detector": "spectral", "variant": variant, "auroc_target": auroc if rate else nan,
+                         "tpr": 0.5 + 0.2 * seed if rate else nan, "fpr": 0.1 if rate else 0.2,
+                         "oracle_tpr": 0.8 if rate else nan})
+        rows.append({**common, "detector": "strip", "variant": "configured", "auroc": 0.9 if rate else nan,
+                     "tpr": 0.4 if rate else nan, "fpr": 0.05, "tpr_firing": 0.8 if rate else nan})
         # seed 1's backdoored model is flagged on class 8, not the target: a model flagged, the target missed
-        "flagged_classes": [nan] * 4 + ["0", "8", "3 5", "3 5"]})
-    lines = detection_table(detection).splitlines()
-    assert lines[0] == "| trigger | poison rate | spectral: TPR · FPR | neural-cleanse: index · verdict |"
-    # one clean model (seed 0), reported under each trigger of the grid: counted once
-    assert lines[2] == "| clean baseline | 0 % | - · 0.20 | 1.50 · 1/1 flagged |"
-    assert lines[3] == "| checker | 10 % | 0.50-0.70 · 0.10 | 1.00-3.00 · 2/2 flagged, target 1/2 |"
-    assert lines[4] == "| seconds per model |  | 1.0 | 20.0 |" and len(lines) == 5  # (10 + 20 + 30) / 3
+        rows.append({**common, "detector": "neural-cleanse", "variant": "configured",
+                     "anomaly_index": [3.0, 1.0][seed] if rate else 1.5, "target_flagged": [True, False][seed] if rate
+                     else None, "flagged_classes": ["0", "8"][seed] if rate else "3 5"})
+    return pd.DataFrame(rows)
+
+
+def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector_by_its_kind():
+    lines = detection_table(detection_frame()).splitlines()
+    assert lines[0] == ("| trigger | poison rate | spectral: AUROC in target · TPR · FPR · oracle TPR | strip: AUROC · TPR "
+                        "· FPR · TPR firing | neural-cleanse: index · verdict |")
+    # one clean model (seed 0), reported under each trigger of the grid: counted once, but STRIP's inputs per trigger
+    assert lines[2] == "| clean baseline | 0 % | FPR 0.20 | FPR 0.05 | 1.50 · 1/1 flagged |"
+    assert lines[3] == ("| checker | 10 % | 0.90-0.95 · 0.50-0.70 · 0.10 · 0.80 | 0.90 · 0.40 · 0.05 · firing 0.80 "
+                        "| 1.00-3.00 · 2/2 flagged, target 1/2 |") and len(lines) == 4
+
+
+def test_detection_variants_give_each_forms_auroc_within_the_target_class():
+    lines = detection_variants_table(detection_frame()).splitlines()
+    assert lines[0] == "| trigger | poison rate | spectral paper-pooled | spectral reference-block |"
+    assert lines[3] == "| checker | 10 % | 0.90-0.95 · 0.50-0.70 | 0.60 · 0.50-0.70 |"
+
+
+def test_a_new_detector_is_tabled_by_its_kind(monkeypatch):
+    from backdoor import detectors
+
+    monkeypatch.setitem(detectors.KINDS, "new-inputs", "inputs")
+    frame = detection_frame()
+    frame.loc[frame["detector"] == "strip", "detector"] = "new-inputs"
+    assert "new-inputs: AUROC · TPR · FPR · TPR firing" in detection_table(frame).splitlines()[0]
 
 
 def test_a_diverged_seed_is_counted_not_averaged():

@@ -1,0 +1,170 @@
+"""Trigger registry: a trigger is a function of a uint8 batch (N, C, H, W) that returns a new batch.
+
+Adding a trigger is one module with a factory and one ``@register_trigger`` line (and its import at the bottom of
+this file). A factory receives the image
+shape, a seed for any fixed random pattern, the patch size and location, and its own settings from
+``params.yaml: triggers.<name>``; it validates them and returns the function that stamps images.
+
+The zoo (settings and their defaults in brackets):
+
+``checker``  BadNets-style checkerboard patch (Gu et al. 2017): a ``trigger_size`` square of 255 and 0
+             cells, 255 in its top-left cell, flush in the corner. No settings.
+``art-pattern`` ART's ``add_pattern_bd`` (IBM Adversarial Robustness Toolbox): exactly four pixels set to
+             ``pixel_value`` [255] on every channel, at (H-d, W-d), (H-d-1, W-d-1), (H-d, W-d-2),
+             (H-d-2, W-d) for ``distance`` d [2]; every other pixel is kept. ART's default pixel value 1 is
+             for images in [0, 1]; 255 is the same on uint8 images.
+``square``   solid patch, BadNets' white square. ``value`` [255].
+``noise``    fixed random uint8 patch, drawn once from the seed. No settings.
+``blend``    whole image blended with a fixed random uniform pattern (Chen et al. 2017):
+             ``out = round((1 - alpha) * x + alpha * pattern)``. ``alpha`` [0.2], in (0, 1]. Chen et
+             al. and BackdoorBench blend a Hello Kitty photo at 0.2; we blend seeded uniform noise.
+``sig``      horizontal sinusoid added to every row and channel (Barni et al. 2019):
+             ``out = clip(x + round(amplitude * sin(2 pi j frequency / W)), 0, 255)``.
+             ``amplitude`` [20] (the paper's delta on the 0-255 scale), ``frequency`` [6].
+``wanet``    fixed smooth warp (Nguyen and Tran 2021). ``strength`` [0.5] (s), ``grid_size`` [4] (k),
+             ``noise_mode`` [false], ``cross_ratio`` [2]. See ``WarpTrigger``.
+
+Patch triggers (``register_trigger(..., patch=True)``: checker, square, noise) use ``trigger_size`` and
+``trigger_location``; art-pattern and
+the full-image triggers (blend, sig, wanet) ignore both, and reject ``trigger_location: random``.
+Every trigger keeps uint8, works for any channel count and image size, and is a pure function of
+(seed, settings, images, generator): the fixed pattern comes from ``generator(seed, "trigger-pattern")``,
+per-image randomness (random patch location, WaNet cross noise) from the generator passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+
+from ..errors import ConfigError, choices_error
+from ..seeding import generator as make_generator
+from ..validation import check_keys, check_number, setting_names
+
+LOCATIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "random")
+
+# Full-image triggers go through float tensors; this many images at a time bounds the memory
+# (256 x 3 x 224 x 224 float32 is 150 MB) whatever the size of the batch passed in.
+CHUNK = 256
+
+
+class Trigger(Protocol):
+    """``trigger(images, generator)`` returns a new uint8 batch; ``images`` is never modified.
+
+    A trigger may also have ``cross_ratio`` (float > 0) and ``cross(images, generator)``: then
+    ``make_poisoned_set`` adds ``cross_ratio`` x (number poisoned) "cross" samples, made by ``cross``
+    from unpoisoned training images, that keep their true labels (WaNet's noise mode).
+    """
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
+
+
+TriggerFactory = Callable[..., Trigger]
+TRIGGERS: dict[str, TriggerFactory] = {}
+PATCH_TRIGGERS: list[str] = []  # the triggers that take trigger_size and trigger_location (patch=True)
+
+
+def register_trigger(name: str, patch: bool = False) -> Callable[[TriggerFactory], TriggerFactory]:
+    """Register a trigger's factory; ``patch``: it stamps a ``trigger_size`` patch at ``trigger_location``."""
+    def add(factory: TriggerFactory) -> TriggerFactory:
+        TRIGGERS[name] = factory
+        if patch:
+            PATCH_TRIGGERS.append(name)
+        return factory
+    return add
+
+
+def build_trigger(name: str, shape: tuple[int, int, int], *, seed: int = 0, size: int = 3,
+                  location: str = "bottom-right", **settings) -> Trigger:
+    """Validate and build trigger ``name`` for images of ``shape`` = (C, H, W)."""
+    if name not in TRIGGERS:
+        raise choices_error("trigger", name, sorted(TRIGGERS))
+    if location not in LOCATIONS:
+        raise choices_error("trigger_location", location, LOCATIONS)
+    return TRIGGERS[name](tuple(shape), seed=seed, size=size, location=location, **settings)
+
+
+# ---------------------------------------------------------------- validation helpers
+
+BUILT_IN = ("shape", "seed", "size", "location")  # what build_trigger passes every factory
+
+
+def _keys(name: str, settings: dict) -> None:
+    """Reject settings the factory does not take as keywords, naming ``triggers.<name>.<key>``."""
+    check_keys(f"triggers.{name}", settings, setting_names(TRIGGERS[name], BUILT_IN))
+
+
+def _number(name: str, key: str, value: object, **bounds) -> float:
+    return check_number(f"triggers.{name}.{key}", value, **bounds)
+
+
+def _fixed_place(location: str) -> None:
+    if location == "random":
+        raise ConfigError("trigger_location: random is only for patch triggers "
+                          f"({', '.join(sorted(PATCH_TRIGGERS))}); the others have a fixed place")
+
+
+def _check_shape(images: torch.Tensor, shape: tuple[int, int, int], name: str) -> None:
+    if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} trigger was built for images of shape {tuple(shape)}, "
+                         f"got a batch of shape {tuple(images.shape)}")
+
+
+def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied CHUNK images at a time (bounded float memory); always a new tensor."""
+    if len(images) == 0:
+        return images.clone()
+    return torch.cat([fn(images[start:start + CHUNK]) for start in range(0, len(images), CHUNK)])
+
+
+def _to_uint8(values: torch.Tensor) -> torch.Tensor:
+    """Round half to even (``torch.round``), saturate to [0, 255]."""
+    return values.round().clamp_(0, 255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- patch triggers (the stamp, its checks)
+
+
+@dataclass
+class PatchTrigger:
+    """Stamps a (C, s, s) uint8 pattern at a corner, or at a random place per image."""
+
+    pattern: torch.Tensor
+    location: str
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        out = images.clone()
+        _, _, height, width = images.shape
+        size = self.pattern.shape[-1]
+        pattern = self.pattern.to(images.device)
+        if self.location == "random":
+            tops = torch.randint(0, height - size + 1, (len(images),), generator=generator).tolist()
+            lefts = torch.randint(0, width - size + 1, (len(images),), generator=generator).tolist()
+            for i, (top, left) in enumerate(zip(tops, lefts)):
+                out[i, :, top:top + size, left:left + size] = pattern
+            return out
+        top = 0 if self.location.startswith("top") else height - size
+        left = 0 if self.location.endswith("left") else width - size
+        out[:, :, top:top + size, left:left + size] = pattern
+        return out
+
+
+def _check_patch(shape: tuple[int, int, int], size: int) -> None:
+    _, height, width = shape
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"trigger_size: must be a positive integer, got {size!r}")
+    if size > min(height, width):
+        raise ConfigError(f"trigger_size: {size} px is larger than the {height}x{width} image")
+
+
+def random_pattern(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform uint8 pattern in [0, 255] drawn from ``generator(seed, "trigger-pattern")``."""
+    return torch.randint(0, 256, tuple(shape), generator=make_generator(seed, "trigger-pattern"), dtype=torch.uint8)
+
+
+# Importing the trigger modules registers them (they use register_trigger and the helpers above).
+from . import art_pattern, blend, checker, noise, sig, square, wanet  # noqa: E402,F401
+
+__all__ = ["LOCATIONS", "PATCH_TRIGGERS", "TRIGGERS", "PatchTrigger", "Trigger", "build_trigger", "register_trigger"]
