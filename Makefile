@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro test test-fast test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
+.PHONY: setup repro review test test-fast test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
 
 setup: $(STAMP) $(FASHION_MNIST)
 
@@ -39,6 +39,13 @@ grid: setup
 
 repro: grid
 	dvc repro
+
+# A review report of this branch against BASE (default: the merge base with main): review/report.md and its images
+# (tools/review.py): the params that changed, the focus metrics' deltas, the grid cells that changed, every changed
+# plot base against branch. It runs dvc repro first (cached stages are restored, not run).
+BASE ?=
+review: grid
+	python tools/review.py $(if $(BASE),--base '$(BASE)') --out review
 
 # TEST_WORKERS pytest processes (pytest-xdist), sharing one end-to-end base repository (tests/test_e2e.py); worksteal: an
 # idle worker takes tests queued on the busy one (plain load scheduling left every end-to-end test on one). PASSIVE: idle

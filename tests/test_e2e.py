@@ -10,6 +10,7 @@ alone (``pytest -k NAME``) and in any order.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -406,3 +407,40 @@ def test_the_lock_check_fails_on_a_library_edit_a_params_edit_and_a_stale_code_s
     sh(repo, "git", "checkout", "--", "params.yaml")
     (repo / "backdoor" / "unused.py").write_text("X = 1\n")
     assert "code: backdoor modified since it was locked" in check_lock(repo).stdout
+
+
+def test_a_review_report_states_the_changed_params_metric_deltas_and_plots(repo):
+    """make review on a branch that changes the focus trigger and adds a fine-tuning lr to the grid: the params diff,
+    the focus metrics' deltas as the two metrics files give them, the grid cells added and none of the unchanged
+    ones, and every linked image a PNG; then, with nothing changed, one line."""
+    import tools.review
+
+    before = json.loads((repo / "reports" / "metrics.json").read_text())
+    cells = pd.read_csv(repo / "reports" / "grid" / "summary.csv")["cell"]
+    edit_params(repo, lambda p: (p.update(trigger="square"), p["grid"].update(ft_lr=[0.01, 0.05])))
+    sh(repo, "python", "stages/plan_grid.py")
+    result = run(repo, sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
+                 "--base", "HEAD", "--out", "review")
+    assert result.returncode == 0, result.stderr
+    report = (repo / "review" / "report.md").read_text()
+    after = json.loads((repo / "reports" / "metrics.json").read_text())
+    assert "| `trigger` | checker | square |" in report, report
+    assert "base: committed at" in report and "branch: the workspace after dvc repro" in report
+    for key in ("clean_acc", "asr"):
+        assert f"| {key} | {before[key]:.4f} | {after[key]:.4f} | {after[key] - before[key]:+.4f} |" in report
+    added = pd.read_csv(repo / "reports" / "grid" / "summary.csv")["cell"]
+    assert f"{len(added) - len(cells)} cell(s) added: " in report
+    assert all(f"`{cell}`" not in report for cell in cells)  # cells whose results did not change are not listed
+    images = re.findall(r"\]\((images/[^)]+)\)", report)
+    assert "images/train.png" in images and any("samples.png" in i for i in images)
+    for image in images:
+        data = (repo / "review" / image).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+    assert not any("triggers" in i for i in images)  # the trigger gallery did not change: not drawn
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "square")
+    again = run(repo, sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
+                "--base", "HEAD", "--out", "review")
+    assert again.returncode == 0, again.stderr
+    assert (repo / "review" / "report.md").read_text().startswith("No change in params, metrics, grid cells or plots")
+    assert tools.review.flatten({"a": {"b": 1, "c": {}}}) == {"a.b": 1, "a.c": {}}
