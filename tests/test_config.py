@@ -6,6 +6,8 @@ tests/test_e2e.py sends a sample through the real ``dvc exp run -S``.
 """
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -227,9 +229,27 @@ def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):
     text = (tmp_path / "params.yaml").read_text()
     params = read_params(tmp_path / "params.yaml")
     assert params["trigger"] == "blend" and params["grid"]["seed"] == [0, 3] and params["arch"] == PARAMS["arch"]
-    assert "# checker | art-pattern | square" in text and "    - 3" in text  # comments kept, lists block-style
+    assert "# art-pattern | blend | checker" in text and "    - 3" in text  # comments kept, lists block-style
     (tmp_path / "presets" / "typo.yaml").write_text("trigerr: blend\n")
     with pytest.raises(ConfigError, match="preset: trigerr is not a key of params.yaml"):
         apply_preset("typo", tmp_path)
     with pytest.raises(ConfigError, match="PRESET: no .*nothing.yaml; valid choices: mine, typo"):
         apply_preset("nothing", tmp_path)
+
+
+def test_the_choice_lists_in_params_yaml_and_docs_are_the_registries():
+    """tools/parameters_doc.py writes them: a method registered without re-running it fails here."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "parameters_doc.py"), "--check"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_choice_lists_follow_a_newly_registered_method(monkeypatch):
+    from backdoor import triggers
+    from tools.parameters_doc import choices, params_comments
+
+    monkeypatch.setitem(triggers.TRIGGERS, "zigzag", triggers.TRIGGERS["checker"])
+    names = choices()
+    assert "zigzag" in names["trigger"]
+    text = params_comments((ROOT / "params.yaml").read_text(), names)
+    assert "trigger: checker            # art-pattern | blend | checker | noise | sig | square | wanet | zigzag\n" in text
