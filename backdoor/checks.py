@@ -7,15 +7,15 @@ scripts themselves check only the parts they use, so that their code dependencie
 
 from __future__ import annotations
 
-from .config import (FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_sizes, focus_experiment, init_settings,
-                     poison_count)
+from .config import (FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_poison_rate, check_sizes,
+                     focus_experiment, init_settings, poison_count)
 from .datasets.registry import dataset_spec
 from .errors import ConfigError, choices_error
 from .detectors import DETECTORS, check_detector
 from .finetune_methods import METHODS, check_method
 from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_shards
 from .models import check_arch
-from .poisoning import STRATEGIES, build_strategy
+from .poisoning import STRATEGIES, build_strategy, eligible_count
 from .regularizers import REGULARIZERS, check_regularizer
 from .triggers import PATCH_TRIGGERS, TRIGGERS, build_trigger
 from .validation import check_choice, check_number, check_text
@@ -37,16 +37,16 @@ def validate_experiment(exp: Experiment) -> None:
     check_method(exp.finetune.method, exp.method_settings, exp.finetune)
     if spec.num_train is not None:
         if exp.strategy is not None and exp.train.subset is None and spec.class_counts is not None:
-            _check_eligible(exp, spec.num_train, spec.class_counts)
+            _check_eligible(exp, spec.num_train, spec.class_counts, spec.num_classes)
         check_sizes(exp, spec.num_train)
 
 
-def _check_eligible(exp: Experiment, num_train: int, class_counts: tuple[int, ...]) -> None:
-    """The poison count against the images the strategy may poison (exact when the whole set is the pool)."""
-    eligible = {"all-to-one": num_train - class_counts[exp.target], "all-to-all": num_train,
-                "clean-label": class_counts[exp.target],
-                "one-to-one": class_counts[exp.source] if exp.source is not None else 0}.get(exp.strategy, num_train)
-    count = poison_count(num_train, exp.poison_rate)
+def _check_eligible(exp: Experiment, num_train: int, class_counts: tuple[int, ...], num_classes: int) -> None:
+    """The poison count against the images the strategy may poison (its own ``train_mask`` over the class counts).
+    Exact when the whole training set is the pool; with ``train.subset`` the pool's classes are known only once the
+    data is, and the poison stage checks the same rule on the drawn pool before poisoning."""
+    strategy = build_strategy(exp.strategy, exp.target, exp.source, num_classes)
+    count, eligible = poison_count(num_train, exp.poison_rate), eligible_count(strategy, class_counts)
     if count > eligible:
         raise ConfigError(f"poison_rate: {exp.poison_rate:g} asks for {count} poisoned images but only {eligible} "
                           f"training images are eligible under {exp.strategy}")
@@ -97,7 +97,7 @@ def _check_axis_value(params: dict, axis: str, value: object) -> None:
         registry = {"trigger": TRIGGERS, "strategy": STRATEGIES, "regularizer": REGULARIZERS}[axis]
         check_choice(axis, value, sorted(registry))
     elif axis == "poison_rate":
-        check_number(axis, value, low=0, high=1)
+        check_poison_rate(value)
     elif axis == "seed":
         check_number(axis, value, low=0, integer=True)
     elif axis == "init":

@@ -196,7 +196,7 @@ class Experiment:
         if self.source is not None:
             check_number(f"{settings_prefix}source", self.source, low=0, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
-        self.poison_rate = float(check_number("poison_rate", self.poison_rate, low=0, high=1))
+        self.poison_rate = check_poison_rate(self.poison_rate)
 
     @property
     def ft_lr(self) -> float:
@@ -216,6 +216,11 @@ class Experiment:
     def summary(self) -> dict:
         """The experiment without its loop settings: what manifests and metrics files record."""
         return {k: v for k, v in self.to_dict().items() if k not in ("train", "finetune")}
+
+
+def check_poison_rate(rate: Any, where: str = "poison_rate") -> float:
+    """The one rule for a poison rate: a fraction of the training pool, in [0, 1]."""
+    return float(check_number(where, rate, low=0, high=1))
 
 
 def poison_count(pool: int, rate: float) -> int:

@@ -38,7 +38,7 @@ from typing import Callable
 
 import torch
 
-from .config import Experiment, poison_count
+from .config import Experiment, check_poison_rate, poison_count
 from .datasets import Dataset
 from .errors import ConfigError, choices_error
 from .poisoned_set import PoisonedSet, training_pool
@@ -116,6 +116,12 @@ STRATEGIES: dict[str, Callable[[int, int | None, int], Strategy]] = {
 }
 
 
+def eligible_count(strategy: Strategy, class_counts: tuple[int, ...]) -> int:
+    """How many images of a set with these class counts the strategy may poison (its ``train_mask`` per class)."""
+    eligible = strategy.train_mask(torch.arange(len(class_counts)))
+    return sum(count for count, ok in zip(class_counts, eligible.tolist()) if ok)
+
+
 def build_strategy(name: str, target: int, source: int | None, num_classes: int) -> Strategy:
     if name not in STRATEGIES:
         raise choices_error("strategy", name, sorted(STRATEGIES))
@@ -139,8 +145,7 @@ def make_poisoned_set(train_images: torch.Tensor, train_labels: torch.Tensor,
     images from the pool's unpoisoned images, made by ``trigger.cross`` and keeping their labels;
     they are part of the delta and listed in ``cross_indices``.
     """
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"poison_rate: must be in [0, 1], got {rate}")
+    rate = check_poison_rate(rate)
     pool = torch.arange(len(train_labels)) if pool is None else pool
     eligible = pool[strategy.train_mask(train_labels[pool])]
     count = poison_count(len(pool), rate)

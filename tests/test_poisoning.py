@@ -118,7 +118,7 @@ def test_rate_above_the_eligible_images(strategy, source, eligible):
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5])
 def test_rate_outside_zero_one(rate):
-    with pytest.raises(ConfigError, match="poison_rate: must be in"):
+    with pytest.raises(ConfigError, match=r"poison_rate: must be a number in \[0, 1\], got "):
         poison("all-to-one", rate=rate)
 
 
@@ -289,3 +289,15 @@ def test_wanet_too_many_cross_images():
     with pytest.raises(ConfigError, match=r"triggers\.wanet\.cross_ratio: 2 x 16 poisoned asks for 32 cross images "
                                           r"but only 24 training images are unpoisoned"):
         wanet_poison(rate=0.4, cross_ratio=2)
+
+
+@pytest.mark.parametrize("strategy, source", [("all-to-one", None), ("one-to-one", 1), ("all-to-all", None),
+                                              ("clean-label", None)])
+def test_the_check_before_download_counts_eligible_images_as_poisoning_does(strategy, source):
+    """One rule, the strategy's train_mask: the check stage's count from class counts and the poison stage's count
+    on the labels agree (the check once kept its own table per strategy)."""
+    from backdoor.poisoning import build_strategy, eligible_count
+
+    labels = torch.tensor([0] * 7 + [1] * 5 + [2] * 9 + [3] * 3)
+    built = build_strategy(strategy, 0, source, 4)
+    assert eligible_count(built, (7, 5, 9, 3)) == int(built.train_mask(labels).sum())
