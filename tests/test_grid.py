@@ -327,3 +327,16 @@ def test_a_diverged_cell_has_empty_metrics_and_is_counted(tmp_path):
     assert metrics["diverged_cells"] == 1 and metrics["mean_asr"] == pytest.approx((0.98 + 0.94) / 2)
     write_json(tmp_path / "metrics.json", metrics)
     assert read_json(tmp_path / "metrics.json")["diverged_cells"] == 1
+
+
+def test_replanning_drops_the_lock_entries_of_stages_it_removed(tmp_path):
+    """DVC keeps a removed stage's dvc.lock entry; a committed lock would carry it for good (no run rewrites it)."""
+    from backdoor.pipeline.plan import prune_lock
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"kept": {"cmd": "a"}, "gone": {"cmd": "b"}}}))
+    before = lock.read_text()
+    prune_lock(lock, {"kept", "gone"})
+    assert lock.read_text() == before  # nothing to drop: untouched
+    prune_lock(lock, {"kept"})
+    assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"kept": {"cmd": "a"}}}

@@ -50,6 +50,18 @@ def lock_entries(root: Path) -> dict[str, dict]:
     return entries
 
 
+def orphaned(root: Path, entries: dict[str, dict]) -> list[str]:
+    """Lock entries of stages their dvc.yaml no longer defines."""
+    defined = set()
+    for pattern in LOCK_FILES:
+        for lock in root.glob(pattern):
+            prefix = "" if lock.parent == root else f"{lock.parent.relative_to(root).as_posix()}/dvc.yaml:"
+            spec = lock.with_name("dvc.yaml")
+            stages = (yaml.safe_load(spec.read_text()) or {}).get("stages", {}) if spec.is_file() else {}
+            defined |= {prefix + name for name in stages}
+    return [f"{name}: locked, but no longer a stage of its dvc.yaml" for name in entries if name not in defined]
+
+
 def stale_fingerprints(entries: dict[str, dict], fresh: dict[str, str]) -> list[str]:
     problems = []
     for name, stage in entries.items():
@@ -88,7 +100,7 @@ def main() -> None:
     status = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if status.returncode != 0:
         sys.exit(f"dvc status failed:\n{status.stderr}")
-    problems = stale_fingerprints(entries, fresh_fingerprints(root)) + stale_sources(
+    problems = orphaned(root, entries) + stale_fingerprints(entries, fresh_fingerprints(root)) + stale_sources(
         json.loads(status.stdout.strip().splitlines()[-1] or "{}"), outputs)
     for problem in problems:
         print(f"stale dvc.lock: {problem}")

@@ -198,6 +198,19 @@ def shard_of(stage_name: str, shards: int) -> int:
     return int(hashlib.sha256(stage_name.encode()).hexdigest()[:8], 16) % shards
 
 
+def prune_lock(lock: Path, stages: set[str]) -> None:
+    """Drop the lock entries of stages the plan no longer has: DVC keeps them, and a committed lock would carry
+    entries no run rewrites (and that no longer match the code). Untouched when nothing is dropped."""
+    if not lock.is_file():
+        return
+    content = yaml.safe_load(lock.read_text()) or {}
+    kept = {name: entry for name, entry in (content.get("stages") or {}).items() if name in stages}
+    if len(kept) == len(content.get("stages") or {}):
+        return
+    with atomic_path(lock) as tmp:
+        tmp.write_text(yaml.safe_dump({**content, "stages": kept}, sort_keys=False, width=80))
+
+
 def write_plan(params: dict, cells: list[Cell], grid_dir: Path) -> dict:
     """Write the shard files, settings.json and plan.json for ``cells`` (validated by the caller)."""
     shards = grid_shards(params)
@@ -214,6 +227,7 @@ def write_plan(params: dict, cells: list[Cell], grid_dir: Path) -> dict:
     for index, shard_stages in by_shard.items():
         with atomic_path(grid_dir / f"shard-{index:02d}" / "dvc.yaml") as tmp:
             tmp.write_text(HEADER + yaml.safe_dump({"stages": shard_stages}, sort_keys=False, width=1000))
+        prune_lock(grid_dir / f"shard-{index:02d}" / "dvc.lock", set(shard_stages))
     detectors = grid_detectors(params)
     summary = {
         "cells": [{"name": c.name, **c.as_dict(), "train_key": c.train_key, "poison_key": c.poison_key,
