@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -178,10 +179,14 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_csv(table: "pandas.DataFrame", path: str | Path, float_format: str | None = None) -> None:
-    """A CSV, gzipped when ``path`` ends in .gz (with no time stamp inside: the same table, the same bytes)."""
-    compression = {"method": "gzip", "mtime": 0} if str(path).endswith(".gz") else None
+    """A CSV, gzipped when ``path`` ends in .gz: with no time stamp and no file name in the gzip header (the
+    temporary's would differ each run), so the same table gives the same bytes, as a DVC output must."""
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format=float_format, compression=compression)
+        if not str(path).endswith(".gz"):
+            table.to_csv(tmp, index=False, float_format=float_format)
+            return
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+            packed.write(table.to_csv(index=False, float_format=float_format).encode())
 
 
 def read_json(path: str | Path) -> Any:

@@ -207,3 +207,17 @@ def test_finetune_argument_combinations_that_cannot_work(args, message, tmp_path
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {message}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_gzipped_csv_bytes_depend_on_the_table_alone(tmp_path):
+    """Detectors' scores are gzipped DVC outputs: the temporary's name or the time in the header would change
+    the hash of the same scores from run to run (and make a committed dvc.lock unreproducible)."""
+    import pandas as pd
+
+    from backdoor.files import write_csv
+
+    table = pd.DataFrame({"score": [0.5, 0.25], "poisoned": [True, False]})
+    write_csv(table, tmp_path / "a.scores.csv.gz")
+    write_csv(table, tmp_path / "b" / "other-name.scores.csv.gz")
+    assert (tmp_path / "a.scores.csv.gz").read_bytes() == (tmp_path / "b" / "other-name.scores.csv.gz").read_bytes()
+    assert pd.read_csv(tmp_path / "a.scores.csv.gz").equals(table)
