@@ -26,7 +26,11 @@ $(FASHION_MNIST):
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --no-compile --disable-pip-version-check -r requirements.txt
+	@# No pip cache, temporaries beside the venv: where torch is not on local disk, PyPI's build is several GB, and a
+	@# cached copy or a small /tmp ran a CI machine out of space.
+	mkdir -p $(VENV)/tmp
+	TMPDIR=$(CURDIR)/$(VENV)/tmp $(VENV)/bin/pip install -q --no-cache-dir --no-compile --disable-pip-version-check -r requirements.txt
+	rm -rf $(VENV)/tmp
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@# Bytecode on all cores instead of pip's serial pass. Without it (and with PYTHONDONTWRITEBYTECODE
 	@# set, as on some machines) every stage recompiles torch on import: 4.2 s instead of 2.0 s.

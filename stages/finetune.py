@@ -66,7 +66,9 @@ def main(args: argparse.Namespace) -> None:
             curve = finetune_model(exp, clf, data, poisoned)
         name = cell_name({axis: getattr(exp, axis) for axis in AXES})
         report[name] = {**before_after(curve[0], curve[-1], poisoned_counts(poisoned)), "num_test": len(data.test), "curve": curve}
-        print(f"{name}: fine-tuned {exp.finetune.epochs} epochs, ASR {curve[0]['asr']:.3f} -> {curve[-1]['asr']:.3f}")
+        last = curve[-1]
+        print(f"{name}: {exp.finetune.method}, {last['epoch']} epochs = {last['steps']} optimizer steps, "
+              f"ASR {curve[0]['asr']:.3f} -> {last['asr']:.3f}")
     if args.report:
         write_json(args.report, report)  # a diverged model's metrics: null
 
