@@ -39,6 +39,7 @@ from backdoor.datasets import load_dataset
 from backdoor.datasets.registry import prepare_dataset
 from backdoor.files import write_json
 from backdoor.loop import fit
+from backdoor.presets import preset_params
 from benchmarks import train_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,8 +93,9 @@ def resnet18_recipe(args: argparse.Namespace, raw: Path, device: torch.device) -
 
 
 def paper_params(dataset: str, epochs: int | None, tiny: bool) -> dict:
-    """presets/paper.yaml with its focus experiment on ``dataset`` (and shortened for --tiny or --paper-epochs)."""
-    params = yaml.safe_load((ROOT / "presets" / "paper.yaml").read_text())
+    """params.yaml with presets/paper.yaml laid on it (an overlay), its focus experiment on ``dataset`` (shortened
+    for --tiny or --paper-epochs)."""
+    params = preset_params("paper", ROOT)
     params["dataset"] = dataset
     if epochs is not None:
         params["train"]["epochs"] = epochs

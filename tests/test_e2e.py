@@ -82,7 +82,7 @@ def test_repro_runs_every_stage_and_writes_metrics(base):
     summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
     assert list(summary["poison_rate"]) == [0.0, 0.1] and list(summary["num_poisoned"]) == [0, 150]
     assert list(summary["ft_lr"]) == [0.01, 0.01] and list(summary["ft_clean_size"]) == [300, 300]
-    assert {"clean_acc_gap", "ft_epochs", "ft_epoch_asr_below_0.2"} <= set(summary.columns)
+    assert {"clean_acc_gap", "ft_epochs", "ft_steps", "ft_epoch_asr_stays_below_0.2"} <= set(summary.columns)
     recovery = pd.read_csv(repo / "reports" / "grid" / "recovery.csv")
     assert list(recovery["epoch"]) == [0, 1, 0, 1] and {"ft_lr", "ft_clean_size"} <= set(recovery.columns)
     assert not list(repo.rglob(".*.tmp"))  # no temporaries anywhere
