@@ -302,7 +302,7 @@ SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 MailProg=/bin/true
-KillWait=5
+KillWait=30
 MinJobAge=600
 NodeName={host} NodeAddr=127.0.0.1 CPUs={max(2, os.cpu_count() or 2)} RealMemory=2000 State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP

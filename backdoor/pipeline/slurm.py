@@ -134,7 +134,15 @@ finish() {
     exit "$status"
 }
 trap finish EXIT
-trap 'say "stopped by a signal (scancel, time limit or pre-emption)"; exit 143' TERM INT
+# The stage runs in the background so that a signal is handled at once: bash defers a trap until its foreground
+# child exits, and SLURM's SIGKILL (KillWait after the SIGTERM) can come first on a loaded node.
+CHILD=
+on_signal() {
+    say "stopped by a signal (scancel, time limit or pre-emption)"
+    if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD"; fi
+    exit 143
+}
+trap on_signal TERM INT
 say "stage $STAGE${CELL:+ (cell $CELL)}: task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), commit $SHA; log: $LOG"
 [ -n "$STAGE" ] || { say "no stage on line $((SLURM_ARRAY_TASK_ID + 1)) of $LIST"; exit 2; }
 export PATH="$VENV:$PATH" DVC_NO_ANALYTICS=1
@@ -146,7 +154,9 @@ cat > .dvc/config.local <<EOF
 @CONFIG@EOF
 # the clone's own code, not an editable install's
 export PYTHONPATH="$WORK/repo${PYTHONPATH:+:$PYTHONPATH}"
-dvc repro "$STAGE"
+dvc repro "$STAGE" &
+CHILD=$!
+wait "$CHILD"
 """
 
 
