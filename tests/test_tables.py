@@ -120,7 +120,7 @@ def test_every_results_table_is_what_its_command_prints_from_the_committed_run()
     for page in (root / "README.md", root / "docs" / "results.md"):
         lines = page.read_text().splitlines()
         commands = [(i, m) for i, line in enumerate(lines)
-                    if (m := re.search(r"`python tools/result_tables\.py (\w+) (\S+)`", line))]
+                    if (m := re.search(r"`python tools/result_tables\.py ([\w-]+) (\S+)`", line))]
         for i, match in commands:
             end = max(j for j in range(i) if lines[j].startswith("|")) + 1
             start = end
