@@ -119,15 +119,16 @@ def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
 
 def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
     """ASR (solid) and clean accuracy (dashed) against the optimizer steps of fine-tuning (0 = before), mean per
-    trigger (and init, where several) over poisoned cells; a panel per fine-tuning method and lr (rows) and
-    clean-set size (columns)."""
+    trigger (and poison rate and init, where several: a backdoor removed at 10 % and kept at 1 % must not average
+    to half) over seeds and the other axes; a panel per fine-tuning method and lr (rows) and clean-set size
+    (columns)."""
     poisoned = curves[curves["poison_rate"] > 0]
     if "ft_method" not in poisoned:
         poisoned = poisoned.assign(ft_method="ft")
     x = "steps" if "steps" in poisoned and poisoned["steps"].notna().all() else "epoch"
     settings = list(dict.fromkeys(zip(poisoned["ft_method"], poisoned["ft_lr"]))) or [(None, None)]
     sizes = sorted(set(poisoned["ft_clean_size"])) or [None]
-    lines = ["trigger", *(["init"] if "init" in poisoned and poisoned["init"].nunique() > 1 else [])]
+    lines = ["trigger", *(axis for axis in ("poison_rate", "init") if axis in poisoned and poisoned[axis].nunique() > 1)]
     fig, axes = plt.subplots(len(settings), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(settings)),
                              squeeze=False, sharey=True)
     for (i, (method, lr)), (j, size) in itertools.product(enumerate(settings), enumerate(sizes)):
@@ -135,7 +136,8 @@ def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
         panel = poisoned[(poisoned["ft_method"] == method) & (poisoned["ft_lr"] == lr) &
                          (poisoned["ft_clean_size"] == size)]
         for index, (key, rows) in enumerate(panel.groupby(lines)):
-            label = " ".join(map(str, key if isinstance(key, tuple) else (key,)))
+            label = " ".join(f"{v:.0%}" if axis == "poison_rate" else str(v)
+                             for axis, v in zip(lines, key if isinstance(key, tuple) else (key,)))
             mean = rows.groupby(x)[["asr", "clean_acc"]].mean()
             colour = f"C{index % 10}"
             ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{label} ASR")

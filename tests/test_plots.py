@@ -35,3 +35,18 @@ def test_one_rate_labels_columns_by_trigger_and_the_figure_is_written(tmp_path):
     assert list(tpr.columns) == ["checker"]
     plot_detection(table, tmp_path / "detection.png")
     assert (tmp_path / "detection.png").stat().st_size > 0
+
+
+def test_recovery_keeps_poison_rates_apart(tmp_path, monkeypatch):
+    """A backdoor removed at 10 % and kept at 1 % is two lines, not one at half: the persistence figure's question."""
+    import backdoor.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    rows = [dict(trigger="blend", poison_rate=rate, ft_method="ft", ft_lr=0.01, ft_clean_size=0.05, seed=0,
+                 steps=step, asr=asr, clean_acc=0.8)
+            for rate, end in ((0.01, 0.9), (0.1, 0.1)) for step, asr in ((0, 1.0), (1000, end))]
+    plots.plot_recovery(pd.DataFrame(rows), tmp_path / "recovery.png")
+    asr_lines = {line.get_label(): list(line.get_ydata()) for line in figures[0].axes[0].get_lines()
+                 if line.get_label().endswith("ASR")}
+    assert asr_lines == {"blend 1% ASR": [1.0, 0.9], "blend 10% ASR": [1.0, 0.1]}
