@@ -8,11 +8,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
+from .references import BACKDOORBENCH_CIFAR10_ASR, is_cifar10  # noqa: E402
 
 
 def read_dvclive(live_dir: str | Path) -> pd.DataFrame:
@@ -73,22 +75,69 @@ def plot_samples(clean: torch.Tensor, triggered: torch.Tensor, labels: list[str]
 # ---------------------------------------------------------------- grid figures
 
 
-def _by_trigger(ax: plt.Axes, table: pd.DataFrame, x: str, y: str) -> None:
-    for trigger, rows in table.groupby("trigger"):
-        mean = rows.groupby(x)[y].mean()
-        ax.plot(mean.index, mean.values, marker="o", label=str(trigger))
+def asr_by_rate(table: pd.DataFrame) -> pd.DataFrame:
+    """Poisoned cells' ASR per arch, trigger and rate: the mean over seeds (each seed first averaged over the
+    grid's other axes) and the seeds' min and max, the band the figures draw."""
+    poisoned = table[table["poison_rate"] > 0]
+    per_seed = poisoned.groupby(["arch", "trigger", "poison_rate", "seed"])["asr"].mean()
+    return per_seed.groupby(level=["arch", "trigger", "poison_rate"]).agg(["mean", "min", "max"]).reset_index()
 
 
-def plot_asr_vs_rate(table: pd.DataFrame, path: str | Path) -> None:
-    """ASR against poison rate, one line per trigger, one panel per arch (mean over other axes)."""
+def _percent(value: float, _position: int | None = None) -> str:
+    return f"{100 * value:g} %"
+
+
+def plot_asr_vs_rate(table: pd.DataFrame, path: str | Path,
+                     reference: dict[str, tuple[str, dict[float, float]]] | None = None) -> None:
+    """ASR against poison rate on a log axis (0.1, 0.5 and 1 % apart), a panel per arch: a line per trigger, the
+    mean over seeds with their range as a band; the clean model's ASR (the non-target inputs it puts in the target
+    class anyway) as a dotted level; ``reference`` (trigger -> (its name there, {rate: ASR})) dashed beside the
+    trigger it stands for."""
+    curves = asr_by_rate(table)
     archs = list(dict.fromkeys(table["arch"]))
-    fig, axes = plt.subplots(1, len(archs), figsize=(4.5 * len(archs), 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.8 * len(archs), 3.6), squeeze=False, sharey=True)
+    colours = {trigger: f"C{i % 10}" for i, trigger in enumerate(dict.fromkeys(table["trigger"]))}
     for ax, arch in zip(axes[0], archs):
-        _by_trigger(ax, table[table["arch"] == arch], "poison_rate", "asr")
-        ax.set(title=str(arch), xlabel="poison rate", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
+        for trigger, rows in curves[curves["arch"] == arch].groupby("trigger", sort=False):
+            colour = colours[trigger]
+            ax.plot(rows["poison_rate"], rows["mean"], marker="o", color=colour, label=str(trigger))
+            ax.fill_between(rows["poison_rate"], rows["min"], rows["max"], color=colour, alpha=0.2, linewidth=0)
+            if reference and trigger in reference:
+                name, points = reference[trigger]
+                rates = sorted(points)
+                ax.plot(rates, [points[r] for r in rates], linestyle="--", marker="x", color=colour, alpha=0.7,
+                        label=name)
+        clean = table[(table["arch"] == arch) & (table["poison_rate"] == 0)]
+        if len(clean):
+            ax.axhline(clean["asr"].mean(), color="grey", linestyle=":", label="clean model")
+        if len(curves):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_percent))
+        ax.set(title=str(arch), xlabel="poison rate (log)", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel("attack success rate")
-    axes[0, -1].legend(fontsize=8, title="trigger")
+    axes[0, -1].legend(fontsize=7, title="trigger (band: seeds' range)", title_fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_asr_by_arch(table: pd.DataFrame, path: str | Path) -> None:
+    """ASR of each architecture, a group of bars per trigger and rate: the mean over seeds, the seeds' range as
+    an error bar (the paper's first finding: does ASR depend on the architecture?)."""
+    curves = asr_by_rate(table)
+    groups = list(dict.fromkeys(zip(curves["trigger"], curves["poison_rate"])))
+    archs = list(dict.fromkeys(curves["arch"]))
+    width = 0.8 / max(1, len(archs))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) * max(1, len(archs)) / 2 + 2), 3.6))
+    for k, arch in enumerate(archs):
+        rows = curves[curves["arch"] == arch].set_index(["trigger", "poison_rate"]).reindex(groups)
+        x = [i + (k - (len(archs) - 1) / 2) * width for i in range(len(groups))]
+        error = [rows["mean"] - rows["min"], rows["max"] - rows["mean"]]
+        ax.bar(x, rows["mean"], width, yerr=error, capsize=2, label=str(arch), color=f"C{k % 10}")
+    ax.set_xticks(range(len(groups)), [f"{trigger} {_percent(rate)}" for trigger, rate in groups],
+                  rotation=30, ha="right")
+    ax.set(ylabel="attack success rate", ylim=(0, 1.05), title="ASR by architecture (bars: seeds' range)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, title="arch")
     save_figure(fig, path)
 
 
@@ -204,3 +253,19 @@ def plot_detection(table: pd.DataFrame, path: str | Path) -> None:
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
         ax.set_title(title, fontsize=9)
     save_figure(fig, path)
+
+
+def grid_figures(table: pd.DataFrame, curves: pd.DataFrame, detection: pd.DataFrame, folder: str | Path) -> None:
+    """The grid report's figures from its tables (summary, recovery, detection): the report stage draws them, and
+    tools/redraw.py from a committed preset's CSVs."""
+    folder = Path(folder)
+    # BackdoorBench's curves are CIFAR-10's: drawn only when every cell is
+    reference = BACKDOORBENCH_CIFAR10_ASR if all(is_cifar10(str(d)) for d in table["dataset"]) else None
+    plot_asr_vs_rate(table, folder / "asr_vs_rate.png", reference)
+    if table["arch"].nunique() > 1:
+        plot_asr_by_arch(table, folder / "asr_by_arch.png")
+    plot_heatmap(table, folder / "asr_heatmap.png")
+    plot_clean_vs_asr(table, folder / "clean_vs_asr.png")
+    plot_recovery(curves, folder / "recovery.png")
+    if len(detection):
+        plot_detection(detection, folder / "detection.png")

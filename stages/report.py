@@ -9,7 +9,7 @@ from backdoor.datasets import load_dataset
 from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
 from backdoor.files import read_json, write_csv, write_json
-from backdoor.plots import plot_asr_vs_rate, plot_clean_vs_asr, plot_detection, plot_heatmap, plot_recovery
+from backdoor.plots import grid_figures
 from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, detection_table,
                              recovery_curves, seed_summary)
 
@@ -42,12 +42,7 @@ def main(args) -> None:
     write_csv(detection, out / "detection.csv", FLOAT)
     write_json(out / "metrics.json", aggregate_metrics(table))
     figures = out / "figures"
-    plot_asr_vs_rate(table, figures / "asr_vs_rate.png")
-    plot_heatmap(table, figures / "asr_heatmap.png")
-    plot_clean_vs_asr(table, figures / "clean_vs_asr.png")
-    plot_recovery(curves, figures / "recovery.png")
-    if len(detection):
-        plot_detection(detection, figures / "detection.png")
+    grid_figures(table, curves, detection, figures)
     write_galleries(params, plan, Path(args.raw), figures)
     print(f"report: {len(table)} cells -> {out}/summary.csv")
 
