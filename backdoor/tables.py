@@ -111,6 +111,27 @@ def persistence_table(summary: pd.DataFrame) -> str:
     return markdown(rows, header)
 
 
+def methods_table(summary: pd.DataFrame) -> str:
+    """A column per fine-tuning method: ASR after it (mean [min, max] over seeds) · CA after (mean) · its optimizer
+    steps; a row per init (where several), trigger and poison rate, the clean models included (rate 0: what each
+    method costs a model with nothing to remove). One clean-set size and lr: the run's operating point."""
+    keys = [*(["init"] if "init" in summary and summary["init"].nunique() > 1 else []), "trigger", "poison_rate"]
+    methods = list(dict.fromkeys(summary["ft_method"]))
+    header = [*(PERSISTENCE_KEYS.get(k, k) for k in keys), "ASR · CA before"] + [f"after {m}" for m in methods]
+    rows = []
+    for values, group in summary.groupby(keys, sort=False):
+        before = group[group["ft_method"] == methods[0]]
+        row = [*(_key_label(k, v) for k, v in zip(keys, values)),
+               f"{spread(before['asr'], 3)} · {_num(before['clean_acc'].mean(), 3)}"]
+        for method in methods:
+            cell = group[group["ft_method"] == method]
+            steps = "/".join(f"{int(s):,}" for s in cell["ft_steps"].dropna().unique()) or "-"
+            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps"
+                       if len(cell) else "-")
+        rows.append(row)
+    return markdown(rows, header)
+
+
 def rate_table(summary: pd.DataFrame) -> str:
     """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (mean [min, max]
     over seeds); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
@@ -210,6 +231,7 @@ TABLES = {
     "regularizers": (regularizer_table, "summary.csv"),
     "persistence": (persistence_table, "summary.csv"),
     "rates": (rate_table, "summary.csv"),
+    "methods": (methods_table, "summary.csv"),
     "detection": (detection_table, "detection.csv"),
     "detection-variants": (detection_variants_table, "detection.csv"),
 }

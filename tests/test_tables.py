@@ -156,3 +156,20 @@ def test_every_link_in_readme_and_docs_points_at_a_file_and_section_that_exist()
             elif section and file.suffix == ".md" and section not in anchors.get(file, set()):
                 broken.append(f"{page.name}: {target} (no such section)")
     assert broken == []
+
+
+def test_methods_rows_are_init_trigger_and_rate_with_a_column_per_method():
+    from backdoor.tables import methods_table
+
+    rows = []
+    for init, rate, method, seed, ft_asr in (("scratch", 0.1, "ft", 0, 0.9), ("scratch", 0.1, "ft", 1, 0.7),
+                                            ("scratch", 0.1, "fine-pruning", 0, 0.1), ("scratch", 0.0, "ft", 0, 0.02),
+                                            ("cifar10", 0.1, "ft", 0, 0.05)):
+        rows.append(dict(init=init, trigger="square", poison_rate=rate, ft_method=method, seed=seed, asr=0.95,
+                         clean_acc=0.8, ft_asr=ft_asr, ft_clean_acc=0.75, ft_steps=200))
+    lines = methods_table(pd.DataFrame(rows)).splitlines()
+    assert lines[0] == "| init | trigger | poison rate | ASR · CA before | after ft | after fine-pruning |"
+    assert lines[2] == ("| scratch | square | 10 % | 0.950 [0.950, 0.950] · 0.800 | 0.800 [0.700, 0.900] · 0.750 · 200 steps "
+                        "| 0.100 · 0.750 · 200 steps |")
+    assert lines[3] == "| scratch | square | 0 % | 0.950 · 0.800 | 0.020 · 0.750 · 200 steps | - |"
+    assert lines[4].startswith("| cifar10 | square | 10 % |") and lines[4].endswith("| - |")
