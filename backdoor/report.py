@@ -129,8 +129,9 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
 DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "init")
 DETECTION_COLUMNS = ("detector", "variant", "features", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc",
                      "auroc_target", "oracle_tpr", "oracle_fpr", "oracle_precision", "target_poisoned_share",
-                     "firing_inputs", "tpr_firing", "auroc_firing", "model_flagged", "anomaly_index", "flagged_classes",
-                     "target_flagged", "updates_per_class", "threshold", "threshold_rule", "target_known", "clean_data")
+                     "firing_inputs", "tpr_firing", "auroc_firing", "model_flagged", "anomaly_index", "smallest_norm_class",
+                     "flagged_classes", "target_flagged", "updates_per_class", "threshold", "threshold_rule", "target_known",
+                     "clean_data")
 
 
 def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict]) -> pd.DataFrame:

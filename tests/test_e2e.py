@@ -252,6 +252,14 @@ def test_adding_detectors_runs_only_their_stages(repo):
     assert list(judged["spectral"]) == [1500, 1500] and list(judged["strip"]) == [100, 100]  # pool; 50 + 50 inputs
     strip = detection[(detection["detector"] == "strip") & (detection["poison_rate"] == 0.1)].iloc[0]
     assert 0 <= strip["firing_inputs"] <= 50 and not pd.isna(strip["auroc"])
+    # Neural Cleanse's smallest-norm class (what its rule ranks, whatever the threshold says) is the kept norms' argmin
+    kept = sorted((repo / "reports" / "grid" / "cells" / "detection" / "neural-cleanse").glob("*.scores.csv.gz"))
+    assert len(kept) == 2  # the poisoned model and the clean one
+    for nc in kept:
+        norms = pd.read_csv(nc)
+        row = configured[(configured["detector"] == "neural-cleanse") &
+                         (configured["poison_rate"] == (0.1 if "r0.1" in nc.name else 0.0))]
+        assert list(row["smallest_norm_class"]) == [norms["norm"].idxmin()]
     # the scores are kept beside each record, with the truth: any metric can be recomputed from them
     record = next((repo / "reports" / "grid" / "cells" / "detection" / "spectral").glob("*r0.1*.scores.csv.gz"))
     scores = pd.read_csv(record)
