@@ -179,7 +179,7 @@ def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
     sizes = sorted(set(poisoned["ft_clean_size"])) or [None]
     lines = ["trigger", *(axis for axis in ("poison_rate", "init") if axis in poisoned and poisoned[axis].nunique() > 1)]
     fig, axes = plt.subplots(len(settings), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(settings)),
-                             squeeze=False, sharey=True)
+                             squeeze=False, sharey=True, layout="constrained")  # else the title floats above tall grids
     for (i, (method, lr)), (j, size) in itertools.product(enumerate(settings), enumerate(sizes)):
         ax = axes[i, j]
         panel = poisoned[(poisoned["ft_method"] == method) & (poisoned["ft_lr"] == lr) &
