@@ -132,6 +132,21 @@ def methods_table(summary: pd.DataFrame) -> str:
     return markdown(rows, header)
 
 
+def architecture_table(summary: pd.DataFrame) -> str:
+    """A row per architecture, trigger and poison rate (grid order): the clean model's CA and ASR (the share of
+    triggered images that land on the target anyway), the poisoned model's CA gap to it (one seed: with its 95 %
+    interval; several: mean [min, max]), its ASR and its ASR after fine-tuning. Several seeds: mean [min, max]."""
+    rows = []
+    poisoned = summary[summary["poison_rate"] > 0]
+    for (arch, trigger, rate), group in poisoned.groupby(["arch", "trigger", "poison_rate"], sort=False):
+        clean = summary[(summary["arch"] == arch) & (summary["trigger"] == trigger) & (summary["poison_rate"] == 0)]
+        gap = _gap(group.iloc[0]) if len(group) == 1 else spread(group["clean_acc_gap"], 3)
+        rows.append([arch, str(len(group)), f"{spread(clean['clean_acc'], 3)} · {spread(clean['asr'], 3)}", trigger,
+                     percent(rate), gap, spread(group["asr"], 3), spread(group["ft_asr"], 3)])
+    return markdown(rows, ["arch", "seeds", "clean model: CA · ASR", "trigger", "poison rate", "CA gap to clean",
+                           "ASR", "ASR after fine-tuning"])
+
+
 def rate_table(summary: pd.DataFrame) -> str:
     """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (mean [min, max]
     over seeds); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
@@ -231,6 +246,7 @@ TABLES = {
     "regularizers": (regularizer_table, "summary.csv"),
     "persistence": (persistence_table, "summary.csv"),
     "rates": (rate_table, "summary.csv"),
+    "architectures": (architecture_table, "summary.csv"),
     "methods": (methods_table, "summary.csv"),
     "detection": (detection_table, "detection.csv"),
     "detection-variants": (detection_variants_table, "detection.csv"),

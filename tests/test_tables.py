@@ -173,3 +173,21 @@ def test_methods_rows_are_init_trigger_and_rate_with_a_column_per_method():
                         "| 0.100 · 0.750 · 200 steps |")
     assert lines[3] == "| scratch | square | 0 % | 0.950 · 0.800 | 0.020 · 0.750 · 200 steps | - |"
     assert lines[4].startswith("| cifar10 | square | 10 % |") and lines[4].endswith("| - |")
+
+
+def test_architecture_rows_pair_each_poisoned_cell_with_its_architectures_clean_model():
+    from backdoor.tables import architecture_table
+
+    rows = []
+    for arch, rate, seed, acc, asr in (("small-cnn", 0.0, 0, 0.72, 0.02), ("small-cnn", 0.01, 0, 0.71, 0.9),
+                                       ("nasnet-cpu", 0.0, 0, 0.76, 0.01), ("nasnet-cpu", 0.01, 0, 0.75, 0.5),
+                                       ("nasnet-cpu", 0.0, 1, 0.78, 0.03), ("nasnet-cpu", 0.01, 1, 0.75, 0.7)):
+        rows.append(dict(arch=arch, trigger="square", poison_rate=rate, seed=seed, clean_acc=acc, asr=asr,
+                         ft_asr=asr / 2, clean_acc_gap=-0.01 * (seed + 1), clean_acc_gap_low=-0.02, clean_acc_gap_high=0.0))
+    lines = architecture_table(pd.DataFrame(rows)).splitlines()
+    assert lines[0] == ("| arch | seeds | clean model: CA · ASR | trigger | poison rate | CA gap to clean | ASR "
+                        "| ASR after fine-tuning |")
+    assert lines[2] == "| small-cnn | 1 | 0.720 · 0.020 | square | 1 % | -0.0100 [-0.0200, +0.0000] | 0.900 | 0.450 |"
+    assert lines[3] == ("| nasnet-cpu | 2 | 0.770 [0.760, 0.780] · 0.020 [0.010, 0.030] | square | 1 % "
+                        "| -0.015 [-0.020, -0.010] | 0.600 [0.500, 0.700] | 0.300 [0.250, 0.350] |")
+    assert len(lines) == 4  # clean models are each row's reference, not rows
