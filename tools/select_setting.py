@@ -6,7 +6,8 @@
 A seeded ``--validation`` images of the training set are held out (the test set is not loaded for
 training or scoring). The rest is poisoned and trained on exactly as a grid cell of ``--params`` would
 be (its ``grid.settings`` and first dataset/arch/trigger/strategy/poison_rate/seed values), once with
-``regularizer: none`` and once per candidate value. Each run reports clean accuracy on the validation
+``regularizer: none`` (or ``--none-from`` an earlier report of the same cell and split, to train it once for
+several regularizers) and once per candidate value. Each run reports clean accuracy on the validation
 images and ASR on their triggered copies. The chosen value is the strongest candidate (largest
 absolute value) whose validation clean accuracy is within ``--tolerance`` points of ``none``'s.
 """
@@ -23,7 +24,7 @@ from backdoor.config import cell_experiment, read_params, slug
 from backdoor.datasets import Dataset, load_dataset, validation_split
 from backdoor.errors import ConfigError, choices_error
 from backdoor.evaluation import evaluate
-from backdoor.files import write_json
+from backdoor.files import read_json, write_json
 from backdoor.grid import grid_axes
 from backdoor.poisoning import poison_dataset
 from backdoor.presets import preset_params
@@ -52,9 +53,11 @@ def select(runs: list[dict], baseline: dict, tolerance: float) -> dict | None:
 
 
 def select_setting(params: dict, regularizer: str, key: str, values: list[float], *, raw: str | None = None,
-                   validation: int = 10000, tolerance: float = 2.0, log=print) -> dict:
-    """Train ``none`` and one grid cell per candidate value on a validation split; return every run and the
-    choice (see ``select``). Every candidate is validated before any training."""
+                   validation: int = 10000, tolerance: float = 2.0, baseline: dict | None = None,
+                   log=print) -> dict:
+    """Train ``none`` (unless ``baseline`` holds its scores) and one grid cell per candidate value on a
+    validation split; return every run and the choice (see ``select``). Every candidate is validated before
+    any training."""
     cell = {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
     if regularizer not in REGULARIZERS or regularizer == "none":
         raise choices_error("--regularizer", regularizer, sorted(set(REGULARIZERS) - {"none"}))
@@ -70,7 +73,7 @@ def select_setting(params: dict, regularizer: str, key: str, values: list[float]
     data = validation_split(load_dataset(raw or f"data/grid/raw/{slug(cell['dataset'])}"), validation, cell["seed"])
     log(f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
         f"(then train.subset) as grid cells")
-    baseline = score(params, cell | {"regularizer": "none"}, data)
+    baseline = baseline or score(params, cell | {"regularizer": "none"}, data)
     log(f"none: val clean_acc {baseline['clean_acc']:.4f}  val asr {baseline['asr']:.4f}")
     runs = []
     for value, trial in trials:
@@ -85,12 +88,25 @@ def select_setting(params: dict, regularizer: str, key: str, values: list[float]
             "tolerance_points": tolerance, "none": baseline, "runs": runs, "chosen": chosen and chosen["value"]}
 
 
+def earlier_baseline(path: Path, params_name: str, cell: dict, validation: int) -> dict:
+    """``none``'s scores from an earlier report, refused unless it scored the same cell on the same split."""
+    report = read_json(path)
+    same = (report.get("params"), report.get("cell"), report.get("validation_images")) == (params_name, cell, validation)
+    if not same:
+        raise ConfigError(f"--none-from: {path} scored {report.get('params')} cell {report.get('cell')} on "
+                          f"{report.get('validation_images')} images, not {params_name} cell {cell} on {validation}")
+    return report["none"]
+
+
 def main(args: argparse.Namespace) -> None:
     params = preset_params(args.preset) if args.preset else read_params(args.params)
+    params_name = f"presets/{args.preset}.yaml" if args.preset else args.params
+    cell = {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
+    baseline = earlier_baseline(Path(args.none_from), params_name, cell, args.validation) if args.none_from else None
     report = select_setting(params, args.regularizer, args.key, args.values, raw=args.raw,
-                            validation=args.validation, tolerance=args.tolerance)
+                            validation=args.validation, tolerance=args.tolerance, baseline=baseline)
     if args.out:
-        write_json(Path(args.out), {"params": f"presets/{args.preset}.yaml" if args.preset else args.params, **report})
+        write_json(Path(args.out), {"params": params_name, **report})
 
 
 if __name__ == "__main__":
@@ -103,5 +119,6 @@ if __name__ == "__main__":
     parser.add_argument("--values", type=float, nargs="+", required=True)
     parser.add_argument("--validation", type=int, default=10000, help="held-out training images")
     parser.add_argument("--tolerance", type=float, default=2.0, help="allowed clean-accuracy drop, in points")
+    parser.add_argument("--none-from", help="take none's scores from this earlier report instead of training it")
     parser.add_argument("--out", help="write the runs and the choice to this JSON file")
     run(main, parser)
