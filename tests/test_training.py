@@ -1,6 +1,8 @@
 import os
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,6 +174,28 @@ fit(clf, images, labels, LoopConfig(epochs=1, batch_size=32), seed=0, progress=F
 weights = b"".join(t.numpy().tobytes() for t in clf.model.state_dict().values())
 print(hashlib.sha256(weights).hexdigest(), all(os.environ[k] == v for k, v in CPU_NUMERICS.items()))
 """
+
+
+# The probe's weights under CPU_NUMERICS, measured on an AMD EPYC (AVX2, 2026-12-04) with torch 2.14.1. With
+# MKL's AVX2 branch (the earlier pin) they were 6c204c34... there and other bytes on the Intel machines: MKL
+# applies that branch on Intel CPUs only. Equal bytes on every x86-64 CPU with AVX2 is what lets a committed
+# dvc.lock reproduce on another machine.
+PROBE_SHA256 = "a92af33ca0e12b57ae48111afdfa963cf07dafd7e7eea118a70a72ecea991f0d"
+
+
+def cpu_model() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the pin is for x86-64 kernels")
+def test_the_pinned_kernels_give_the_same_bytes_on_every_x86_cpu():
+    """One thread, the package's pin: the weights the reference machine got. A failure on another CPU means
+    the committed dvc.lock files will not reproduce there either (some kernel still rounds by CPU)."""
+    run = subprocess.run([sys.executable, "-c", NUMERICS_PROBE], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    digest = run.stdout.split()[0]
+    assert digest == PROBE_SHA256, f"{cpu_model()}: probe weights {digest[:16]}..., reference {PROBE_SHA256[:16]}..."
 
 
 def test_importing_the_package_pins_the_cpu_kernels_before_torch_computes():
