@@ -62,6 +62,17 @@ def test_tool_runs_and_writes_its_choice(tmp_path):
     assert report["validation_images"] == 100 and set(report["none"]) == {"clean_acc", "asr"}
     assert all(run["term_to_ce"] == abs(run["snnl_term"]) / run["ce"] for run in report["runs"])  # SNNL's share
 
+    # A second regularizer reuses none's scores; a report of another split is refused before any training.
+    tool = [sys.executable, str(ROOT / "tools" / "select_setting.py"), "--params", str(tmp_path / "params.yaml"),
+            "--raw", str(tmp_path / "raw"), "--regularizer", "logit-squeeze", "--key", "weight", "--values", "0.5",
+            "--none-from", str(out)]
+    again = subprocess.run(tool + ["--validation", "100", "--out", str(tmp_path / "ls.json")], capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "ls.json").read_text())["none"] == report["none"]
+    refused = subprocess.run(tool + ["--validation", "50"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--none-from:" in refused.stderr and "on 100 images" in refused.stderr
+
 
 def test_unknown_setting_is_refused(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "select_setting.py"), "--preset",
