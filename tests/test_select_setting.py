@@ -72,6 +72,8 @@ def test_tool_runs_and_writes_its_choice(tmp_path):
     assert json.loads((tmp_path / "ls.json").read_text())["none"] == report["none"]
     refused = subprocess.run(tool + ["--validation", "50"], capture_output=True, text=True)
     assert refused.returncode == 2 and "--none-from:" in refused.stderr and "on 100 images" in refused.stderr
+    missing = subprocess.run(tool[:-1] + [str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "--none-from: cannot read a selection report" in missing.stderr
 
 
 def test_unknown_setting_is_refused(tmp_path):

@@ -188,26 +188,32 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the pin is for x86-64 kernels")
-def test_the_pinned_kernels_give_the_same_bytes_on_every_x86_cpu():
-    """One thread, the package's pin: the weights the reference machine got. A failure on another CPU means
-    the committed dvc.lock files will not reproduce there either (some kernel still rounds by CPU)."""
-    run = subprocess.run([sys.executable, "-c", NUMERICS_PROBE], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    digest = run.stdout.split()[0]
-    assert digest == PROBE_SHA256, f"{cpu_model()}: probe weights {digest[:16]}..., reference {PROBE_SHA256[:16]}..."
-
-
-def test_importing_the_package_pins_the_cpu_kernels_before_torch_computes():
-    """The same training with the pinned instruction set exported before Python starts, and with nothing
-    exported (importing backdoor sets it): the same weights. Without the pin the second run takes the CPU's
-    native kernels (AVX-512 where there is one), whose rounding differs: a dvc.lock would not reproduce across
-    machines. (On a machine whose native kernels are AVX2 both runs agree either way.)"""
+@pytest.fixture(scope="module")
+def probe_runs() -> dict[str, list[str]]:
+    """The probe's output with the pin exported before Python starts, and with nothing exported (importing
+    backdoor sets it): one subprocess each, shared by the tests below."""
     from backdoor import CPU_NUMERICS
 
     bare = {k: v for k, v in os.environ.items() if k not in CPU_NUMERICS}
-    runs = [subprocess.run([sys.executable, "-c", NUMERICS_PROBE], env=env, capture_output=True, text=True, timeout=120)
-            for env in (bare | CPU_NUMERICS, bare)]
-    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
-    (exported, pinned_by_import) = (run.stdout.split() for run in runs)
+    runs = {name: subprocess.run([sys.executable, "-c", NUMERICS_PROBE], env=env, capture_output=True, text=True,
+                                 timeout=120)
+            for name, env in (("exported", bare | CPU_NUMERICS), ("pinned_by_import", bare))}
+    assert all(run.returncode == 0 for run in runs.values()), [run.stderr for run in runs.values()]
+    return {name: run.stdout.split() for name, run in runs.items()}
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the pin is for x86-64 kernels")
+def test_the_pinned_kernels_give_the_same_bytes_on_every_x86_cpu(probe_runs):
+    """One thread, the package's pin: the weights the reference machine got. A failure on another CPU means
+    the committed dvc.lock files will not reproduce there either (some kernel still rounds by CPU)."""
+    digest = probe_runs["exported"][0]
+    assert digest == PROBE_SHA256, f"{cpu_model()}: probe weights {digest[:16]}..., reference {PROBE_SHA256[:16]}..."
+
+
+def test_importing_the_package_pins_the_cpu_kernels_before_torch_computes(probe_runs):
+    """The same training with the pinned instruction set exported before Python starts, and with nothing
+    exported (importing backdoor sets it): the same weights. Without the pin the second run takes the CPU's
+    native kernels (AVX-512 where there is one; MKL's own choice of branch), whose rounding differs: a dvc.lock
+    would not reproduce across machines."""
+    exported, pinned_by_import = probe_runs["exported"], probe_runs["pinned_by_import"]
     assert exported == pinned_by_import and exported[1] == "True"

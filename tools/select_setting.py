@@ -52,13 +52,18 @@ def select(runs: list[dict], baseline: dict, tolerance: float) -> dict | None:
     return max(ok, key=lambda r: abs(r["value"]), default=None)
 
 
+def first_cell(params: dict) -> dict:
+    """The grid cell a selection trains: the first value of every grid axis."""
+    return {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
+
+
 def select_setting(params: dict, regularizer: str, key: str, values: list[float], *, raw: str | None = None,
                    validation: int = 10000, tolerance: float = 2.0, baseline: dict | None = None,
                    log=print) -> dict:
     """Train ``none`` (unless ``baseline`` holds its scores) and one grid cell per candidate value on a
     validation split; return every run and the choice (see ``select``). Every candidate is validated before
     any training."""
-    cell = {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
+    cell = first_cell(params)
     if regularizer not in REGULARIZERS or regularizer == "none":
         raise choices_error("--regularizer", regularizer, sorted(set(REGULARIZERS) - {"none"}))
     keys = sorted(regularizer_defaults(regularizer))
@@ -73,7 +78,7 @@ def select_setting(params: dict, regularizer: str, key: str, values: list[float]
     data = validation_split(load_dataset(raw or f"data/grid/raw/{slug(cell['dataset'])}"), validation, cell["seed"])
     log(f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
         f"(then train.subset) as grid cells")
-    baseline = baseline or score(params, cell | {"regularizer": "none"}, data)
+    baseline = baseline if baseline is not None else score(params, cell | {"regularizer": "none"}, data)
     log(f"none: val clean_acc {baseline['clean_acc']:.4f}  val asr {baseline['asr']:.4f}")
     runs = []
     for value, trial in trials:
@@ -90,9 +95,12 @@ def select_setting(params: dict, regularizer: str, key: str, values: list[float]
 
 def earlier_baseline(path: Path, params_name: str, cell: dict, validation: int) -> dict:
     """``none``'s scores from an earlier report, refused unless it scored the same cell on the same split."""
-    report = read_json(path)
-    same = (report.get("params"), report.get("cell"), report.get("validation_images")) == (params_name, cell, validation)
-    if not same:
+    try:
+        report = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--none-from: cannot read a selection report from {path} ({exc})") from None
+    scored = (report.get("params"), report.get("cell"), report.get("validation_images"))
+    if scored != (params_name, cell, validation):
         raise ConfigError(f"--none-from: {path} scored {report.get('params')} cell {report.get('cell')} on "
                           f"{report.get('validation_images')} images, not {params_name} cell {cell} on {validation}")
     return report["none"]
@@ -101,8 +109,8 @@ def earlier_baseline(path: Path, params_name: str, cell: dict, validation: int) 
 def main(args: argparse.Namespace) -> None:
     params = preset_params(args.preset) if args.preset else read_params(args.params)
     params_name = f"presets/{args.preset}.yaml" if args.preset else args.params
-    cell = {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
-    baseline = earlier_baseline(Path(args.none_from), params_name, cell, args.validation) if args.none_from else None
+    baseline = (earlier_baseline(Path(args.none_from), params_name, first_cell(params), args.validation)
+                if args.none_from else None)
     report = select_setting(params, args.regularizer, args.key, args.values, raw=args.raw,
                             validation=args.validation, tolerance=args.tolerance, baseline=baseline)
     if args.out:
