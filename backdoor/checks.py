@@ -7,52 +7,69 @@ scripts themselves check only the parts they use, so that their code dependencie
 
 from __future__ import annotations
 
-from .config import (FT_AXES, Experiment, FinetuneConfig, cell_experiment, check_poison_rate, check_sizes,
-                     focus_experiment, init_settings, poison_count)
 from .datasets.registry import dataset_spec
-from .errors import ConfigError, choices_error
+from .defence_settings import DefenceExperiment, FinetuneConfig, check_finetuning
 from .detectors import DETECTORS, check_detector
+from .errors import ConfigError, choices_error
 from .finetune_methods import METHODS, check_method
 from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_shards
-from .models import check_arch
+from .models import MODELS, check_arch, check_model_settings
+from .naming import FT_AXES
+from .params import init_settings
 from .poisoning import STRATEGIES, build_strategy, eligible_count
+from .recipes import RECIPES, check_recipe
 from .regularizers import REGULARIZERS, check_regularizer
-from .triggers import PATCH_TRIGGERS, TRIGGERS, build_trigger
-from .validation import check_choice, check_number, check_text
+from .settings import check_poison_rate, check_training, poison_count, pool_size
+from .triggers import TRIGGERS, build_trigger
+from .validation import check_choice, check_keys, check_number, check_text
 
 
-def validate_experiment(exp: Experiment) -> None:
+def validate_experiment(exp: DefenceExperiment) -> None:
     """Every check that needs no stored data: names, classes, trigger against image size, sizes when the
     dataset's size is known before it is built."""
+    exp.validate()
     spec = dataset_spec(exp.dataset, exp.image_size)
     if exp.arch is not None:
-        check_arch(exp.arch)
+        check_model_settings(exp.arch, exp.model_settings, exp.train.pretrained)
+    check_recipe(exp.recipe, exp.recipe_settings, exp.train)
     if exp.strategy is not None:
         build_strategy(exp.strategy, exp.target, exp.source, spec.num_classes)
     if exp.trigger is not None:
-        build_trigger(exp.trigger, (spec.channels, spec.image_size, spec.image_size), seed=exp.seed,
-                      size=exp.trigger_size, location=exp.trigger_location, **exp.trigger_settings)
+        build_trigger(
+            exp.trigger,
+            (spec.channels, spec.image_size, spec.image_size),
+            seed=exp.seed,
+            size=exp.trigger_size,
+            location=exp.trigger_location,
+            **exp.trigger_settings,
+        )
     if exp.regularizer is not None:
         check_regularizer(exp.regularizer, exp.regularizer_settings)
     check_method(exp.finetune.method, exp.method_settings, exp.finetune)
     if spec.num_train is not None:
-        if exp.strategy is not None and exp.train.subset is None and spec.class_counts is not None:
+        if exp.strategy is not None and exp.subset is None and spec.class_counts is not None:
             _check_eligible(exp, spec.num_train, spec.class_counts, spec.num_classes)
-        check_sizes(exp, spec.num_train)
+        check_training(exp.train, spec.num_train)
+        check_finetuning(exp.finetune, pool_size(exp.subset, spec.num_train), exp.poison_rate)
 
 
-def _check_eligible(exp: Experiment, num_train: int, class_counts: tuple[int, ...], num_classes: int) -> None:
+def _check_eligible(exp: DefenceExperiment, num_train: int, class_counts: tuple[int, ...], num_classes: int) -> None:
     """The poison count against the images the strategy may poison (its own ``train_mask`` over the class counts).
     Exact when the whole training set is the pool; with ``train.subset`` the pool's classes are known only once the
     data is, and the poison stage checks the same rule on the drawn pool before poisoning."""
     strategy = build_strategy(exp.strategy, exp.target, exp.source, num_classes)
     count, eligible = poison_count(num_train, exp.poison_rate), eligible_count(strategy, class_counts)
     if count > eligible:
-        raise ConfigError(f"poison_rate: {exp.poison_rate:g} asks for {count} poisoned images but only {eligible} "
-                          f"training images are eligible under {exp.strategy}")
+        raise ConfigError(
+            f"poison_rate: {exp.poison_rate:g} asks for {count} poisoned images but only {eligible} "
+            f"training images are eligible under {exp.strategy}"
+        )
 
 
-def validate_methods(params: dict, exp: Experiment) -> None:
+OPTIONAL_SECTIONS = ("finetune_methods", "models", "recipes")
+
+
+def validate_methods(params: dict, exp: DefenceExperiment) -> None:
     """Every trigger, regularizer and detector listed under ``triggers:``, ``regularizers:`` and ``detectors:``,
     with its settings (triggers on the focus experiment's images): a bad setting fails even where nothing
     uses it yet."""
@@ -60,13 +77,21 @@ def validate_methods(params: dict, exp: Experiment) -> None:
     shape = (spec.channels, spec.image_size, spec.image_size)
     for name in params.get("inits") or {}:
         init_settings(params, name)
-    for section, registry in (("triggers", TRIGGERS), ("regularizers", REGULARIZERS), ("detectors", DETECTORS),
-                              ("finetune_methods", METHODS)):
-        if section == "finetune_methods" and section not in params:
-            continue  # optional: every method has defaults, and no stage depends on the section unless it is there
+    for section, registry in (
+        ("triggers", TRIGGERS),
+        ("regularizers", REGULARIZERS),
+        ("detectors", DETECTORS),
+        ("finetune_methods", METHODS),
+        ("models", MODELS),
+        ("recipes", RECIPES),
+    ):
+        if section in OPTIONAL_SECTIONS and section not in params:
+            continue  # every method has defaults, and no stage depends on the section unless it is there
         if section not in params:  # stages read it by name: DVC would refuse it only at the first stage that does
-            raise ConfigError(f"{section}: missing section; params.yaml needs one (each method's settings, as in the "
-                              f"committed params.yaml)")
+            raise ConfigError(
+                f"{section}: missing section; params.yaml needs one (each method's settings, as in the "
+                f"committed params.yaml)"
+            )
         methods = params[section] or {}
         if not isinstance(methods, dict):
             raise ConfigError(f"{section}: must be a mapping of method name -> settings, got {methods!r}")
@@ -76,13 +101,16 @@ def validate_methods(params: dict, exp: Experiment) -> None:
             if settings is not None and not isinstance(settings, dict):
                 raise ConfigError(f"{section}.{name}: must be a mapping of settings, got {settings!r}")
             if section == "triggers":
-                location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
-                build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location,
-                              **(settings or {}))
+                location = exp.trigger_location if name in TRIGGERS.names(patch=True) else "bottom-right"
+                build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location, **(settings or {}))
             elif section == "regularizers":
                 check_regularizer(name, settings or {})
             elif section == "finetune_methods":
                 check_method(name, settings or {}, exp.finetune)
+            elif section == "models":
+                check_model_settings(name, settings or {})
+            elif section == "recipes":
+                check_recipe(name, settings or {}, exp.train)
             else:
                 check_detector(name, settings or {})
 
@@ -98,8 +126,8 @@ def _check_axis_value(params: dict, axis: str, value: object) -> None:
         check_choice(axis, value, sorted(registry))
     elif axis == "poison_rate":
         check_poison_rate(value)
-    elif axis == "seed":
-        check_number(axis, value, low=0, integer=True)
+    elif axis in ("seed", "train_epochs"):
+        check_number(axis, value, low=0 if axis == "seed" else 1, integer=True)
     elif axis == "init":
         init_settings(params, check_text("init", value))
     elif axis == "ft_method":
@@ -108,8 +136,26 @@ def _check_axis_value(params: dict, axis: str, value: object) -> None:
         FinetuneConfig(**{FT_AXES[axis]: value}).validate_one(FT_AXES[axis], axis)
 
 
+# What every grid cell shares, under grid.settings (the focus experiment has them as top-level scalars).
+CELL_SETTINGS = (
+    "image_size",
+    "trigger_size",
+    "trigger_location",
+    "target",
+    "source",
+    "threads",
+    "train",
+    "finetune",
+    "relearn",
+)
+
+
 def validate_grid(params: dict) -> list[Cell]:
     """All cells, validated before any work; an error names the list and the value, or the combination."""
+    settings = (params.get("grid") or {}).get("settings") or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"grid.settings: must be a mapping of settings, got {settings!r}")
+    check_keys("grid.settings", settings, CELL_SETTINGS)
     axes = grid_axes(params)
     grid_shards(params)
     for name in grid_detectors(params):
@@ -124,7 +170,7 @@ def validate_grid(params: dict) -> list[Cell]:
         for value in values:
             probe = {a: v[0] for a, v in axes.items()} | {axis: value}
             try:
-                validate_experiment(cell_experiment(params, probe))
+                validate_experiment(DefenceExperiment(params, probe))
             except ConfigError as exc:
                 if str(exc).startswith("grid.settings"):  # about the shared settings, not this value
                     raise
@@ -132,7 +178,7 @@ def validate_grid(params: dict) -> list[Cell]:
     cells = grid_cells(params)
     for cell in cells:  # combinations (a target outside one dataset's classes, a clean set too large ...)
         try:
-            validate_experiment(cell_experiment(params, cell.as_dict()))
+            validate_experiment(DefenceExperiment(params, cell.as_dict()))
         except ConfigError as exc:
             raise ConfigError(f"grid: the combination {cell.name} cannot work: {exc}") from None
     return cells
@@ -141,10 +187,12 @@ def validate_grid(params: dict) -> list[Cell]:
 def validate_params(params: dict, plan: dict | None = None, settings: dict | None = None) -> list[Cell]:
     """The whole params.yaml: the focus experiment, every method's settings, every grid cell, and (given the
     planned grid/plan.json and grid/settings.json) that the grid was planned from it. Returns the cells."""
-    exp = focus_experiment(params)
+    exp = DefenceExperiment(params)
     if exp.train.init is not None:  # dvc.yaml's focus stages are fixed: a file named in params cannot be a dependency
-        raise ConfigError("train.init: the focus experiment starts from random weights; to start from a trained model "
-                          "use a grid cell (grid.init with its source under inits:), whose model is a DVC dependency")
+        raise ConfigError(
+            "train.init: the focus experiment starts from random weights; to start from a trained model "
+            "use a grid cell (grid.init with its source under inits:), whose model is a DVC dependency"
+        )
     validate_experiment(exp)
     validate_methods(params, exp)
     cells = validate_grid(params)

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .errors import ConfigError
 from .files import atomic_path, manifest_sha256, torch_save
-from .models import create_model
+from .models import create_model, data_init_images
 from .seeding import derive_seed
 
 
@@ -28,7 +28,7 @@ class Normalizer:
     std: list[float]
 
     @classmethod
-    def fit(cls, images: torch.Tensor) -> "Normalizer":
+    def fit(cls, images: torch.Tensor) -> Normalizer:
         x = images.float().div_(255)
         return cls(x.mean(dim=(0, 2, 3)).tolist(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
@@ -57,36 +57,75 @@ class Classifier:
     model_kwargs: dict = field(default_factory=dict)
     trained_on: dict = field(default_factory=dict)
     init_from: str | None = None  # the sha256 of the model.pt it started from (train.init), if any
+    training: dict = field(default_factory=dict)  # how it was trained: recipe, epochs, steps, peak_lr, label_smoothing
 
     @classmethod
-    def create(cls, arch: str, train_images: torch.Tensor, num_classes: int, pretrained: bool = False,
-               seed: int = 0, **model_kwargs) -> "Classifier":
+    def create(
+        cls,
+        arch: str,
+        train_images: torch.Tensor,
+        num_classes: int,
+        pretrained: bool = False,
+        seed: int = 0,
+        **model_kwargs,
+    ) -> Classifier:
         in_chans, image_size = train_images.shape[1], train_images.shape[-1]
         torch.manual_seed(derive_seed(seed, "model-init"))  # initial weights depend on the seed alone
-        model = create_model(arch, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                             pretrained=pretrained, **model_kwargs)
-        return cls(model, arch, num_classes, in_chans, image_size, Normalizer.fit(train_images), model_kwargs)
+        model = create_model(
+            arch,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            image_size=image_size,
+            pretrained=pretrained,
+            **model_kwargs,
+        )
+        normalizer = Normalizer.fit(train_images)
+        if data_init_images(arch):  # e.g. airbench's whitening layer, from the images this model trains on
+            model.init_from_data(normalizer(train_images[: data_init_images(arch)]))
+        return cls(model, arch, num_classes, in_chans, image_size, normalizer, model_kwargs)
 
     def save(self, path: str | Path) -> None:
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        meta = {"arch": self.arch, "num_classes": self.num_classes, "in_chans": self.in_chans,
-                "image_size": self.image_size, "normalizer": asdict(self.normalizer), "model_kwargs": self.model_kwargs,
-                "trained_on": self.trained_on, **({"init_from": self.init_from} if self.init_from else {})}
+        meta = {
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "image_size": self.image_size,
+            "normalizer": asdict(self.normalizer),
+            "model_kwargs": self.model_kwargs,
+            "trained_on": self.trained_on,
+            "training": self.training,
+            **({"init_from": self.init_from} if self.init_from else {}),
+        }
         with atomic_path(path) as tmp:
             torch_save({"state_dict": state, "meta": meta}, tmp)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Classifier":
+    def load(cls, path: str | Path) -> Classifier:
         if not Path(path).is_file():
             raise ConfigError(f"missing model {path}: run the stage that trains it (dvc repro)")
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         meta = checkpoint["meta"]
-        model = create_model(meta["arch"], num_classes=meta["num_classes"], in_chans=meta["in_chans"],
-                             image_size=meta["image_size"], **meta["model_kwargs"])
+        model = create_model(
+            meta["arch"],
+            num_classes=meta["num_classes"],
+            in_chans=meta["in_chans"],
+            image_size=meta["image_size"],
+            **meta["model_kwargs"],
+        )
         model.load_state_dict(checkpoint["state_dict"])
-        return cls(model, meta["arch"], meta["num_classes"], meta["in_chans"], meta["image_size"],
-                   Normalizer(**meta["normalizer"]), meta["model_kwargs"], meta.get("trained_on") or {},
-                   meta.get("init_from"))
+        return cls(
+            model,
+            meta["arch"],
+            meta["num_classes"],
+            meta["in_chans"],
+            meta["image_size"],
+            Normalizer(**meta["normalizer"]),
+            meta["model_kwargs"],
+            meta.get("trained_on") or {},
+            meta.get("init_from"),
+            meta.get("training") or {},
+        )
 
 
 def training_data_digests(raw: str | Path, poisoned: str | Path | None) -> dict[str, str | None]:
@@ -126,13 +165,15 @@ def inference_batch(device: torch.device) -> int:
     return INFERENCE_BATCH.get(device.type, INFERENCE_BATCH["cuda"])
 
 
-def predict(clf: Classifier, images: torch.Tensor, batch_size: int | None = None,
-            device: torch.device | None = None) -> torch.Tensor:
+def predict(
+    clf: Classifier, images: torch.Tensor, batch_size: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
     return predict_sets(clf, [images], batch_size, device)[0]
 
 
-def predict_sets(clf: Classifier, image_sets: list[torch.Tensor], batch_size: int | None = None,
-                 device: torch.device | None = None) -> list[torch.Tensor]:
+def predict_sets(
+    clf: Classifier, image_sets: list[torch.Tensor], batch_size: int | None = None, device: torch.device | None = None
+) -> list[torch.Tensor]:
     """Class predictions for several image sets with one fused inference copy of the model."""
     device = device or pick_device()
     batch_size = batch_size or inference_batch(device)

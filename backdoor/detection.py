@@ -10,7 +10,7 @@ input-level detectors: triggered test inputs are the positives, clean test input
 same bytes) and a table of the scores with the truth beside each, kept so that any other metric can be
 computed later without running the detector again:
 
-- ``training-data`` detectors score every training image; a row per variant (``detectors.VARIANTS``): the flags'
+- ``training-data`` detectors score every training image; a row per variant (its entry's ``variants``): the flags'
   counts at the detector's own budget, at the oracle budget (the top 1.5 x the true poisoned count of each class
   by score), the AUROC within the attack's target class (its poisons against its clean images: what the method
   ranks) and over all images (scores of different classes compared as they are), and the target class's
@@ -21,11 +21,17 @@ computed later without running the detector again:
   working trigger: TPR and AUROC are given over all triggered inputs and over those that fire.
 - ``model`` detectors (Neural Cleanse) judge the model: a poisoned model counts as found when the attack's
   target is among the flagged classes; a clean baseline flagged at all is a false alarm. Scores: a row per class.
+
+``detect`` dispatches on the kind the detector's entry declares (``JUDGES``) and reads the entry's other facts
+(``backdoor.detectors.DETECTORS``: its rule, variants, extra columns), so a new detector of a known kind needs no
+edit here.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -33,7 +39,9 @@ import torch
 
 from .classifier import Classifier, inference_batch, inference_model
 from .datasets import Dataset
-from .detectors import KINDS, RULES, VARIANTS, auroc, build_detector, detection_counts
+from .detectors import DETECTORS, InputDetector, ModelDetector, build_detector, detector_variants
+from .detectors.result import auroc, detection_counts
+from .registry import Entry
 from .seeding import generator
 
 ORACLE_MULTIPLIER = 1.5  # the oracle budget: Tran et al.'s 1.5 x epsilon with the true poisoned count
@@ -74,11 +82,13 @@ def inference_logits(clf: Classifier):
     def logits(images: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return model(clf.normalizer(images))
+
     return logits
 
 
-def defender_clean_images(data: Dataset, pool: torch.Tensor, poisoned: torch.Tensor, count: int,
-                          seed: int) -> tuple[torch.Tensor, ...]:
+def defender_clean_images(
+    data: Dataset, pool: torch.Tensor, poisoned: torch.Tensor, count: int, seed: int
+) -> tuple[torch.Tensor, ...]:
     """``count`` images (and labels) of the training ``pool`` outside ``poisoned``, seeded: the defender's own
     clean data."""
     clean = pool[~torch.isin(pool, poisoned)]
@@ -89,8 +99,9 @@ def defender_clean_images(data: Dataset, pool: torch.Tensor, poisoned: torch.Ten
 # ---------------------------------------------------------------- metrics from scores
 
 
-def oracle_flags(scores: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor,
-                 multiplier: float = ORACLE_MULTIPLIER) -> torch.Tensor:
+def oracle_flags(
+    scores: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor, multiplier: float = ORACLE_MULTIPLIER
+) -> torch.Tensor:
     """Flag the top ``floor(multiplier x true poisoned count + 0.5)`` scores of each class: the budget a defender
     who knew each class's poisoned share would give Tran et al.'s rule (ties broken by index)."""
     flags = torch.zeros(len(scores), dtype=torch.bool)
@@ -105,13 +116,17 @@ def _counts(flagged: torch.Tensor, truth: torch.Tensor, prefix: str = "") -> dic
     return {f"{prefix}{k}": v for k, v in detection_counts(flagged, truth)._asdict().items()}
 
 
-def image_metrics(scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor,
-                  target: int | None) -> dict[str, Any]:
+def image_metrics(
+    scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor, target: int | None
+) -> dict[str, Any]:
     """A training-data detector's numbers from its scores and flags (see the module doc)."""
     scores, flagged, truth, labels = (t.cpu() for t in (scores.double(), flagged, truth, labels))
     metrics = _counts(flagged, truth) | {"auroc": auroc(scores, truth)}
-    metrics |= {f"oracle_{k}": v for k, v in detection_counts(oracle_flags(scores, truth, labels), truth)._asdict()
-                .items() if k in ("tpr", "fpr", "precision")}
+    metrics |= {
+        f"oracle_{k}": v
+        for k, v in detection_counts(oracle_flags(scores, truth, labels), truth)._asdict().items()
+        if k in ("tpr", "fpr", "precision")
+    }
     in_target = labels == target if target is not None else torch.zeros(len(labels), dtype=torch.bool)
     metrics["auroc_target"] = auroc(scores[in_target], truth[in_target]) if bool(in_target.any()) else math.nan
     metrics["target_poisoned_share"] = float(truth[in_target].double().mean()) if bool(in_target.any()) else math.nan
@@ -123,18 +138,149 @@ def input_metrics(scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tens
     against the same clean inputs."""
     metrics = _counts(flagged, truth) | {"auroc": auroc(scores, truth)}
     firing = fires | ~truth
-    metrics |= {"firing_inputs": int((fires & truth).sum()), "tpr_firing": _counts(flagged[firing], truth[firing])["tpr"],
-                "auroc_firing": auroc(scores[firing], truth[firing])}
+    metrics |= {
+        "firing_inputs": int((fires & truth).sum()),
+        "tpr_firing": _counts(flagged[firing], truth[firing])["tpr"],
+        "auroc_firing": auroc(scores[firing], truth[firing]),
+    }
     return metrics
 
 
 # ---------------------------------------------------------------- one detector on one model
 
 
-def detect(name: str, settings: dict, clf: Classifier, data: Dataset, *, pool: torch.Tensor,
-           poisoned: torch.Tensor, triggered: torch.Tensor | None, triggered_targets: torch.Tensor | None,
-           backdoored: bool, target: int | None, seed: int,
-           features: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+@dataclass(frozen=True)
+class Case:
+    """What ``detect`` is given about one model (its arguments; see there)."""
+
+    name: str
+    clf: Classifier
+    data: Dataset
+    pool: torch.Tensor
+    poisoned: torch.Tensor
+    triggered: torch.Tensor | None
+    triggered_targets: torch.Tensor | None
+    backdoored: bool
+    target: int | None
+    seed: int
+    features: dict[str, torch.Tensor] | None
+
+    def rng(self) -> torch.Generator:
+        return generator(self.seed, f"detector:{self.name}")
+
+
+def _columns(entry: Entry, result: Any) -> dict[str, Any]:
+    """The record columns the entry declares, read from its result."""
+    return {column: getattr(result, column) for column in entry.columns}
+
+
+def _score_columns(entry: Entry, result: Any) -> dict[str, Any]:
+    return {column: getattr(result, column).numpy() for column in entry.score_columns}
+
+
+def judge_training_data(entry: Entry, detector: Callable[..., Any], case: Case) -> tuple[dict, pd.DataFrame]:
+    """Every variant on the training set's features: a row of metrics and a score and flag column each."""
+    truth, labels = case.features["poisoned"], case.features["labels"]
+    table = pd.DataFrame({"label": labels.numpy(), "poisoned": truth.numpy()})
+    rows = []
+    for variant, (variant_detector, layer) in detector_variants(entry.name, detector).items():
+        kwargs = {"generator": case.rng()} if entry.seeded else {}
+        result = variant_detector(case.features[layer], labels, **kwargs)
+        rows.append(
+            {
+                "variant": variant,
+                "features": layer,
+                **image_metrics(result.scores, result.flagged, truth, labels, case.target),
+                **_columns(entry, result),
+            }
+        )
+        table[f"score_{variant}"], table[f"flag_{variant}"] = result.scores.numpy(), result.flagged.numpy()
+    return {"clean_data": 0, "rows": rows}, table
+
+
+def judge_inputs(entry: Entry, detector: InputDetector, case: Case) -> tuple[dict, pd.DataFrame]:
+    """Triggered and clean test inputs scored, the threshold set on the defender's clean images."""
+    rng = case.rng()
+    clean_images, _ = defender_clean_images(case.data, case.pool, case.poisoned, 2 * detector.num_clean, case.seed)
+    blend_pool, held_out = clean_images[: detector.num_clean], clean_images[detector.num_clean :]
+    pick = lambda n, g: torch.randperm(n, generator=g)[: detector.num_inputs]  # noqa: E731
+    chosen = pick(len(case.triggered), rng)
+    triggered, wanted = case.triggered[chosen], case.triggered_targets[chosen]
+    test_pick = pick(len(case.data.test), rng)
+    clean_inputs, clean_labels = case.data.test.images[test_pick], case.data.test.labels[test_pick]
+    inputs = torch.cat([triggered, clean_inputs])
+    truth = torch.cat([torch.ones(len(triggered), dtype=torch.bool), torch.zeros(len(clean_inputs), dtype=torch.bool)])
+    logits = inference_logits(case.clf)
+    fires = torch.cat(
+        [logits(triggered.float() / 255).argmax(1).cpu() == wanted, torch.zeros(len(clean_inputs), dtype=torch.bool)]
+    )
+    result = detector(logits, inputs, blend_pool, rng, clean=held_out)
+    row = {
+        "variant": "configured",
+        **input_metrics(result.scores, result.flagged, truth, fires),
+        **_columns(entry, result),
+    }
+    table = pd.DataFrame(
+        {
+            "triggered": truth.numpy(),
+            "fires": fires.numpy(),
+            "class": torch.cat([wanted, clean_labels]).numpy(),
+            **_score_columns(entry, result),
+            "flagged": result.flagged.numpy(),
+        }
+    )
+    return {"clean_data": len(clean_images), "threshold": result.threshold, "rows": [row]}, table
+
+
+def judge_model(entry: Entry, detector: ModelDetector, case: Case) -> tuple[dict, pd.DataFrame]:
+    """The model judged from the defender's clean images: found when the attack's target is among the flagged
+    classes (a clean baseline: when any is); a row per class in the table."""
+    backdoored, target, classes = case.backdoored, case.target, case.clf.num_classes
+    images, labels = defender_clean_images(case.data, case.pool, case.poisoned, detector.num_images, case.seed)
+    result = detector(model_logits(case.clf), images, labels, classes, case.rng())
+    flagged = list(result.flagged_classes)
+    found = bool(flagged) and (target in flagged if backdoored and target is not None else True)
+    smallest = int(result.norms.argmin())
+    per_class = {
+        "class": range(classes),
+        "norm": result.norms.numpy(),
+        "anomaly_index": result.anomaly_index.numpy(),
+        "flagged": [c in flagged for c in range(classes)],
+        **_score_columns(entry, result),
+    }
+    row = {
+        "variant": "configured",
+        **_counts(torch.tensor([found]), torch.tensor([backdoored])),
+        "flagged_classes": flagged,
+        "target_flagged": backdoored and target is not None and target in flagged,
+        "anomaly_index": float(result.anomaly_index[smallest]),
+        "smallest_norm_class": smallest,
+        **_columns(entry, result),
+    }
+    record = {"clean_data": len(images), "rows": [row], "norms": result.norms.tolist()}
+    if entry.reversed_trigger:  # the smallest norm's, for the stage to draw
+        record["reversed"] = {"mask": result.masks[smallest], "pattern": result.patterns[smallest]}
+    return record, pd.DataFrame(per_class)
+
+
+JUDGES = {"training-data": judge_training_data, "inputs": judge_inputs, "model": judge_model}  # by kind
+
+
+def detect(
+    name: str,
+    settings: dict,
+    clf: Classifier,
+    data: Dataset,
+    *,
+    pool: torch.Tensor,
+    poisoned: torch.Tensor,
+    triggered: torch.Tensor | None,
+    triggered_targets: torch.Tensor | None,
+    backdoored: bool,
+    target: int | None,
+    seed: int,
+    features: dict[str, torch.Tensor] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Run detector ``name`` on one model; return its record (``rows``: metrics per variant) and its scores.
 
     ``pool``: the training pool; ``poisoned``: its images carrying the trigger (the defender's clean data
@@ -144,57 +290,7 @@ def detect(name: str, settings: dict, clf: Classifier, data: Dataset, *, pool: t
     set's ``pooled`` features with its ``labels`` and ``poisoned`` truth, and ``block`` features when a variant
     reads them (training-data detectors)."""
     detector = build_detector(name, **settings)
-    rng = generator(seed, f"detector:{name}")
-    record: dict[str, Any] = {"detector": name, "kind": KINDS[name], "threshold_rule": RULES[name],
-                              "target_known": False}
-    if KINDS[name] == "training-data":
-        truth, labels = features["poisoned"], features["labels"]
-        table = pd.DataFrame({"label": labels.numpy(), "poisoned": truth.numpy()})
-        rows = []
-        for variant, (variant_detector, layer) in VARIANTS[name](detector).items():
-            kwargs = {} if name == "spectral" else {"generator": generator(seed, f"detector:{name}")}
-            result = variant_detector(features[layer], labels, **kwargs)
-            rows.append({"variant": variant, "features": layer,
-                         **image_metrics(result.scores, result.flagged, truth, labels, target)})
-            if hasattr(result, "poisoned_classes"):
-                rows[-1]["flagged_classes"] = list(result.poisoned_classes)
-            table[f"score_{variant}"], table[f"flag_{variant}"] = result.scores.numpy(), result.flagged.numpy()
-        record |= {"clean_data": 0, "rows": rows}
-        return record, table
-    if KINDS[name] == "inputs":
-        clean_images, _ = defender_clean_images(data, pool, poisoned, 2 * detector.num_clean, seed)
-        blend_pool, held_out = clean_images[:detector.num_clean], clean_images[detector.num_clean:]
-        pick = lambda n, g: torch.randperm(n, generator=g)[:detector.num_inputs]  # noqa: E731
-        chosen = pick(len(triggered), rng)
-        triggered, wanted = triggered[chosen], triggered_targets[chosen]
-        test_pick = pick(len(data.test), rng)
-        clean_inputs, clean_labels = data.test.images[test_pick], data.test.labels[test_pick]
-        inputs = torch.cat([triggered, clean_inputs])
-        truth = torch.cat([torch.ones(len(triggered), dtype=torch.bool), torch.zeros(len(clean_inputs), dtype=torch.bool)])
-        logits = inference_logits(clf)
-        fires = torch.cat([logits(triggered.float() / 255).argmax(1).cpu() == wanted,
-                           torch.zeros(len(clean_inputs), dtype=torch.bool)])
-        result = detector(logits, inputs, blend_pool, rng, clean=held_out)
-        record |= {"clean_data": len(clean_images), "threshold": result.threshold,
-                   "rows": [{"variant": "configured", **input_metrics(result.scores, result.flagged, truth, fires)}]}
-        table = pd.DataFrame({"triggered": truth.numpy(), "fires": fires.numpy(),
-                              "class": torch.cat([wanted, clean_labels]).numpy(),
-                              "entropy": result.entropy.numpy(), "flagged": result.flagged.numpy()})
-        return record, table
-    images, labels = defender_clean_images(data, pool, poisoned, getattr(detector, "num_images", 256), seed)
-    result = detector(model_logits(clf), images, labels, clf.num_classes, rng)
-    flagged = list(result.flagged_classes)  # a model-level result: per-class norms and anomaly indices, flags
-    found = bool(flagged) and (target in flagged if backdoored and target is not None else True)
-    smallest = int(result.norms.argmin())
-    per_class = {"class": range(clf.num_classes), "norm": result.norms.numpy(),
-                 "anomaly_index": result.anomaly_index.numpy(), "flagged": [c in flagged for c in range(clf.num_classes)]}
-    per_class |= {key: getattr(result, key).numpy() for key in ("steps", "updates", "success") if hasattr(result, key)}
-    row = {"variant": "configured", **_counts(torch.tensor([found]), torch.tensor([backdoored])),
-           "flagged_classes": flagged, "target_flagged": backdoored and target is not None and target in flagged,
-           "anomaly_index": float(result.anomaly_index[smallest]), "smallest_norm_class": smallest}
-    if "updates" in per_class:
-        row["updates_per_class"] = float(per_class["updates"].mean())
-    record |= {"clean_data": len(images), "rows": [row], "norms": result.norms.tolist()}
-    if hasattr(result, "masks"):  # a reversed trigger to draw
-        record["reversed"] = {"mask": result.masks[smallest], "pattern": result.patterns[smallest]}
-    return record, pd.DataFrame(per_class)
+    entry = DETECTORS.get(name)
+    case = Case(name, clf, data, pool, poisoned, triggered, triggered_targets, backdoored, target, seed, features)
+    record, table = JUDGES[entry.kind](entry, detector, case)
+    return {"detector": name, "kind": entry.kind, "threshold_rule": entry.rule, "target_known": False, **record}, table

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def dvclive_logger(folder: str | Path) -> tuple[Callable[[int, dict[str, float]], None], Callable[[], None]]:

@@ -32,12 +32,18 @@ def evaluate(clf: Classifier, data: Dataset, poisoned: PoisonedSet) -> dict[str,
 def poisoned_counts(poisoned: PoisonedSet) -> dict[str, int]:
     """What a poisoned set's manifest also records: ``num_poisoned`` (what the model trained on), ``num_train`` (its
     pool) and ``num_triggered_test``."""
-    return {"num_poisoned": poisoned.num_poisoned, "num_train": len(poisoned.pool),
-            "num_triggered_test": len(poisoned.test_indices)}
+    return {
+        "num_poisoned": poisoned.num_poisoned,
+        "num_train": len(poisoned.pool),
+        "num_triggered_test": len(poisoned.test_indices),
+    }
 
 
 def before_after(before: dict[str, float], after: dict[str, float], counts: dict[str, int]) -> dict:
     """CA/ASR/RA before and after clean fine-tuning, with the poisoned set's counts (``poisoned_counts``, or its
     manifest): the record the focus metrics.json and every grid cell's report share."""
-    return {**{k: before[k] for k in METRIC_KEYS}, "finetuned": {k: after[k] for k in METRIC_KEYS},
-            **{k: counts[k] for k in ("num_poisoned", "num_train", "num_triggered_test")}}
+    return {
+        **{k: before[k] for k in METRIC_KEYS},
+        "finetuned": {k: after[k] for k in METRIC_KEYS},
+        **{k: counts[k] for k in ("num_poisoned", "num_train", "num_triggered_test")},
+    }

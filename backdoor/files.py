@@ -10,9 +10,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -105,7 +106,8 @@ def sweep_stale_temporaries(root: str | Path = ".", folders: tuple[str, ...] = O
             if match is not None:
                 if not _writer_alive(int(match[1]), match[2]):
                     shutil.rmtree(entry.path, ignore_errors=True) if entry.is_dir() else Path(entry.path).unlink(
-                        missing_ok=True)
+                        missing_ok=True
+                    )
                     removed.append(Path(entry.path))
             elif entry.is_dir(follow_symlinks=False) and depth < _SWEEP_DEPTH and entry.name not in _SWEEP_SKIP:
                 todo.append((Path(entry.path), depth + 1))
@@ -178,7 +180,7 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(text)
 
 
-def write_csv(table: "pandas.DataFrame", path: str | Path, float_format: str | None = None) -> None:
+def write_csv(table: pandas.DataFrame, path: str | Path, float_format: str | None = None) -> None:
     """A CSV, gzipped when ``path`` ends in .gz: with no time stamp and no file name in the gzip header (the
     temporary's would differ each run), so the same table gives the same bytes, as a DVC output must."""
     with atomic_path(path) as tmp:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from .classifier import Classifier
-from .config import Experiment
 from .datasets import Dataset
+from .defence_settings import DefenceExperiment as Experiment
 from .errors import ConfigError
 from .evaluation import evaluate
 from .finetune_methods import Tuning, build_method, tuning_config
@@ -28,19 +28,27 @@ def clean_finetune_indices(exp: Experiment, poisoned: PoisonedSet) -> torch.Tens
     pool = poisoned.pool[~torch.isin(poisoned.pool, poisoned.indices)]
     count = exp.finetune.clean_count(len(poisoned.pool))
     if count > len(pool):
-        raise ConfigError(f"finetune.clean_size: asks for {count} clean images but only {len(pool)} of the "
-                          f"{len(poisoned.pool)} training images are unpoisoned")
+        raise ConfigError(
+            f"finetune.clean_size: asks for {count} clean images but only {len(pool)} of the "
+            f"{len(poisoned.pool)} training images are unpoisoned"
+        )
     order = torch.randperm(len(pool), generator=generator(exp.seed, "finetune-clean-set"))
     return pool[order[:count]].sort().values
 
 
-def finetune_model(exp: Experiment, clf: Classifier, data: Dataset, poisoned: PoisonedSet,
-                   log: EpochLog | None = None, progress: bool = True) -> list[dict[str, float]]:
+def finetune_model(
+    exp: Experiment,
+    clf: Classifier,
+    data: Dataset,
+    poisoned: PoisonedSet,
+    log: EpochLog | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
     """Fine-tune ``clf`` in place on clean data with ``finetune.method``; returns CA/ASR/RA per evaluated epoch
     (epoch 0 = before, then every ``finetune.eval_every`` epochs and the last), each with ``steps``, the optimizer
     updates taken so far. The method's own record (e.g. what fine-pruning pruned) is in the last point."""
     keep = clean_finetune_indices(exp, poisoned)
-    cfg = tuning_config(exp.finetune, exp.finetune.method, exp.method_settings)
+    cfg = tuning_config(exp.finetune, exp.finetune.method, exp.method_settings).resolve(clf.training.get("peak_lr"))
     steps_per_epoch = math.ceil(len(keep) / cfg.batch_size)
     curve = [{"epoch": 0, "steps": 0, **evaluate(clf, data, poisoned)}]
     if log is not None:
@@ -49,17 +57,25 @@ def finetune_model(exp: Experiment, clf: Classifier, data: Dataset, poisoned: Po
     def on_epoch_end(epoch: int, train_loss: float) -> None:
         if epoch % cfg.eval_every and epoch != cfg.epochs:
             return
-        curve.append({"epoch": epoch, "steps": epoch * steps_per_epoch, "train_loss": train_loss,
-                      **evaluate(clf, data, poisoned)})
+        curve.append(
+            {
+                "epoch": epoch,
+                "steps": epoch * steps_per_epoch,
+                "train_loss": train_loss,
+                **evaluate(clf, data, poisoned),
+            }
+        )
         if log is not None:
             log(epoch, curve[-1])
 
     if cfg.epochs > 0:
-        tuning = Tuning(clf, data.train.images[keep], data.train.labels[keep], cfg, exp.seed, data, on_epoch_end,
-                        progress)
+        tuning = Tuning(
+            clf, data.train.images[keep], data.train.labels[keep], cfg, exp.seed, data, on_epoch_end, progress
+        )
         record = build_method(exp.finetune.method, exp.method_settings)(tuning)
         if record["steps"] != curve[-1]["steps"]:
-            raise RuntimeError(f"{exp.finetune.method}: took {record['steps']} steps, the curve counted "
-                               f"{curve[-1]['steps']}")
+            raise RuntimeError(
+                f"{exp.finetune.method}: took {record['steps']} steps, the curve counted {curve[-1]['steps']}"
+            )
         curve[-1].update({k: v for k, v in record.items() if k != "steps"})
     return curve

@@ -13,23 +13,25 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .config import Experiment
 from .files import atomic_path
+from .params import Experiment
 from .seeding import generator
-from .triggers import PATCH_TRIGGERS, TRIGGERS, Trigger, build_trigger
+from .triggers import TRIGGERS, Trigger, build_trigger
 
 
-def trigger_zoo(exp: Experiment, shape: tuple[int, int, int], settings: dict[str, dict],
-                names: list[str] | None = None) -> dict[str, Trigger]:
+def trigger_zoo(
+    exp: Experiment, shape: tuple[int, int, int], settings: dict[str, dict], names: list[str] | None = None
+) -> dict[str, Trigger]:
     """Every registered trigger (or ``names``) with the experiment's size, location and settings.
 
     Triggers with a fixed place take no location: they get the default corner instead of ``random``.
     """
     zoo = {}
     for name in names or sorted(TRIGGERS):
-        location = exp.trigger_location if name in PATCH_TRIGGERS else "bottom-right"
-        zoo[name] = build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location,
-                                  **(settings.get(name) or {}))
+        location = exp.trigger_location if name in TRIGGERS.names(patch=True) else "bottom-right"
+        zoo[name] = build_trigger(
+            name, shape, seed=exp.seed, size=exp.trigger_size, location=location, **(settings.get(name) or {})
+        )
     return zoo
 
 
@@ -42,8 +44,9 @@ def _to_display(image: torch.Tensor) -> tuple[np.ndarray, str | None]:
     raise ValueError(f"trigger_gallery: images must have 1 or 3 channels, got {image.shape[0]}")
 
 
-def trigger_gallery(images: torch.Tensor, triggers: dict[str, Trigger], path: str | Path, seed: int = 0,
-                    amplify: float = 5.0) -> Path:
+def trigger_gallery(
+    images: torch.Tensor, triggers: dict[str, Trigger], path: str | Path, seed: int = 0, amplify: float = 5.0
+) -> Path:
     """Write a PNG to ``path`` (atomically): row i shows ``triggers``' i-th entry on ``images[i % N]``.
 
     ``images`` are clean uint8 (N, C, H, W) samples with 1 or 3 channels. Random choices (random
@@ -51,8 +54,9 @@ def trigger_gallery(images: torch.Tensor, triggers: dict[str, Trigger], path: st
     Returns ``path``.
     """
     if images.dim() != 4 or images.dtype != torch.uint8 or len(images) == 0:
-        raise ValueError(f"trigger_gallery: expected a non-empty uint8 (N, C, H, W) batch, "
-                         f"got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"trigger_gallery: expected a non-empty uint8 (N, C, H, W) batch, got {images.dtype} {tuple(images.shape)}"
+        )
     if not triggers:
         raise ValueError("trigger_gallery: no triggers to show")
     path = Path(path)

@@ -14,8 +14,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .config import AXES, SCRATCH, cell_name, init_part, slug
 from .errors import ConfigError
+from .naming import AXES, SCRATCH, cell_name, epochs_part, init_part, slug
 from .validation import check_number
 
 FLOAT_AXES = ("poison_rate", "ft_lr")  # 0.1 and 0.10 are one value; ft_clean_size keeps counts (int) apart
@@ -31,6 +31,7 @@ class Cell:
     regularizer: Any
     seed: int
     init: Any
+    train_epochs: int
     ft_lr: float
     ft_clean_size: float
     ft_method: Any
@@ -54,19 +55,36 @@ class Cell:
     @property
     def poison_key(self) -> str:
         """What the poisoned dataset depends on: not the arch, regularizer or fine-tuning."""
-        return "_".join([slug(self.dataset), slug(self.trigger), slug(self.strategy),
-                         "r" + slug(float(self.poison_rate)), f"s{self.seed}"])
+        return "_".join(
+            [
+                slug(self.dataset),
+                slug(self.trigger),
+                slug(self.strategy),
+                "r" + slug(float(self.poison_rate)),
+                f"s{self.seed}",
+            ]
+        )
 
     @property
     def train_key(self) -> str:
         """What the trained model depends on: not the fine-tuning; a baseline (rate 0) neither the trigger
         nor the strategy."""
-        if self.is_baseline:
-            return "_".join([slug(self.dataset), slug(self.arch), "clean", slug(self.regularizer), f"s{self.seed}",
-                             *init_part(self.init)])
-        return "_".join([slug(self.dataset), slug(self.arch), slug(self.trigger), slug(self.strategy),
-                         "r" + slug(float(self.poison_rate)), slug(self.regularizer), f"s{self.seed}",
-                         *init_part(self.init)])
+        attack = (
+            ["clean"]
+            if self.is_baseline
+            else [slug(self.trigger), slug(self.strategy), "r" + slug(float(self.poison_rate))]
+        )
+        return "_".join(
+            [
+                slug(self.dataset),
+                slug(self.arch),
+                *attack,
+                slug(self.regularizer),
+                f"s{self.seed}",
+                *init_part(self.init),
+                *epochs_part(self.train_epochs),
+            ]
+        )
 
     def detection_key(self, per_trigger: bool) -> str:
         """What a detector's result depends on: the trained model, and for a clean baseline scored on
@@ -76,8 +94,20 @@ class Cell:
         return self.train_key
 
     def detection_axes(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer",
-                                              "seed", "init")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "dataset",
+                "arch",
+                "trigger",
+                "strategy",
+                "poison_rate",
+                "regularizer",
+                "seed",
+                "init",
+                "train_epochs",
+            )
+        }
 
     def family_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES if k != "poison_rate"}
@@ -86,7 +116,7 @@ class Cell:
         return {k: getattr(self, k) for k in ("dataset", "trigger", "strategy", "poison_rate", "seed")}
 
     def train_axes(self) -> dict[str, Any]:
-        axes = ("dataset", "arch", "poison_rate", "regularizer", "seed", "init")
+        axes = ("dataset", "arch", "poison_rate", "regularizer", "seed", "init", "train_epochs")
         if not self.is_baseline:
             axes += ("trigger", "strategy")
         return {k: getattr(self, k) for k in axes}
@@ -96,18 +126,19 @@ OPTIONAL_AXES = {"init": [SCRATCH], "ft_method": ["ft"]}  # absent from grid: th
 
 
 def grid_axes(params: dict) -> dict[str, list]:
-    """Each axis list of ``grid:``, checked: present (but for ``OPTIONAL_AXES``), a non-empty list, no duplicates."""
+    """Each axis list of ``grid:``, checked: present (but for the optional ones), a non-empty list, no duplicates."""
     grid = params.get("grid")
     if not isinstance(grid, dict):
-        raise ConfigError("grid: missing section in params.yaml (one block-style list per axis: "
-                          f"{', '.join(AXES)})")
+        raise ConfigError(f"grid: missing section in params.yaml (one block-style list per axis: {', '.join(AXES)})")
     axes = {}
     for axis in AXES:
         values = grid.get(axis, OPTIONAL_AXES.get(axis))
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{axis}: must be a non-empty list, got {values!r}")
-        normalized = [float(v) if axis in FLOAT_AXES and isinstance(v, (int, float)) and not isinstance(v, bool)
-                      else v for v in values]
+        normalized = [
+            float(v) if axis in FLOAT_AXES and isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for v in values
+        ]
         duplicates = sorted({str(v) for v in normalized if normalized.count(v) > 1})
         if duplicates:
             raise ConfigError(f"grid.{axis}: duplicated value(s) {', '.join(duplicates)}")
@@ -157,16 +188,25 @@ def grid_settings(params: dict) -> dict:
     a params file for every params dependency of every stage it checks, and JSON parses in
     microseconds where the commented params.yaml costs about 50 ms (most of DVC's time at paper size).
     """
-    return {"grid": {"settings": (params.get("grid") or {}).get("settings") or {}},
-            "triggers": params.get("triggers") or {}, "regularizers": params.get("regularizers") or {},
-            "detectors": params.get("detectors") or {}, "finetune_methods": params.get("finetune_methods") or {},
-            "inits": params.get("inits") or {}}
+    return {
+        "grid": {"settings": (params.get("grid") or {}).get("settings") or {}},
+        "triggers": params.get("triggers") or {},
+        "regularizers": params.get("regularizers") or {},
+        "detectors": params.get("detectors") or {},
+        "finetune_methods": params.get("finetune_methods") or {},
+        "models": params.get("models") or {},
+        "recipes": params.get("recipes") or {},
+        "inits": params.get("inits") or {},
+    }
 
 
 def check_plan(params: dict, plan: dict, settings: dict) -> None:
     """Refuse results planned from another version of params.yaml (edited without re-planning)."""
-    stale = ([cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]]
-             or grid_detectors(params) != plan.get("detectors", []))
+    stale = [cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]] or grid_detectors(
+        params
+    ) != plan.get("detectors", [])
     if stale or grid_settings(params) != settings:
-        raise ConfigError("grid/ is out of date with params.yaml (grid, triggers, regularizers or detectors): run `make grid` "
-                          "(python stages/plan_grid.py), then dvc repro")
+        raise ConfigError(
+            "grid/ is out of date with params.yaml (grid, triggers, regularizers or detectors): run `make grid` "
+            "(python stages/plan_grid.py), then dvc repro"
+        )

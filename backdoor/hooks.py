@@ -11,8 +11,8 @@ eager module behind a compiled wrapper; callers that need hooks run that one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -38,8 +38,10 @@ def _module(model: nn.Module, name: str) -> nn.Module:
 def _once(name: str, seen: set[str]) -> None:
     # A module called twice in one forward pass (a shared activation, say) has no single output.
     if name in seen:
-        raise RuntimeError(f"module {name!r} ran more than once in one forward pass; "
-                           f"hook a module that runs once (one of the model's hidden stages)")
+        raise RuntimeError(
+            f"module {name!r} ran more than once in one forward pass; "
+            f"hook a module that runs once (one of the model's hidden stages)"
+        )
     seen.add(name)
 
 
@@ -62,6 +64,7 @@ def capture_outputs(model: nn.Module, names: list[str]) -> Iterator[dict[str, to
             _once(name, seen)
             outputs[name] = output
             versions[name] = output._version
+
         return hook
 
     handles = [_module(model, name).register_forward_hook(hook_for(name)) for name in names]
@@ -72,8 +75,10 @@ def capture_outputs(model: nn.Module, names: list[str]) -> Iterator[dict[str, to
             handle.remove()
     for name, output in outputs.items():
         if output._version != versions[name]:
-            raise RuntimeError(f"the output of module {name!r} was changed in place later in the forward pass; "
-                               f"its captured value is not the module's output")
+            raise RuntimeError(
+                f"the output of module {name!r} was changed in place later in the forward pass; "
+                f"its captured value is not the module's output"
+            )
 
 
 @contextmanager
@@ -115,8 +120,15 @@ class Layers:
     """Layer names resolved against the model: the given ones, checked, or ``default(model)``; at build time
     when the model is known, else on first use."""
 
-    def __init__(self, name: str, layers: list[str] | None, model: nn.Module | None, *, allow_input: bool,
-                 default: Callable[[nn.Module], list[str]]):
+    def __init__(
+        self,
+        name: str,
+        layers: list[str] | None,
+        model: nn.Module | None,
+        *,
+        allow_input: bool,
+        default: Callable[[nn.Module], list[str]],
+    ):
         self.name, self.layers, self.allow_input, self.default = name, layers, allow_input, default
         self.model: nn.Module | None = None
         self.resolved: list[str] = []
@@ -135,11 +147,15 @@ class Layers:
         valid = ([INPUT] if self.allow_input else []) + hidden
         if self.layers is None:
             if not hidden:
-                raise ConfigError(f"regularizers.{self.name}.layers: {type(model).__name__} exposes no hidden layers "
-                                  f"(no feature_info); list the layers explicitly")
+                raise ConfigError(
+                    f"regularizers.{self.name}.layers: {type(model).__name__} exposes no hidden layers "
+                    f"(no feature_info); list the layers explicitly"
+                )
             return self.default(model)
         for layer in self.layers:
             if layer not in valid:
-                raise ConfigError(f"regularizers.{self.name}.layers: unknown layer {layer!r} for "
-                                  f"{type(model).__name__}; valid layers: {', '.join(valid)}")
+                raise ConfigError(
+                    f"regularizers.{self.name}.layers: unknown layer {layer!r} for "
+                    f"{type(model).__name__}; valid layers: {', '.join(valid)}"
+                )
         return self.layers

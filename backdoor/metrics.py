@@ -31,9 +31,13 @@ def robust_accuracy(preds: torch.Tensor, true_labels: torch.Tensor, targets: tor
     return _mean(preds[counted] == true_labels[counted])
 
 
-def backdoor_metrics(clean_preds: torch.Tensor, clean_labels: torch.Tensor,
-                     triggered_preds: torch.Tensor, true_labels: torch.Tensor,
-                     targets: torch.Tensor) -> dict[str, float]:
+def backdoor_metrics(
+    clean_preds: torch.Tensor,
+    clean_labels: torch.Tensor,
+    triggered_preds: torch.Tensor,
+    true_labels: torch.Tensor,
+    targets: torch.Tensor,
+) -> dict[str, float]:
     return {
         "clean_acc": clean_accuracy(clean_preds, clean_labels),
         "asr": attack_success_rate(triggered_preds, true_labels, targets),

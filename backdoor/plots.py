@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -31,7 +31,8 @@ def read_dvclive(live_dir: str | Path) -> pd.DataFrame:
 def long_curve(curve: pd.DataFrame, metrics: tuple[str, ...] = ("clean_acc", "asr", "robust_acc")) -> pd.DataFrame:
     """A wide per-epoch table -> long table (epoch, metric, value)."""
     return curve.melt(id_vars="epoch", value_vars=list(metrics), var_name="metric").sort_values(
-        ["metric", "epoch"], ignore_index=True)
+        ["metric", "epoch"], ignore_index=True
+    )
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> None:
@@ -87,8 +88,9 @@ def _percent(value: float, _position: int | None = None) -> str:
     return f"{100 * value:g} %"
 
 
-def plot_asr_vs_rate(table: pd.DataFrame, path: str | Path,
-                     reference: dict[str, tuple[str, dict[float, float]]] | None = None) -> None:
+def plot_asr_vs_rate(
+    table: pd.DataFrame, path: str | Path, reference: dict[str, tuple[str, dict[float, float]]] | None = None
+) -> None:
     """ASR against poison rate on a log axis (0.1, 0.5 and 1 % apart), a panel per arch: a line per trigger, the
     mean over seeds with their range as a band; the clean model's ASR (the non-target inputs it puts in the target
     class anyway) as a dotted level; ``reference`` (trigger -> (its name there, {rate: ASR})) dashed beside the
@@ -105,8 +107,9 @@ def plot_asr_vs_rate(table: pd.DataFrame, path: str | Path,
             if reference and trigger in reference:
                 name, points = reference[trigger]
                 rates = sorted(points)
-                ax.plot(rates, [points[r] for r in rates], linestyle="--", marker="x", color=colour, alpha=0.7,
-                        label=name)
+                ax.plot(
+                    rates, [points[r] for r in rates], linestyle="--", marker="x", color=colour, alpha=0.7, label=name
+                )
         clean = table[(table["arch"] == arch) & (table["poison_rate"] == 0)]
         if len(clean):
             ax.axhline(clean["asr"].mean(), color="grey", linestyle=":", label="clean model")
@@ -133,8 +136,9 @@ def plot_asr_by_arch(table: pd.DataFrame, path: str | Path) -> None:
         x = [i + (k - (len(archs) - 1) / 2) * width for i in range(len(groups))]
         error = [rows["mean"] - rows["min"], rows["max"] - rows["mean"]]
         ax.bar(x, rows["mean"], width, yerr=error, capsize=2, label=str(arch), color=f"C{k % 10}")
-    ax.set_xticks(range(len(groups)), [f"{trigger} {_percent(rate)}" for trigger, rate in groups],
-                  rotation=30, ha="right")
+    ax.set_xticks(
+        range(len(groups)), [f"{trigger} {_percent(rate)}" for trigger, rate in groups], rotation=30, ha="right"
+    )
     ax.set(ylabel="attack success rate", ylim=(0, 1.05), title="ASR by architecture (bars: seeds' range)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, title="arch")
@@ -143,8 +147,9 @@ def plot_asr_by_arch(table: pd.DataFrame, path: str | Path) -> None:
 
 def plot_heatmap(table: pd.DataFrame, path: str | Path, value: str = "asr") -> None:
     """Mean ASR of poisoned cells, trigger x regularizer."""
-    grid = table[table["poison_rate"] > 0].pivot_table(index="regularizer", columns="trigger", values=value,
-                                                       aggfunc="mean")
+    grid = table[table["poison_rate"] > 0].pivot_table(
+        index="regularizer", columns="trigger", values=value, aggfunc="mean"
+    )
     fig, ax = plt.subplots(figsize=(1.2 * max(2, grid.shape[1]) + 2, 0.6 * max(2, grid.shape[0]) + 1.5))
     image = ax.imshow(grid.values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
@@ -177,16 +182,28 @@ def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
     x = "steps" if "steps" in poisoned and poisoned["steps"].notna().all() else "epoch"
     settings = list(dict.fromkeys(zip(poisoned["ft_method"], poisoned["ft_lr"]))) or [(None, None)]
     sizes = sorted(set(poisoned["ft_clean_size"])) or [None]
-    lines = ["trigger", *(axis for axis in ("poison_rate", "init") if axis in poisoned and poisoned[axis].nunique() > 1)]
-    fig, axes = plt.subplots(len(settings), len(sizes), figsize=(4.6 * len(sizes), 3.4 * len(settings)),
-                             squeeze=False, sharey=True, layout="constrained")  # else the title floats above tall grids
+    lines = [
+        "trigger",
+        *(axis for axis in ("poison_rate", "init") if axis in poisoned and poisoned[axis].nunique() > 1),
+    ]
+    fig, axes = plt.subplots(
+        len(settings),
+        len(sizes),
+        figsize=(4.6 * len(sizes), 3.4 * len(settings)),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )  # else the title floats above tall grids
     for (i, (method, lr)), (j, size) in itertools.product(enumerate(settings), enumerate(sizes)):
         ax = axes[i, j]
-        panel = poisoned[(poisoned["ft_method"] == method) & (poisoned["ft_lr"] == lr) &
-                         (poisoned["ft_clean_size"] == size)]
+        panel = poisoned[
+            (poisoned["ft_method"] == method) & (poisoned["ft_lr"] == lr) & (poisoned["ft_clean_size"] == size)
+        ]
         for index, (key, rows) in enumerate(panel.groupby(lines)):
-            label = " ".join(f"{v:.0%}" if axis == "poison_rate" else str(v)
-                             for axis, v in zip(lines, key if isinstance(key, tuple) else (key,)))
+            label = " ".join(
+                f"{v:.0%}" if axis == "poison_rate" else str(v)
+                for axis, v in zip(lines, key if isinstance(key, tuple) else (key,))
+            )
             mean = rows.groupby(x)[["asr", "clean_acc"]].mean()
             colour = f"C{index % 10}"
             ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{label} ASR")
@@ -238,10 +255,16 @@ def detection_grids(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def plot_detection(table: pd.DataFrame, path: str | Path) -> None:
     """``detection_grids`` as two heatmaps: TPR on poisoned models, false alarms on clean ones."""
     tpr, false_alarms = detection_grids(table)
-    fig, axes = plt.subplots(1, 2, figsize=(max(9.0, 0.6 * tpr.shape[1] + 4), 0.6 * max(2, len(tpr)) + 2),
-                             gridspec_kw={"width_ratios": [max(2, tpr.shape[1]), 1]}, squeeze=False)
-    for k, (ax, grid, title) in enumerate(zip(axes[0], (tpr, false_alarms),
-                                              ("TPR on poisoned models", "false alarms on clean models"))):
+    fig, axes = plt.subplots(
+        1,
+        2,
+        figsize=(max(9.0, 0.6 * tpr.shape[1] + 4), 0.6 * max(2, len(tpr)) + 2),
+        gridspec_kw={"width_ratios": [max(2, tpr.shape[1]), 1]},
+        squeeze=False,
+    )
+    for k, (ax, grid, title) in enumerate(
+        zip(axes[0], (tpr, false_alarms), ("TPR on poisoned models", "false alarms on clean models"))
+    ):
         if grid.shape[1] == 0:
             ax.set_axis_off()
             continue

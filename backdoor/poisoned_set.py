@@ -26,32 +26,33 @@ def training_pool(num_train: int, subset: int | None, seed: int) -> torch.Tensor
 class PoisonedSet:
     """The delta to the clean training set, plus the triggered test set used for ASR and RA."""
 
-    pool: torch.Tensor          # int64 (M,), sorted positions of the training images the model trains on
-    indices: torch.Tensor       # int64 (P,), positions in the training set, all inside ``pool``
-    images: torch.Tensor        # uint8 (P, C, H, W), triggered pixels
-    labels: torch.Tensor        # int64 (P,), labels after poisoning
+    pool: torch.Tensor  # int64 (M,), sorted positions of the training images the model trains on
+    indices: torch.Tensor  # int64 (P,), positions in the training set, all inside ``pool``
+    images: torch.Tensor  # uint8 (P, C, H, W), triggered pixels
+    labels: torch.Tensor  # int64 (P,), labels after poisoning
     test_indices: torch.Tensor  # int64 (T,), positions in the test set
-    test_images: torch.Tensor   # uint8 (T, C, H, W), triggered test images
-    test_labels: torch.Tensor   # int64 (T,), their true labels
+    test_images: torch.Tensor  # uint8 (T, C, H, W), triggered test images
+    test_labels: torch.Tensor  # int64 (T,), their true labels
     test_targets: torch.Tensor  # int64 (T,), the label the attack wants for each
-    # int64 (X,), the entries of ``indices`` that are WaNet noise-mode "cross" images (triggered
-    # differently, true label kept) rather than poisoned ones; empty for every other trigger
-    cross_indices: torch.Tensor
+    # int64 (X,), the entries of ``indices`` that keep their true label: images carrying a form of the trigger that
+    # the model should not learn as the backdoor (WaNet's noise-mode "cross" images, the adaptive attacks' "cover"
+    # images); empty for the plain attacks
+    cover_indices: torch.Tensor
 
     @property
     def num_poisoned(self) -> int:
-        """Training images that carry the trigger and that the model trains on (cross images excluded)."""
-        return len(self.indices) - len(self.cross_indices)
+        """Poisoned training images the model trains on (cover images excluded)."""
+        return len(self.indices) - len(self.cover_indices)
 
     @property
-    def num_cross(self) -> int:
-        return len(self.cross_indices)
+    def num_cover(self) -> int:
+        return len(self.cover_indices)
 
     def to_dict(self) -> dict[str, torch.Tensor]:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, tensors: dict[str, torch.Tensor]) -> "PoisonedSet":
+    def from_dict(cls, tensors: dict[str, torch.Tensor]) -> PoisonedSet:
         missing = sorted(set(cls.__dataclass_fields__) - set(tensors))
         if missing:
             raise ConfigError(f"poisoned set: missing {', '.join(missing)}; re-run its poison stage (dvc repro)")

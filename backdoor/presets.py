@@ -12,9 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .config import read_params
 from .errors import ConfigError
 from .files import atomic_path
+from .params import read_params
 
 PRESETS = Path("presets")
 
@@ -73,6 +73,8 @@ def apply_preset(name: str, root: str | Path = ".") -> Path:
     text = io.StringIO()
     yaml.dump(params, text)
     with atomic_path(root / "params.yaml") as tmp:
-        tmp.write_text(f"# params.yaml with presets/{name}.yaml laid on it (make preset); git checkout params.yaml "
-                       f"restores the default\n" + text.getvalue())
+        tmp.write_text(
+            f"# params.yaml with presets/{name}.yaml laid on it (make preset); git checkout params.yaml "
+            f"restores the default\n" + text.getvalue()
+        )
     return root / "params.yaml"

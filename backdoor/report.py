@@ -12,16 +12,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import AXES
 from .errors import ConfigError
 from .files import read_json
+from .naming import AXES
 
 METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
 BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "init", "ft_lr", "ft_clean_size", "ft_method")
 ASR_REMOVED = 0.2  # "the backdoor no longer works": ASR below this after fine-tuning
 Z95 = 1.959964
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-       12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+}
 
 
 def t_critical(df: int) -> float:
@@ -64,14 +79,23 @@ def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for cell in plan["cells"]:
         metrics = results[cell["name"]]
-        rows.append({"cell": cell["name"], **{axis: cell[axis] for axis in AXES},
-                     "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "robust_acc": metrics["robust_acc"],
-                     **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
-                     "ft_epochs": metrics["curve"][-1]["epoch"], "ft_steps": metrics["curve"][-1].get("steps"),
-                     "ft_epoch_asr_stays_below_0.2": epoch_stays_below(metrics["curve"]),
-                     "ft_pruned_channels": metrics["curve"][-1].get("pruned_channels"),
-                     "num_poisoned": metrics["num_poisoned"], "num_train": metrics["num_train"],
-                     "num_test": metrics["num_test"]})
+        rows.append(
+            {
+                "cell": cell["name"],
+                **{axis: cell[axis] for axis in AXES},
+                "clean_acc": metrics["clean_acc"],
+                "asr": metrics["asr"],
+                "robust_acc": metrics["robust_acc"],
+                **{f"ft_{k}": metrics["finetuned"][k] for k in ("clean_acc", "asr", "robust_acc")},
+                "ft_epochs": metrics["curve"][-1]["epoch"],
+                "ft_steps": metrics["curve"][-1].get("steps"),
+                "ft_epoch_asr_stays_below_0.2": epoch_stays_below(metrics["curve"]),
+                "ft_pruned_channels": metrics["curve"][-1].get("pruned_channels"),
+                "num_poisoned": metrics["num_poisoned"],
+                "num_train": metrics["num_train"],
+                "num_test": metrics["num_test"],
+            }
+        )
     table = pd.DataFrame(rows)
     for column in ("ft_epoch_asr_stays_below_0.2", "ft_steps", "ft_pruned_channels"):
         table[column] = table[column].astype("Int64")  # empty when never (or not recorded, or not pruned)
@@ -82,8 +106,9 @@ def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
     """Clean-accuracy gap of each cell to its rate-0 baseline (same dataset, arch, regularizer, seed); empty
     (not zero, not "no gap") for cells whose grid has no baseline."""
     table = table.copy()
-    baselines = (table[table["poison_rate"] == 0].groupby(list(BASELINE_KEYS))["clean_acc"].first()
-                 .rename("baseline_clean_acc"))
+    baselines = (
+        table[table["poison_rate"] == 0].groupby(list(BASELINE_KEYS))["clean_acc"].first().rename("baseline_clean_acc")
+    )
     table = table.join(baselines, on=list(BASELINE_KEYS))
     p1, p0, n = table["clean_acc"], table["baseline_clean_acc"], table["num_test"]
     half = Z95 * ((p1 * (1 - p1) + p0 * (1 - p0)) / n) ** 0.5
@@ -104,10 +129,16 @@ def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
         for metric in METRICS + ("clean_acc_gap",):
             series = group[metric].dropna() if metric in group else pd.Series(dtype=float)
             mean = series.mean() if len(series) else math.nan
-            half = t_critical(len(series) - 1) * series.std(ddof=1) / len(series) ** 0.5 if len(series) > 1 else math.nan
-            row |= {f"{metric}_mean": mean, f"{metric}_low": mean - half, f"{metric}_high": mean + half,
-                    f"{metric}_min": series.min() if len(series) else math.nan,
-                    f"{metric}_max": series.max() if len(series) else math.nan}
+            half = (
+                t_critical(len(series) - 1) * series.std(ddof=1) / len(series) ** 0.5 if len(series) > 1 else math.nan
+            )
+            row |= {
+                f"{metric}_mean": mean,
+                f"{metric}_low": mean - half,
+                f"{metric}_high": mean + half,
+                f"{metric}_min": series.min() if len(series) else math.nan,
+                f"{metric}_max": series.max() if len(series) else math.nan,
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -127,11 +158,38 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
 
 
 DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "init")
-DETECTION_COLUMNS = ("detector", "variant", "features", "tp", "fp", "tn", "fn", "tpr", "fpr", "precision", "f1", "auroc",
-                     "auroc_target", "oracle_tpr", "oracle_fpr", "oracle_precision", "target_poisoned_share",
-                     "firing_inputs", "tpr_firing", "auroc_firing", "model_flagged", "anomaly_index", "smallest_norm_class",
-                     "flagged_classes", "target_flagged", "updates_per_class", "threshold", "threshold_rule", "target_known",
-                     "clean_data")
+DETECTION_COLUMNS = (
+    "detector",
+    "variant",
+    "features",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
+    "tpr",
+    "fpr",
+    "precision",
+    "f1",
+    "auroc",
+    "auroc_target",
+    "oracle_tpr",
+    "oracle_fpr",
+    "oracle_precision",
+    "target_poisoned_share",
+    "firing_inputs",
+    "tpr_firing",
+    "auroc_firing",
+    "model_flagged",
+    "anomaly_index",
+    "smallest_norm_class",
+    "flagged_classes",
+    "target_flagged",
+    "updates_per_class",
+    "threshold",
+    "threshold_rule",
+    "target_known",
+    "clean_data",
+)
 
 
 def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict]) -> pd.DataFrame:
@@ -150,9 +208,13 @@ def detection_table(plan: dict, cells_dir: str | Path, results: dict[str, dict])
             record = read_json(path)
             for variant in record["rows"]:
                 flagged = variant.get("flagged_classes")
-                row = {**axes, "clean_acc": results[cell["name"]]["clean_acc"], "asr": results[cell["name"]]["asr"],
-                       **{k: variant.get(k, record.get(k)) for k in DETECTION_COLUMNS},
-                       "flagged_classes": None if flagged is None else " ".join(map(str, flagged))}
+                row = {
+                    **axes,
+                    "clean_acc": results[cell["name"]]["clean_acc"],
+                    "asr": results[cell["name"]]["asr"],
+                    **{k: variant.get(k, record.get(k)) for k in DETECTION_COLUMNS},
+                    "flagged_classes": None if flagged is None else " ".join(map(str, flagged)),
+                }
                 if record["kind"] == "model":
                     row["model_flagged"] = bool(flagged)
                 rows.append(row)

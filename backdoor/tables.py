@@ -47,15 +47,28 @@ def trigger_table(summary: pd.DataFrame) -> str:
     poisoned = summary[summary["poison_rate"] > 0]
     groups = list(poisoned.groupby("trigger", sort=False))
     if all(len(group) == 1 for _, group in groups):
-        rows = [[trigger, _num(row["clean_acc"]), _gap(row), _num(row["asr"]), _num(row["robust_acc"]),
-                 _num(row["ft_clean_acc"]), _num(row["ft_asr"])]
-                for trigger, group in groups for _, row in group.iterrows()]
-        return markdown(rows, ["trigger", "clean acc", "gap to clean (95% interval)", "ASR", "RA",
-                               "after fine-tuning: clean acc", "ASR"])
+        rows = [
+            [
+                trigger,
+                _num(row["clean_acc"]),
+                _gap(row),
+                _num(row["asr"]),
+                _num(row["robust_acc"]),
+                _num(row["ft_clean_acc"]),
+                _num(row["ft_asr"]),
+            ]
+            for trigger, group in groups
+            for _, row in group.iterrows()
+        ]
+        return markdown(
+            rows,
+            ["trigger", "clean acc", "gap to clean (95% interval)", "ASR", "RA", "after fine-tuning: clean acc", "ASR"],
+        )
     columns = ["clean_acc", "clean_acc_gap", "asr", "robust_acc", "ft_clean_acc", "ft_asr"]
     rows = [[trigger, str(len(group)), *(spread(group[column], 3) for column in columns)] for trigger, group in groups]
-    return markdown(rows, ["trigger", "seeds", "clean acc", "gap to clean", "ASR", "RA",
-                           "after fine-tuning: clean acc", "ASR"])
+    return markdown(
+        rows, ["trigger", "seeds", "clean acc", "gap to clean", "ASR", "RA", "after fine-tuning: clean acc", "ASR"]
+    )
 
 
 def by_axis_table(summary: pd.DataFrame, axis: str, metrics: dict[str, str]) -> str:
@@ -70,8 +83,11 @@ def by_axis_table(summary: pd.DataFrame, axis: str, metrics: dict[str, str]) -> 
 
 
 def regularizer_table(summary: pd.DataFrame) -> str:
-    return by_axis_table(summary, "regularizer", {"clean_acc": "clean acc", "asr": "ASR", "ft_clean_acc":
-                                                  "after fine-tuning: clean acc", "ft_asr": "ASR"})
+    return by_axis_table(
+        summary,
+        "regularizer",
+        {"clean_acc": "clean acc", "asr": "ASR", "ft_clean_acc": "after fine-tuning: clean acc", "ft_asr": "ASR"},
+    )
 
 
 PERSISTENCE_KEYS = {"poison_rate": "poison rate", "init": "init", "ft_method": "method", "ft_lr": "ft lr"}
@@ -92,13 +108,16 @@ def persistence_table(summary: pd.DataFrame) -> str:
     pool = int(poisoned["num_train"].iloc[0])
     header = [*(PERSISTENCE_KEYS.get(k, k) for k in keys), "ASR, CA before"] + [
         f"{percent(size)} ({int(round(pool * size)):,} images)" if size < 1 else f"{int(size):,} images"
-        for size in sizes]
+        for size in sizes
+    ]
     rows = []
     for values, group in poisoned.groupby(keys, sort=False):
         values = values if isinstance(values, tuple) else (values,)
         before = group[group["ft_clean_size"] == sizes[0]]
-        row = [*(_key_label(k, v) for k, v in zip(keys, values)),
-               f"{spread(before['asr'], 3)}, {_num(before['clean_acc'].mean(), 3)}"]
+        row = [
+            *(_key_label(k, v) for k, v in zip(keys, values)),
+            f"{spread(before['asr'], 3)}, {_num(before['clean_acc'].mean(), 3)}",
+        ]
         for size in sizes:
             cell = group[group["ft_clean_size"] == size].sort_values("seed")
             if cell.empty:
@@ -106,7 +125,9 @@ def persistence_table(summary: pd.DataFrame) -> str:
                 continue
             stays = ", ".join("-" if pd.isna(e) else str(int(e)) for e in cell["ft_epoch_asr_stays_below_0.2"])
             steps = "/".join(f"{int(s):,}" for s in cell["ft_steps"].dropna().unique()) or "-"
-            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps · {stays}")
+            row.append(
+                f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps · {stays}"
+            )
         rows.append(row)
     return markdown(rows, header)
 
@@ -121,13 +142,18 @@ def methods_table(summary: pd.DataFrame) -> str:
     rows = []
     for values, group in summary.groupby(keys, sort=False):
         before = group[group["ft_method"] == methods[0]]
-        row = [*(_key_label(k, v) for k, v in zip(keys, values)),
-               f"{spread(before['asr'], 3)} · {_num(before['clean_acc'].mean(), 3)}"]
+        row = [
+            *(_key_label(k, v) for k, v in zip(keys, values)),
+            f"{spread(before['asr'], 3)} · {_num(before['clean_acc'].mean(), 3)}",
+        ]
         for method in methods:
             cell = group[group["ft_method"] == method]
             steps = "/".join(f"{int(s):,}" for s in cell["ft_steps"].dropna().unique()) or "-"
-            row.append(f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps"
-                       if len(cell) else "-")
+            row.append(
+                f"{spread(cell['ft_asr'], 3)} · {_num(cell['ft_clean_acc'].mean(), 3)} · {steps} steps"
+                if len(cell)
+                else "-"
+            )
         rows.append(row)
     return markdown(rows, header)
 
@@ -141,10 +167,31 @@ def architecture_table(summary: pd.DataFrame) -> str:
     for (arch, trigger, rate), group in poisoned.groupby(["arch", "trigger", "poison_rate"], sort=False):
         clean = summary[(summary["arch"] == arch) & (summary["trigger"] == trigger) & (summary["poison_rate"] == 0)]
         gap = _gap(group.iloc[0]) if len(group) == 1 else spread(group["clean_acc_gap"], 3)
-        rows.append([arch, str(len(group)), f"{spread(clean['clean_acc'], 3)} · {spread(clean['asr'], 3)}", trigger,
-                     percent(rate), gap, spread(group["asr"], 3), spread(group["ft_asr"], 3)])
-    return markdown(rows, ["arch", "seeds", "clean model: CA · ASR", "trigger", "poison rate", "CA gap to clean",
-                           "ASR", "ASR after fine-tuning"])
+        rows.append(
+            [
+                arch,
+                str(len(group)),
+                f"{spread(clean['clean_acc'], 3)} · {spread(clean['asr'], 3)}",
+                trigger,
+                percent(rate),
+                gap,
+                spread(group["asr"], 3),
+                spread(group["ft_asr"], 3),
+            ]
+        )
+    return markdown(
+        rows,
+        [
+            "arch",
+            "seeds",
+            "clean model: CA · ASR",
+            "trigger",
+            "poison rate",
+            "CA gap to clean",
+            "ASR",
+            "ASR after fine-tuning",
+        ],
+    )
 
 
 def rate_table(summary: pd.DataFrame) -> str:
@@ -153,8 +200,16 @@ def rate_table(summary: pd.DataFrame) -> str:
     target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
-        rows.append([trigger, percent(rate), f"{int(group['num_poisoned'].iloc[0]):,}", spread(group["asr"], 3),
-                     spread(group["clean_acc"], 3), spread(group["ft_asr"], 3)])
+        rows.append(
+            [
+                trigger,
+                percent(rate),
+                f"{int(group['num_poisoned'].iloc[0]):,}",
+                spread(group["asr"], 3),
+                spread(group["clean_acc"], 3),
+                spread(group["ft_asr"], 3),
+            ]
+        )
     return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "ASR after fine-tuning"])
 
 
@@ -168,9 +223,9 @@ def span(values: pd.Series, digits: int = 2) -> str:
 
 
 def _kind(detector: str) -> str:
-    from .detectors import KINDS  # the registry: a table needs no edit for a new detector of a known kind
+    from .detectors import DETECTORS  # the registry: a table needs no edit for a new detector of a known kind
 
-    return KINDS.get(detector, "training-data")
+    return DETECTORS.get(detector).kind if detector in DETECTORS else DETECTORS.fact_defaults["kind"]
 
 
 def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
@@ -191,14 +246,17 @@ def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
     if not poisoned:
         return f"FPR {span(group['fpr'])}"
     if kind == "inputs":
-        return (f"{span(group['auroc'])} · {span(group['tpr'])} · {span(group['fpr'])} · firing "
-                f"{span(group['tpr_firing'])}")
-    return (f"{span(group['auroc_target'])} · {span(group['tpr'])} · {span(group['fpr'])} · "
-            f"{span(group['oracle_tpr'])}")
+        return (
+            f"{span(group['auroc'])} · {span(group['tpr'])} · {span(group['fpr'])} · firing {span(group['tpr_firing'])}"
+        )
+    return f"{span(group['auroc_target'])} · {span(group['tpr'])} · {span(group['fpr'])} · {span(group['oracle_tpr'])}"
 
 
-DETECTION_HEADERS = {"training-data": "AUROC in target · TPR · FPR · oracle TPR",
-                     "inputs": "AUROC · TPR · FPR · TPR firing", "model": "index · verdict"}
+DETECTION_HEADERS = {
+    "training-data": "AUROC in target · TPR · FPR · oracle TPR",
+    "inputs": "AUROC · TPR · FPR · TPR firing",
+    "model": "index · verdict",
+}
 
 
 def _detection_rows(detection: pd.DataFrame, columns: list[tuple[str, str]], cell) -> list[list[str]]:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from .classifier import Classifier, predict
-from .config import Experiment
 from .datasets import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate
 from .files import sha256_file
-from .loop import fit
 from .metrics import clean_accuracy
 from .models import classifier_head
+from .params import Experiment
 from .poisoned_set import PoisonedSet, training_pool
+from .recipes import build_recipe
 from .regularizers import build_regularizer
 
 EpochLog = Callable[[int, dict[str, float]], None]
@@ -27,18 +27,22 @@ def training_set(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None) -
     seeded pool of the clean training set."""
     if poisoned is not None:
         return poisoned.training_set(data.train.images, data.train.labels)
-    pool = training_pool(len(data.train), exp.train.subset, exp.seed)
+    pool = training_pool(len(data.train), exp.subset, exp.seed)
     return data.train.images[pool], data.train.labels[pool]
 
 
-def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, log: EpochLog | None = None,
-                progress: bool = True) -> Classifier:
+def train_model(
+    exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, log: EpochLog | None = None, progress: bool = True
+) -> Classifier:
     """Train on the poisoned set; ``poisoned=None`` trains the clean baseline (CA logged, no ASR)."""
     images, labels = training_set(exp, data, poisoned)
-    clf = Classifier.create(exp.arch, images, data.num_classes, pretrained=exp.train.pretrained, seed=exp.seed)
+    clf = Classifier.create(
+        exp.arch, images, data.num_classes, pretrained=exp.train.pretrained, seed=exp.seed, **exp.model_settings
+    )
     if exp.train.init is not None:
         start_from(clf, exp.train.init)
-    loss = build_regularizer(exp.regularizer, clf.model, exp.train.label_smoothing, **exp.regularizer_settings)
+    recipe = build_recipe(exp.recipe, **exp.recipe_settings)
+    loss = build_regularizer(exp.regularizer, clf.model, recipe.label_smoothing(exp.train), **exp.regularizer_settings)
 
     def on_epoch_end(epoch: int, train_loss: float) -> None:
         if log is None:
@@ -51,8 +55,25 @@ def train_model(exp: Experiment, data: Dataset, poisoned: PoisonedSet | None, lo
         log(epoch, values)
 
     head = None if exp.train.freeze == "none" else list(classifier_head(clf.model).parameters())
-    fit(clf, images, labels, exp.train, seed=exp.seed, loss_fn=loss, on_epoch_end=on_epoch_end, progress=progress,
-        params=head, freeze_norm_stats=head is not None)
+    steps = recipe.fit(
+        clf,
+        images,
+        labels,
+        exp.train,
+        seed=exp.seed,
+        loss_fn=loss,
+        on_epoch_end=on_epoch_end,
+        progress=progress,
+        params=head,
+        freeze_norm_stats=head is not None,
+    )
+    clf.training = {
+        "recipe": exp.recipe,
+        "epochs": exp.train.epochs,
+        "steps": steps,
+        "peak_lr": recipe.peak_lr(exp.train),
+        "label_smoothing": recipe.label_smoothing(exp.train),
+    }
     return clf
 
 
@@ -62,13 +83,17 @@ def start_from(clf: Classifier, path: str | Path) -> None:
     digest joins ``trained_on``, so the new model's bytes change with it."""
     source = Classifier.load(path)
     if (source.arch, source.in_chans) != (clf.arch, clf.in_chans):
-        raise ConfigError(f"train.init: {path} is a {source.arch} on {source.in_chans} channels; this model is a "
-                          f"{clf.arch} on {clf.in_chans}")
+        raise ConfigError(
+            f"train.init: {path} is a {source.arch} on {source.in_chans} channels; this model is a "
+            f"{clf.arch} on {clf.in_chans}"
+        )
     head = {id(p) for p in classifier_head(clf.model).parameters()}
     head_names = {name for name, p in clf.model.named_parameters() if id(p) in head}
     state = {k: v for k, v in source.model.state_dict().items() if k not in head_names}
     missing, unexpected = clf.model.load_state_dict(state, strict=False)
     if set(missing) != head_names or unexpected:
-        raise ConfigError(f"train.init: {path} does not fit this {clf.arch}: missing {sorted(set(missing) - head_names)},"
-                          f" unexpected {sorted(unexpected)}")
+        raise ConfigError(
+            f"train.init: {path} does not fit this {clf.arch}: missing {sorted(set(missing) - head_names)},"
+            f" unexpected {sorted(unexpected)}"
+        )
     clf.init_from = sha256_file(path)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .errors import ConfigError
 
@@ -19,8 +20,16 @@ def interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
     return f"{left}{low:g}, {high:g}{right}"
 
 
-def check_number(where: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> float | int:
+def check_number(
+    where: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> float | int:
     """``value`` if it is a finite number (an integer if ``integer``) inside the interval, else a ConfigError."""
     kind = "an integer" if integer else "a number"
     span = interval(low, high, low_open, high_open)

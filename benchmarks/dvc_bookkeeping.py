@@ -115,8 +115,9 @@ def timed(cwd: Path, *cmd: str) -> tuple[float, float]:
     start = time.perf_counter()
     # the repository's stand-in python first (if any), then this venv's dvc
     path = os.pathsep.join([str(cwd / "bin"), str(Path(sys.executable).parent), os.environ["PATH"]])
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"})
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"}
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode:
@@ -137,11 +138,24 @@ def scratch_repo(dest: Path, params_file: Path) -> None:
     for name in ("stages", "backdoor"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("cache", "tmp", "__pycache__"))
     shutil.copy(params_file, dest / "params.yaml")
-    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "code": {"cmd": "python stages/fingerprint.py --out data/code", "deps": ["backdoor", "stages"],
-                 "outs": ["data/code"]},
-        "report": {"cmd": write_cmd("reports/grid/done.json"), "deps": ["reports/grid/cells"],
-                   "outs": ["reports/grid/done.json"]}}}))
+    (dest / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "code": {
+                        "cmd": "python stages/fingerprint.py --out data/code",
+                        "deps": ["backdoor", "stages"],
+                        "outs": ["data/code"],
+                    },
+                    "report": {
+                        "cmd": write_cmd("reports/grid/done.json"),
+                        "deps": ["reports/grid/cells"],
+                        "outs": ["reports/grid/done.json"],
+                    },
+                }
+            }
+        )
+    )
     stand_in_python(dest)
     sh(dest, "git", "init", "-q")
     sh(dest, sys.executable, "stages/plan_grid.py")
@@ -166,12 +180,30 @@ def floor_repo(dest: Path, stages: int, per_shard: int = 5) -> None:
     DVC charges any stage on this machine."""
     copy_dvc_config(dest)
     (dest / "input.txt").write_text("input\n")
-    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": {
-        "cmd": write_cmd("done.json"), "deps": ["out" if stages else "input.txt"], "outs": ["done.json"]}}}))
+    (dest / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "report": {
+                        "cmd": write_cmd("done.json"),
+                        "deps": ["out" if stages else "input.txt"],
+                        "outs": ["done.json"],
+                    }
+                }
+            }
+        )
+    )
     for first in range(0, stages, per_shard):
         names = [f"bare-{i}" for i in range(first, min(first + per_shard, stages))]
-        spec = {name: {"cmd": write_cmd(f"out/{name}.json"), "deps": ["input.txt"], "outs": [f"out/{name}.json"],
-                       "wdir": "../.."} for name in names}
+        spec = {
+            name: {
+                "cmd": write_cmd(f"out/{name}.json"),
+                "deps": ["input.txt"],
+                "outs": [f"out/{name}.json"],
+                "wdir": "../..",
+            }
+            for name in names
+        }
         shard = dest / "shards" / f"{first // per_shard:03d}"
         shard.mkdir(parents=True)
         (shard / "dvc.yaml").write_text(yaml.safe_dump({"stages": spec}))
@@ -207,10 +239,19 @@ def _cells(grid: dict) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=str(ROOT / "presets" / "paper.yaml"))
-    parser.add_argument("--floor-stages", type=int, default=300,
-                        help="bare stages timed in the same run as DVC's own floor per stage (0: skip)")
-    parser.add_argument("--compare", type=int, default=0, metavar="CELLS",
-                        help="also time about CELLS cells sharded vs in one dvc.yaml, in this run")
+    parser.add_argument(
+        "--floor-stages",
+        type=int,
+        default=300,
+        help="bare stages timed in the same run as DVC's own floor per stage (0: skip)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=int,
+        default=0,
+        metavar="CELLS",
+        help="also time about CELLS cells sharded vs in one dvc.yaml, in this run",
+    )
     args = parser.parse_args(argv)
     params_file = Path(args.params).resolve()
     cells = _cells(yaml.safe_load(params_file.read_text())["grid"])
@@ -223,8 +264,10 @@ def main(argv: list[str] | None = None) -> None:
         noop = statistics.median(noops)
         print(f"paper-size grid: {cells} cells, {stages} stages in {len(list((repo / 'grid').glob('shard-*')))} shards")
         print(f"full dvc repro: {full:.1f} s = {full / stages:.3f} s per executed stage (target < 0.3)")
-        print(f"no-op dvc repro: median {noop:.1f} s of {NOOP_RUNS} runs ({', '.join(f'{t:.1f}' for t in noops)} s; "
-              f"CPU {', '.join(f'{t:.1f}' for t in cpus)} s; target < 15)")
+        print(
+            f"no-op dvc repro: median {noop:.1f} s of {NOOP_RUNS} runs ({', '.join(f'{t:.1f}' for t in noops)} s; "
+            f"CPU {', '.join(f'{t:.1f}' for t in cpus)} s; target < 15)"
+        )
         if args.floor_stages:  # DVC's start-up (a root stage alone) and its cost per added bare stage
             floors = {}
             for count in (0, args.floor_stages):
@@ -234,11 +277,16 @@ def main(argv: list[str] | None = None) -> None:
                 floors[count] = statistics.median(measure(floor)[1])
             start_up = floors[0]
             bare = (floors[args.floor_stages] - start_up) / args.floor_stages
-            print(f"DVC's floor on this machine, same run: start-up {start_up:.1f} s + {bare * 1000:.1f} ms per bare stage "
-                  f"(one dependency, one output; {args.floor_stages} timed) -> {start_up + bare * stages:.1f} s "
-                  f"for {stages} bare stages")
-            print(f"grid stages: {(noop - start_up) / stages * 1000:.1f} ms each = "
-                  f"{(noop - start_up) / stages / bare:.2f}x a bare stage")
+            print(
+                f"DVC's floor on this machine, same run: start-up {start_up:.1f} s + {bare * 1000:.1f} ms "
+                f"per bare stage "
+                f"(one dependency, one output; {args.floor_stages} timed) -> {start_up + bare * stages:.1f} s "
+                f"for {stages} bare stages"
+            )
+            print(
+                f"grid stages: {(noop - start_up) / stages * 1000:.1f} ms each = "
+                f"{(noop - start_up) / stages / bare:.2f}x a bare stage"
+            )
         if args.compare:
             small = limited_params(params_file, args.compare, Path(tmp))
             timings = {}
@@ -250,8 +298,10 @@ def main(argv: list[str] | None = None) -> None:
                     merge_into_one_file(copy / "grid")
                 n = count_stages(copy / "grid")
                 timings[layout] = measure(copy)[0]
-            print(f"{n} stages, full repro: sharded {timings['sharded']:.1f} s, one file {timings['one-file']:.1f} s "
-                  f"-> sharded is {timings['one-file'] / timings['sharded']:.2f}x faster")
+            print(
+                f"{n} stages, full repro: sharded {timings['sharded']:.1f} s, one file {timings['one-file']:.1f} s "
+                f"-> sharded is {timings['one-file'] / timings['sharded']:.2f}x faster"
+            )
 
 
 if __name__ == "__main__":

@@ -34,19 +34,28 @@ import torch
 import yaml
 
 from backdoor.classifier import Classifier, pick_device, predict
-from backdoor.config import LoopConfig
 from backdoor.datasets import load_dataset
 from backdoor.datasets.registry import prepare_dataset
 from backdoor.files import write_json
 from backdoor.loop import fit
 from backdoor.presets import preset_params
+from backdoor.settings import LoopConfig
 from benchmarks import train_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRACTED_CIFAR10 = "data/external/cifar10-jpeg"
 THROUGHPUT_ARCHS = ("small-cnn", "resnet18", "resnet50")
-RECIPE = LoopConfig(epochs=10, batch_size=512, lr=0.4, momentum=0.9, weight_decay=5e-4, warmup_epochs=1.0,
-                    label_smoothing=0.1, crop_padding=4, flip=True)
+RECIPE = LoopConfig(
+    epochs=10,
+    batch_size=512,
+    lr=0.4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    warmup_epochs=1.0,
+    label_smoothing=0.1,
+    crop_padding=4,
+    flip=True,
+)
 PAPER_STAGES = ("download", "poison", "train", "finetune", "evaluate")
 
 
@@ -57,8 +66,20 @@ def default_dataset() -> str:
 def throughput(args: argparse.Namespace) -> list[dict]:
     rows = []
     for arch in args.archs:
-        argv = ["--arch", arch, "--dataset-shape", "cifar10", "--batch-size", str(args.batch_size),
-                "--steps", str(args.steps), "--device", args.device, "--peak-tflops", str(args.peak_tflops)]
+        argv = [
+            "--arch",
+            arch,
+            "--dataset-shape",
+            "cifar10",
+            "--batch-size",
+            str(args.batch_size),
+            "--steps",
+            str(args.steps),
+            "--device",
+            args.device,
+            "--peak-tflops",
+            str(args.peak_tflops),
+        ]
         if args.compile:
             argv.append("--compile")
         if args.tiny:
@@ -70,8 +91,9 @@ def throughput(args: argparse.Namespace) -> list[dict]:
 
 def resnet18_recipe(args: argparse.Namespace, raw: Path, device: torch.device) -> dict:
     data = load_dataset(raw)
-    cfg = LoopConfig(**{**RECIPE.__dict__, "epochs": args.epochs, "batch_size": args.batch_size,
-                        "compile": args.compile})
+    cfg = LoopConfig(
+        **{**RECIPE.__dict__, "epochs": args.epochs, "batch_size": args.batch_size, "compile": args.compile}
+    )
     clf = Classifier.create("resnet18", data.train.images, data.num_classes, seed=0)
     seconds, last = [], [time.perf_counter()]
 
@@ -84,12 +106,18 @@ def resnet18_recipe(args: argparse.Namespace, raw: Path, device: torch.device) -
         print(f"resnet18 epoch {epoch}: {seconds[-1]} s, loss {loss:.3f}", flush=True)
 
     print(f"== resnet18 on CIFAR-10: {cfg.epochs} epochs", flush=True)
-    fit(clf, data.train.images, data.train.labels, cfg, seed=0, device=device, progress=False,
-        on_epoch_end=on_epoch_end)
+    fit(
+        clf, data.train.images, data.train.labels, cfg, seed=0, device=device, progress=False, on_epoch_end=on_epoch_end
+    )
     accuracy = (predict(clf, data.test.images, device=device) == data.test.labels).float().mean().item()
     steady = seconds[1:] or seconds  # the first epoch pays compilation and cuDNN autotuning
-    return {"recipe": {**cfg.__dict__}, "num_train": len(data.train), "epoch_seconds": seconds,
-            "median_epoch_seconds": sorted(steady)[len(steady) // 2], "test_accuracy": round(accuracy, 4)}
+    return {
+        "recipe": {**cfg.__dict__},
+        "num_train": len(data.train),
+        "epoch_seconds": seconds,
+        "median_epoch_seconds": sorted(steady)[len(steady) // 2],
+        "test_accuracy": round(accuracy, 4),
+    }
 
 
 def paper_params(dataset: str, epochs: int | None, tiny: bool) -> dict:
@@ -123,15 +151,24 @@ def paper_cell(args: argparse.Namespace, work: Path, device: torch.device) -> di
     for stage in PAPER_STAGES:
         print(f"== paper cell: {stage}", flush=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, ROOT / "stages" / f"{stage}.py", "--params", params,
-                        *map(str, commands[stage])], cwd=ROOT, check=True,
-                       env=None if device.type == "cuda" else {**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+        subprocess.run(
+            [sys.executable, ROOT / "stages" / f"{stage}.py", "--params", params, *map(str, commands[stage])],
+            cwd=ROOT,
+            check=True,
+            env=None if device.type == "cuda" else {**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        )
         seconds[stage] = round(time.perf_counter() - start, 1)
     metrics = json.loads((work / "metrics.json").read_text())
-    return {"params": "presets/paper.yaml" + (" (tiny)" if args.tiny else ""), "dataset": args.dataset,
-            "train_epochs": paper_params(args.dataset, args.paper_epochs, args.tiny)["train"]["epochs"],
-            "stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 1),
-            "clean_acc": metrics["clean_acc"], "asr": metrics["asr"], "ft_asr": metrics["finetuned"]["asr"]}
+    return {
+        "params": "presets/paper.yaml" + (" (tiny)" if args.tiny else ""),
+        "dataset": args.dataset,
+        "train_epochs": paper_params(args.dataset, args.paper_epochs, args.tiny)["train"]["epochs"],
+        "stage_seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
+        "clean_acc": metrics["clean_acc"],
+        "asr": metrics["asr"],
+        "ft_asr": metrics["finetuned"]["asr"],
+    }
 
 
 def commit() -> str | None:
@@ -140,18 +177,26 @@ def commit() -> str | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench" / "gpu.json")
     parser.add_argument("--device", default="cuda", help="cuda (default), or cpu to run it anyway (with --tiny)")
-    parser.add_argument("--dataset", default=None, help=f"CIFAR-10 source (default folder:{EXTRACTED_CIFAR10} "
-                                                        "if extracted, else cifar10)")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help=f"CIFAR-10 source (default folder:{EXTRACTED_CIFAR10} if extracted, else cifar10)",
+    )
     parser.add_argument("--epochs", type=int, default=RECIPE.epochs, help="ResNet-18 recipe epochs")
     parser.add_argument("--paper-epochs", type=int, help="shorten the paper cell's training (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=RECIPE.batch_size)
     parser.add_argument("--steps", type=int, default=100, help="timed throughput steps per pipeline")
-    parser.add_argument("--peak-tflops", type=float, default=train_throughput.H100_BF16_DENSE_TFLOPS,
-                        help="dense bf16 peak for MFU (989: H100/H200 SXM)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=train_throughput.H100_BF16_DENSE_TFLOPS,
+        help="dense bf16 peak for MFU (989: H100/H200 SXM)",
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile in the throughput and recipe runs")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks that every part runs (CPU test)")
     args = parser.parse_args(argv)
@@ -178,13 +223,21 @@ def main(argv: list[str] | None = None) -> dict | None:
             from backdoor.datasets import store_dataset
             from backdoor.datasets.registry import dataset_spec
 
-            store_dataset(dataset_spec(args.dataset, 32), (data.train.images[:256], data.train.labels[:256],
-                                                           data.test.images[:128], data.test.labels[:128]),
-                          raw, source="tiny")
+            store_dataset(
+                dataset_spec(args.dataset, 32),
+                (data.train.images[:256], data.train.labels[:256], data.test.images[:128], data.test.labels[:128]),
+                raw,
+                source="tiny",
+            )
         result = {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads",
-            "torch": torch.__version__, "commit": commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"), "tiny": args.tiny, "peak_tflops": args.peak_tflops,
+            "device": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"cpu, {torch.get_num_threads()} threads",
+            "torch": torch.__version__,
+            "commit": commit(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "tiny": args.tiny,
+            "peak_tflops": args.peak_tflops,
             "throughput": throughput(args),
             "resnet18_cifar10": resnet18_recipe(args, raw, device),
             "paper_cell": paper_cell(args, work / "paper", device),

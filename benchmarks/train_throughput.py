@@ -36,11 +36,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from backdoor.classifier import Classifier, pick_device
-from backdoor.config import LoopConfig
 from backdoor.loop import fit, lr_factor
+from backdoor.settings import LoopConfig
 
-SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "flowers": (3, 224, 224),
-          "flowers102": (3, 224, 224), "imagenet": (3, 224, 224)}
+SHAPES = {
+    "fashion-mnist": (1, 28, 28),
+    "mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "flowers": (3, 224, 224),
+    "flowers102": (3, 224, 224),
+    "imagenet": (3, 224, 224),
+}
 H100_BF16_DENSE_TFLOPS = 989.0
 
 
@@ -50,16 +56,23 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: a dataset name ({', '.join(SHAPES)}) or CxHxW, e.g. 3x32x32")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a dataset name ({', '.join(SHAPES)}) or CxHxW, e.g. 3x32x32"
+        ) from None
     return c, h, w
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--arch", default="small-cnn", help="any registered arch or timm model (default small-cnn)")
-    p.add_argument("--dataset-shape", type=parse_shape, default=SHAPES["fashion-mnist"],
-                   help="dataset name or CxHxW for synthetic data (default fashion-mnist = 1x28x28)")
+    p.add_argument(
+        "--dataset-shape",
+        type=parse_shape,
+        default=SHAPES["fashion-mnist"],
+        help="dataset name or CxHxW for synthetic data (default fashion-mnist = 1x28x28)",
+    )
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--data", type=Path, help="a stored dataset folder (data/raw/<name>) instead of synthetic data")
     p.add_argument("--steps", type=int, default=50, help="timed training steps per pipeline")
@@ -70,10 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads of the training process (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model in both pipelines")
-    p.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS,
-                   help="accelerator peak for MFU (default 989 = H100 SXM bf16 dense)")
-    p.add_argument("--cifar10-epoch", action="store_true",
-                   help="time one epoch of resnet18 on 50,000 CIFAR-10-shaped images (a GPU run)")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=H100_BF16_DENSE_TFLOPS,
+        help="accelerator peak for MFU (default 989 = H100 SXM bf16 dense)",
+    )
+    p.add_argument(
+        "--cifar10-epoch",
+        action="store_true",
+        help="time one epoch of resnet18 on 50,000 CIFAR-10-shaped images (a GPU run)",
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny run (seconds on a CPU) that checks the script works")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -140,8 +160,15 @@ def time_ours(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, args,
     cfg = LoopConfig(epochs=1, batch_size=args.batch_size, crop_padding=args.crop_padding, compile=args.compile)
     bs = args.batch_size
     if args.warmup_steps:
-        fit(clf, images[:args.warmup_steps * bs], labels[:args.warmup_steps * bs], cfg, seed=args.seed,
-            device=device, progress=False)
+        fit(
+            clf,
+            images[: args.warmup_steps * bs],
+            labels[: args.warmup_steps * bs],
+            cfg,
+            seed=args.seed,
+            device=device,
+            progress=False,
+        )
     timed = slice(args.warmup_steps * bs, (args.warmup_steps + args.steps) * bs)
     sync(device)
     start = time.perf_counter()
@@ -150,31 +177,49 @@ def time_ours(clf: Classifier, images: torch.Tensor, labels: torch.Tensor, args,
     return time.perf_counter() - start
 
 
-def time_dataloader(model: nn.Module, mean: list[float], std: list[float], images: torch.Tensor,
-                    labels: torch.Tensor, args, device: torch.device) -> float:
+def time_dataloader(
+    model: nn.Module,
+    mean: list[float],
+    std: list[float],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    args,
+    device: torch.device,
+) -> float:
     """Seconds for ``args.steps`` steps of the per-sample PIL + DataLoader pipeline, after the warm-up steps."""
     from torchvision import transforms
 
     size = images.shape[-1]
-    transform = transforms.Compose([
-        transforms.RandomCrop(size, padding=args.crop_padding),
-        transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(),
-        transforms.Normalize(mean, std),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(size, padding=args.crop_padding),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
     bs, total = args.batch_size, args.warmup_steps + args.steps
-    dataset = PILDataset(images[:total * bs], labels[:total * bs], transform)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=True, num_workers=args.num_workers,
-                                         pin_memory=device.type == "cuda", drop_last=True,
-                                         generator=torch.Generator().manual_seed(args.seed))
+    dataset = PILDataset(images[: total * bs], labels[: total * bs], transform)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=bs,
+        shuffle=True,
+        num_workers=args.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     model = model.to(device, memory_format=torch.channels_last).train()
     step_model = torch.compile(model) if args.compile else model
     cfg = LoopConfig()
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, 0))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     start = None
@@ -229,26 +274,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     flops = forward_flops(initial, shape, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} torch threads"
     print(f"device: {device} ({name}); torch {torch.__version__}")
-    print(f"arch {args.arch}; data {source}; batch {args.batch_size}; {args.steps} timed steps "
-          f"after {args.warmup_steps} warm-up steps{'; torch.compile' if args.compile else ''}")
+    print(
+        f"arch {args.arch}; data {source}; batch {args.batch_size}; {args.steps} timed steps "
+        f"after {args.warmup_steps} warm-up steps{'; torch.compile' if args.compile else ''}"
+    )
     print(f"forward FLOPs/image: {flops / 1e6:.1f} MFLOP")
 
     timed_images = args.steps * args.batch_size
     ours = timed_images / time_ours(clf, images, labels, args, device)
     print(f"ours (uint8 on the device, batched augmentation): {ours:,.1f} images/s")
-    baseline = timed_images / time_dataloader(initial, clf.normalizer.mean, clf.normalizer.std, images, labels,
-                                              args, device)
+    baseline = timed_images / time_dataloader(
+        initial, clf.normalizer.mean, clf.normalizer.std, images, labels, args, device
+    )
     print(f"torchvision Dataset + DataLoader ({args.num_workers} workers): {baseline:,.1f} images/s")
     print(f"ratio (ours / DataLoader): {ours / baseline:.2f}x")
-    result = {"ours_images_per_s": ours, "dataloader_images_per_s": baseline, "ratio": ours / baseline,
-              "forward_flops_per_image": flops}
+    result = {
+        "ours_images_per_s": ours,
+        "dataloader_images_per_s": baseline,
+        "ratio": ours / baseline,
+        "forward_flops_per_image": flops,
+    }
     if args.cifar10_epoch:
         print(f"one epoch of 50,000 images: ours {50_000 / ours:.1f} s, DataLoader {50_000 / baseline:.1f} s")
     if device.type == "cuda":
         peak = args.peak_tflops * 1e12
         result.update(ours_mfu=3 * flops * ours / peak, dataloader_mfu=3 * flops * baseline / peak)
-        print(f"MFU (3 x forward FLOPs x images/s / {args.peak_tflops:g} TFLOP/s): ours {result['ours_mfu']:.2%}, "
-              f"DataLoader {result['dataloader_mfu']:.2%}")
+        print(
+            f"MFU (3 x forward FLOPs x images/s / {args.peak_tflops:g} TFLOP/s): ours {result['ours_mfu']:.2%}, "
+            f"DataLoader {result['dataloader_mfu']:.2%}"
+        )
     return result
 
 

@@ -13,16 +13,19 @@ from pathlib import Path
 
 from backdoor.checks import validate_params
 from backdoor.cli import run
-from backdoor.config import read_params
 from backdoor.files import atomic_path, read_json
+from backdoor.params import read_params
 
 VALID = "params.yaml is valid (stages/check.py)\n"
 
 
 def main(args: argparse.Namespace) -> None:
     planned = Path(args.plan).is_file()
-    validate_params(read_params(args.params), read_json(args.plan) if planned else None,
-                    read_json(args.settings) if planned else None)
+    validate_params(
+        read_params(args.params),
+        read_json(args.plan) if planned else None,
+        read_json(args.settings) if planned else None,
+    )
     out = Path(args.out)
     if not out.is_file() or out.read_text() != VALID:
         with atomic_path(out) as tmp:

@@ -9,9 +9,11 @@ pipeline's seconds).
 import csv
 from pathlib import Path
 
-from backdoor.cli import experiment, run, stage_parser
+from backdoor.cli import run, stage_parser
+from backdoor.defence_settings import DefenceExperiment
 from backdoor.evaluation import METRIC_KEYS, before_after
 from backdoor.files import read_json, write_json
+from backdoor.params import load_experiment
 
 
 def read_curve(path: Path) -> list[dict[str, float]]:
@@ -21,13 +23,30 @@ def read_curve(path: Path) -> list[dict[str, float]]:
 
 
 def main(args) -> None:
-    exp = experiment(args)
+    exp = load_experiment(args.params, args.cell, DefenceExperiment)
     curve = read_curve(Path(args.finetuned) / "curve.csv")
     before, after = curve[0], curve[-1]
     counts = read_json(Path(args.poisoned) / "manifest.json")
-    write_json(args.out, {**before_after(before, after, counts), "experiment": exp.summary()})
-    print(f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
-          f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}")
+    write_json(
+        args.out,
+        {
+            **before_after(before, after, counts),
+            "experiment": {
+                "dataset": exp.dataset,
+                "arch": exp.arch,
+                "trigger": exp.trigger,
+                "strategy": exp.strategy,
+                "poison_rate": exp.poison_rate,
+                "regularizer": exp.regularizer,
+                "seed": exp.seed,
+                "finetune_method": exp.ft_method,
+            },
+        },
+    )
+    print(
+        f"CA {before['clean_acc']:.4f}  ASR {before['asr']:.4f}  RA {before['robust_acc']:.4f}  | after fine-tuning: "
+        f"CA {after['clean_acc']:.4f}  ASR {after['asr']:.4f}  RA {after['robust_acc']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from backdoor.classifier import load_trained
-from backdoor.cli import experiment, run, stage_parser
+from backdoor.cli import experiment, run, stage_parser, use_threads
 from backdoor.datasets import load_dataset
 from backdoor.detection import training_features
 from backdoor.files import atomic_dir, save_tensors, write_json
@@ -15,21 +15,28 @@ from backdoor.poisoned_set import load_poisoned, training_pool
 
 def main(args) -> None:
     exp = experiment(args)
+    use_threads(exp)
     data = load_dataset(args.raw)
     clf = load_trained(args.model, args.raw, args.poisoned)
     if args.poisoned:
         poisoned = load_poisoned(args.poisoned, args.raw)
         images, labels = poisoned.training_set(data.train.images, data.train.labels)
-        trojans = poisoned.indices[~torch.isin(poisoned.indices, poisoned.cross_indices)]  # not the cross images
+        trojans = poisoned.indices[~torch.isin(poisoned.indices, poisoned.cover_indices)]  # not the cross images
         truth = torch.isin(poisoned.pool, trojans)
     else:  # a clean baseline: its pool, nothing poisoned
-        pool = training_pool(len(data.train), exp.train.subset, exp.seed)
-        images, labels, truth = data.train.images[pool], data.train.labels[pool], torch.zeros(len(pool), dtype=torch.bool)
+        pool = training_pool(len(data.train), exp.subset, exp.seed)
+        images, labels, truth = (
+            data.train.images[pool],
+            data.train.labels[pool],
+            torch.zeros(len(pool), dtype=torch.bool),
+        )
     features = training_features(clf, images)
     with atomic_dir(args.out) as tmp:
         digest = save_tensors(Path(tmp) / "features.pt", {"features": features, "labels": labels, "poisoned": truth})
-        write_json(Path(tmp) / "manifest.json", {"sha256": {"features.pt": digest}, "shape": list(features.shape),
-                                                 "num_poisoned": int(truth.sum())})
+        write_json(
+            Path(tmp) / "manifest.json",
+            {"sha256": {"features.pt": digest}, "shape": list(features.shape), "num_poisoned": int(truth.sum())},
+        )
     print(f"features {tuple(features.shape)} of {int(truth.sum())} poisoned and {int((~truth).sum())} clean images")
 
 

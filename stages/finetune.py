@@ -15,18 +15,21 @@ import argparse
 from pathlib import Path
 
 from backdoor.classifier import load_trained
-from backdoor.cli import run, stage_parser
-from backdoor.config import AXES, Experiment, cell_name, check_finetuning, load_experiment
+from backdoor.cli import run, stage_parser, use_threads
 from backdoor.datasets import load_dataset
+from backdoor.defence_settings import DefenceExperiment, check_finetuning
+from backdoor.epoch_log import dvclive_logger
 from backdoor.errors import ConfigError
 from backdoor.evaluation import before_after, poisoned_counts
-from backdoor.finetuning import finetune_model
 from backdoor.files import atomic_dir, write_json
-from backdoor.epoch_log import dvclive_logger
+from backdoor.finetuning import finetune_model
+from backdoor.naming import cell_name
+from backdoor.params import load_experiment
 from backdoor.poisoned_set import load_poisoned
+from backdoor.settings import pool_size
 
 
-def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
+def cell_experiments(args: argparse.Namespace) -> list[DefenceExperiment]:
     """One experiment per model, checked before any loading: the lists must line up."""
     if not (args.out or args.report):
         raise ConfigError("finetune: give --out (model folder), --report (metrics file) or both")
@@ -38,17 +41,21 @@ def cell_experiments(args: argparse.Namespace) -> list[Experiment]:
     if args.out and count > 1:
         raise ConfigError(f"finetune: --out keeps one model's weights, got {count} models")
     if not args.poison_rate:
-        return [load_experiment(args.params, args.cell)]
+        return [load_experiment(args.params, args.cell, DefenceExperiment)]
     if not args.cell or any(pair.startswith("poison_rate=") for pair in args.cell):
         raise ConfigError("finetune: --poison-rate needs --cell with every other axis (and no poison_rate=)")
-    return [load_experiment(args.params, [*args.cell, f"poison_rate={rate}"]) for rate in args.poison_rate]
+    return [
+        load_experiment(args.params, [*args.cell, f"poison_rate={rate}"], DefenceExperiment)
+        for rate in args.poison_rate
+    ]
 
 
 def main(args: argparse.Namespace) -> None:
     experiments = cell_experiments(args)
+    use_threads(experiments[0])
     data = load_dataset(args.raw)  # once for the whole family
     for exp in experiments:
-        check_finetuning(exp, len(data.train))
+        check_finetuning(exp.finetune, pool_size(exp.subset, len(data.train)), exp.poison_rate)
     report = {}
     for exp, poisoned_dir, model in zip(experiments, args.poisoned, args.model):
         poisoned = load_poisoned(poisoned_dir, args.raw)
@@ -64,11 +71,17 @@ def main(args: argparse.Namespace) -> None:
                 pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
         else:
             curve = finetune_model(exp, clf, data, poisoned)
-        name = cell_name({axis: getattr(exp, axis) for axis in AXES})
-        report[name] = {**before_after(curve[0], curve[-1], poisoned_counts(poisoned)), "num_test": len(data.test), "curve": curve}
+        name = cell_name(exp.axes()) if args.report else "focus"
+        report[name] = {
+            **before_after(curve[0], curve[-1], poisoned_counts(poisoned)),
+            "num_test": len(data.test),
+            "curve": curve,
+        }
         last = curve[-1]
-        print(f"{name}: {exp.finetune.method}, {last['epoch']} epochs = {last['steps']} optimizer steps, "
-              f"ASR {curve[0]['asr']:.3f} -> {last['asr']:.3f}")
+        print(
+            f"{name}: {exp.finetune.method}, {last['epoch']} epochs = {last['steps']} optimizer steps, "
+            f"ASR {curve[0]['asr']:.3f} -> {last['asr']:.3f}"
+        )
     if args.report:
         write_json(args.report, report)  # a diverged model's metrics: null
 
@@ -78,9 +91,14 @@ if __name__ == "__main__":
     parser.add_argument("--raw", required=True)
     parser.add_argument("--poisoned", required=True, nargs="+", help="poisoned set folder(s), one per model")
     parser.add_argument("--model", required=True, nargs="+", help="trained model.pt file(s)")
-    parser.add_argument("--poison-rate", nargs="+", type=float,
-                        help="with --cell (all other axes): each model's poison rate, one grid cell per model")
+    parser.add_argument(
+        "--poison-rate",
+        nargs="+",
+        type=float,
+        help="with --cell (all other axes): each model's poison rate, one grid cell per model",
+    )
     parser.add_argument("--out", help="output folder for a single model: model.pt, curve.csv, live/")
-    parser.add_argument("--report", help="output file (JSON): cell name -> metrics before and after and the "
-                                         "per-epoch curve")
+    parser.add_argument(
+        "--report", help="output file (JSON): cell name -> metrics before and after and the per-epoch curve"
+    )
     run(main, parser)

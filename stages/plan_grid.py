@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backdoor.checks import validate_grid
 from backdoor.cli import run
-from backdoor.config import read_params
+from backdoor.params import read_params
 from backdoor.pipeline.plan import write_plan
 
 

@@ -5,10 +5,9 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor.cli import experiment, run, stage_parser
-from backdoor.config import read_params
 from backdoor.datasets import load_dataset
-from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.files import write_csv
+from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.plots import long_curve, plot_curves, plot_samples, read_dvclive
 from backdoor.poisoned_set import load_poisoned
 
@@ -27,11 +26,13 @@ def main(args) -> None:
 
     data, poisoned = load_dataset(args.raw), load_poisoned(args.poisoned, args.raw)
     picks = poisoned.test_indices[:SAMPLES]
-    names = [f"{data.classes[int(t)]}→{data.classes[int(g)]}"
-             for t, g in zip(poisoned.test_labels[:SAMPLES], poisoned.test_targets[:SAMPLES])]
+    names = [
+        f"{data.classes[int(t)]}→{data.classes[int(g)]}"
+        for t, g in zip(poisoned.test_labels[:SAMPLES], poisoned.test_targets[:SAMPLES])
+    ]
     plot_samples(data.test.images[picks], poisoned.test_images[:SAMPLES], names, figures / "samples.png")
-    zoo = trigger_zoo(exp, tuple(data.test.images.shape[1:]), read_params(args.params).get("triggers") or {})
-    trigger_gallery(data.test.images[:len(zoo)], zoo, figures / "triggers.png", seed=exp.seed)
+    zoo = trigger_zoo(exp, tuple(data.test.images.shape[1:]), exp.all_methods("triggers"))
+    trigger_gallery(data.test.images[: len(zoo)], zoo, figures / "triggers.png", seed=exp.seed)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,23 @@
 from pathlib import Path
 
 from backdoor.cli import run
-from backdoor.config import cell_experiment, read_params, slug
 from backdoor.datasets import load_dataset
+from backdoor.defence_settings import DefenceExperiment
+from backdoor.files import read_json, write_csv, write_json
 from backdoor.gallery import trigger_gallery, trigger_zoo
 from backdoor.grid import check_plan
-from backdoor.files import read_json, write_csv, write_json
+from backdoor.naming import slug
+from backdoor.params import read_params
 from backdoor.plots import grid_figures
-from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, detection_table,
-                             recovery_curves, seed_summary)
+from backdoor.report import (
+    add_baseline_gap,
+    aggregate_metrics,
+    cell_results,
+    collect,
+    detection_table,
+    recovery_curves,
+    seed_summary,
+)
 
 FLOAT = "%.6g"
 
@@ -21,10 +30,10 @@ def write_galleries(params: dict, plan: dict, raw: Path, figures: Path) -> None:
     triggers = list(dict.fromkeys(cell["trigger"] for cell in plan["cells"]))
     for dataset in dict.fromkeys(cell["dataset"] for cell in plan["cells"]):
         cell = next(c for c in plan["cells"] if c["dataset"] == dataset)
-        exp = cell_experiment(params, {axis: cell[axis] for axis in ("dataset", "poison_rate", "seed")})
+        exp = DefenceExperiment(params, {axis: cell[axis] for axis in ("dataset", "poison_rate", "seed")})
         images = load_dataset(raw / slug(dataset)).test.images
         zoo = trigger_zoo(exp, tuple(images.shape[1:]), params.get("triggers") or {}, triggers)
-        trigger_gallery(images[:len(zoo)], zoo, figures / f"triggers-{slug(dataset)}.png", seed=exp.seed)
+        trigger_gallery(images[: len(zoo)], zoo, figures / f"triggers-{slug(dataset)}.png", seed=exp.seed)
 
 
 def main(args) -> None:
@@ -54,7 +63,11 @@ if __name__ == "__main__":
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--plan", default="grid/plan.json")
     parser.add_argument("--settings", default="grid/settings.json")
-    parser.add_argument("--cells", default="reports/grid/cells", help="one <family>.json per family of cells (metrics and fine-tuning curves)")
+    parser.add_argument(
+        "--cells",
+        default="reports/grid/cells",
+        help="one <family>.json per family of cells (metrics and fine-tuning curves)",
+    )
     parser.add_argument("--raw", default="data/grid/raw", help="the grid's stored datasets (for the galleries)")
     parser.add_argument("--out", default="reports/grid")
     run(main, parser)

@@ -11,3 +11,26 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 def tiny_images() -> torch.Tensor:
     """8 grey 1x8x8 images with distinct values, and 8 labels 0..3 twice."""
     return torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1).expand(8, 1, 8, 8).clone() * 10
+
+
+def make_experiment(**values):
+    """A focus experiment from a few values (the rest: a small default), read as the stages read it."""
+    from backdoor.defence_settings import DefenceExperiment
+
+    params = {
+        "dataset": "fashion-mnist",
+        "arch": "small-cnn",
+        "trigger": "checker",
+        "trigger_size": 3,
+        "trigger_location": "bottom-right",
+        "strategy": "all-to-one",
+        "target": 0,
+        "source": None,
+        "poison_rate": 0.1,
+        "regularizer": "none",
+        "seed": 0,
+        "train": {},
+        "finetune": {},
+        **values,
+    }
+    return DefenceExperiment(params)

@@ -7,17 +7,23 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-       "OMP_NUM_THREADS": "1",  # identical float sums whatever runs beside
-       "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "DVC_NO_ANALYTICS": "1",
+    "OMP_NUM_THREADS": "1",  # identical float sums whatever runs beside
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 
 def run(cwd: Path, *cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -44,13 +50,14 @@ def edit_params(repo: Path, change: Callable[[dict], None]) -> None:
 def shrink(params: dict) -> None:
     """A tiny pipeline: one epoch on 1,500 images; a grid of one trigger at rates 0 and 10 %, no detectors
     (tests add them, on small budgets)."""
-    small_train = {"epochs": 1, "batch_size": 128, "subset": 1500}
-    params["train"].update(small_train)
+    small_train = {"batch_size": 128, "subset": 1500}
+    params["train"].update(small_train, epochs=1)
+    params["threads"] = params["grid"]["settings"]["threads"] = 1  # identical float sums whatever runs beside
     params["finetune"].update(epochs=1, clean_size=300)
     params["detectors"]["strip"].update(num_blends=8, num_inputs=50, num_clean=100)
     params["detectors"]["neural-cleanse"].update(steps=2, num_images=64)
     grid = params["grid"]
-    grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], ft_clean_size=[300], detectors=[])
+    grid.update(trigger=["checker"], poison_rate=[0.0, 0.1], ft_clean_size=[300], detectors=[], train_epochs=[1])
     grid["settings"]["train"].update(small_train, eval_every_epoch=True)  # the paper preset's logging
     grid["settings"]["finetune"].update(epochs=1)
 
@@ -58,8 +65,9 @@ def shrink(params: dict) -> None:
 def make_copy(dest: Path, change: Callable[[dict], None] = shrink) -> Path:
     """The repository as a fresh clone would see it (tracked and not-ignored files, no results), with
     ``change`` applied to params.yaml, the grid planned, one commit."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file() and not name.startswith(("reports/", "grid/", "logs/")) and not name.endswith("dvc.lock"):

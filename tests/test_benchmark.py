@@ -29,8 +29,14 @@ def bench():
 
 def test_smoke_run_prints_both_rates_and_the_ratio():
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, env=env,
-                         timeout=300, cwd=SCRIPT.parents[1])
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=SCRIPT.parents[1],
+    )
     assert out.returncode == 0, out.stderr
     assert RATIO.search(out.stdout), out.stdout
     assert re.search(r"^ours \(uint8 on the device, batched augmentation\): [\d,.]+ images/s$", out.stdout, re.M)
@@ -44,9 +50,12 @@ def test_smoke_run_on_a_stored_dataset(bench, tmp_path, capsys):
 
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2, 3, 9])
-    store_dataset(DATASETS["cifar10"], (images, labels, images[:2], labels[:2]), tmp_path / "raw", source="test")
-    result = bench.main(["--smoke", "--data", str(tmp_path / "raw"), "--num-workers", "0", "--threads", "1",
-                         "--device", "cpu"])
+    store_dataset(
+        DATASETS.get("cifar10").factory, (images, labels, images[:2], labels[:2]), tmp_path / "raw", source="test"
+    )
+    result = bench.main(
+        ["--smoke", "--data", str(tmp_path / "raw"), "--num-workers", "0", "--threads", "1", "--device", "cpu"]
+    )
     out = capsys.readouterr().out
     assert RATIO.search(out) and "cycled to 32 images" in out
     assert result["ours_images_per_s"] > 0 and result["dataloader_images_per_s"] > 0
@@ -75,8 +84,9 @@ def test_bookkeeping_stand_in_writes_each_planned_stages_files(tmp_path):
                 if bench.is_file_output(out):
                     assert (tmp_path / out).is_file(), name
                 else:
-                    written = sorted(p.relative_to(tmp_path / out).as_posix()
-                                     for p in (tmp_path / out).rglob("*") if p.is_file())
+                    written = sorted(
+                        p.relative_to(tmp_path / out).as_posix() for p in (tmp_path / out).rglob("*") if p.is_file()
+                    )
                     assert written == bench.output_files(name), name
 
 
@@ -84,27 +94,51 @@ def test_time_stages_records_each_stage_that_ran(tmp_path):
     """tools/time_stages.py on a two-stage DVC repository: one row per stage run, with its seconds."""
     from .repos import ENV, sh
 
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
-        "slow": {"cmd": "sleep 1 && echo a > a.txt", "outs": ["a.txt"]},
-        "fast": {"cmd": "cp a.txt b.txt", "deps": ["a.txt"], "outs": ["b.txt"]}}}))
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {
+                    "slow": {"cmd": "sleep 1 && echo a > a.txt", "outs": ["a.txt"]},
+                    "fast": {"cmd": "cp a.txt b.txt", "deps": ["a.txt"], "outs": ["b.txt"]},
+                }
+            }
+        )
+    )
     sh(tmp_path, "git", "init", "-q")
     sh(tmp_path, "dvc", "init", "-q")
-    out = subprocess.run([sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "times.csv"],
-                         cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "times.csv"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     times = pd.read_csv(tmp_path / "times.csv")
     assert list(times["stage"]) == ["slow", "fast"] and times["seconds"][0] >= 1.0
-    again = subprocess.run([sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "t2.csv"],
-                           cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--out", "t2.csv"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0 and pd.read_csv(tmp_path / "t2.csv").empty  # nothing ran
 
 
 def test_gpu_benchmark_without_cuda_says_so_in_one_line_and_exits_0():
-    out = subprocess.run([sys.executable, "-m", "benchmarks.gpu"], capture_output=True, text=True,
-                         timeout=120, cwd=SCRIPT.parents[1], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=SCRIPT.parents[1],
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+    )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines() == ["bench-gpu: no CUDA device here (torch.cuda.is_available() is False): "
-                                               "nothing measured"]
+    assert out.stdout.strip().splitlines() == [
+        "bench-gpu: no CUDA device here (torch.cuda.is_available() is False): nothing measured"
+    ]
 
 
 def photo_tree(root: Path, classes: int = 3, train: int = 12, test: int = 4) -> Path:
@@ -144,5 +178,7 @@ def test_detector_throughput_prints_each_rate_against_the_loop(capsys):
     rates = detector_throughput.main(["--smoke"])
     out = capsys.readouterr().out
     assert re.search(r"^STRIP: [\d,]+ blended images/s = \d+\.\d\dx the loop$", out, re.M)
-    assert re.search(r"^Neural Cleanse: [\d,]+ masked images/s \(forward and backward\) = \d+\.\d\dx the loop$", out, re.M)
+    assert re.search(
+        r"^Neural Cleanse: [\d,]+ masked images/s \(forward and backward\) = \d+\.\d\dx the loop$", out, re.M
+    )
     assert all(rate > 0 for rate in rates.values())

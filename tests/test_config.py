@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from backdoor.checks import validate_params
-from backdoor.config import FinetuneConfig, cell_experiment, focus_experiment, parse_cell, read_params
+from backdoor.defence_settings import DefenceExperiment, FinetuneConfig
 from backdoor.errors import ConfigError
+from backdoor.naming import parse_cell
+from backdoor.params import read_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
@@ -38,12 +40,16 @@ def with_overrides(*pairs: str) -> dict:
 
 BAD = [
     # names
-    ("trigger=chekcer", "trigger: unknown value 'chekcer'; valid choices: art-pattern, blend, checker, noise, sig, "
-                        "square, wanet"),
+    (
+        "trigger=chekcer",
+        "trigger: unknown value 'chekcer'; valid choices: art-pattern, blend, checker, noise, sig, square, wanet",
+    ),
     ("trigger=''", "trigger: must be a non-empty name, got ''"),
     ("trigger=3", "trigger: must be a non-empty name, got 3"),
-    ("dataset=mnist", "dataset: unknown value 'mnist'; valid choices: cifar10, fashion-mnist, flowers, flowers102, "
-                      "folder:<path>"),
+    (
+        "dataset=mnist",
+        "dataset: unknown value 'mnist'; valid choices: cifar10, fashion-mnist, flowers, flowers102, folder:<path>",
+    ),
     ("dataset='folder:'", "dataset: folder: needs a path"),
     ("dataset=folder:", "dataset: must be a non-empty name, got {'folder': None}"),  # YAML reads a mapping
     ("dataset=folder:/no/such/tree", "dataset: 'folder:/no/such/tree': folder /no/such/tree does not exist"),
@@ -64,8 +70,10 @@ BAD = [
     ("poison_rate=half", "poison_rate: must be a number in [0, 1], got 'half'"),
     ("poison_rate=[0.1]", "poison_rate: must be a number in [0, 1], got [0.1]"),
     ("poison_rate=true", "poison_rate: must be a number in [0, 1], got True"),
-    ("poison_rate=1", f"finetune.clean_size: asks for {CLEAN} clean images but only 0 of the {POOL} training images "
-                      "are unpoisoned"),
+    (
+        "poison_rate=1",
+        f"finetune.clean_size: asks for {CLEAN} clean images but only 0 of the {POOL} training images are unpoisoned",
+    ),
     ("trigger_size=40", "trigger_size: 40 px is larger than the 28x28 image"),
     ("trigger_size=0", "trigger_size: must be an integer in [1, inf), got 0"),
     ("seed=-1", "seed: must be an integer in [0, inf), got -1"),
@@ -92,8 +100,11 @@ BAD = [
     ("train.unknown_key=1", "train.unknown_key: unknown setting; valid keys: batch_size, compile, crop_padding"),
     ("train=3", "train: must be a mapping of settings, got 3"),
     ("finetune.clean_size=0", "finetune.clean_size: must be a number in (0, inf), got 0"),
-    ("finetune.clean_size=0.99", f"finetune.clean_size: asks for {round(0.99 * POOL)} clean images but only "
-                                 f"{POOL - round(PARAMS['poison_rate'] * POOL)} of the {POOL} training images are unpoisoned"),
+    (
+        "finetune.clean_size=0.99",
+        f"finetune.clean_size: asks for {round(0.99 * POOL)} clean images but only "
+        f"{POOL - round(PARAMS['poison_rate'] * POOL)} of the {POOL} training images are unpoisoned",
+    ),
     ("finetune.clean_size=2.5", "finetune.clean_size: 1 or more means a number of images and must be whole, got 2.5"),
     ("finetune.epochs=-1", "finetune.epochs: must be an integer in [0, inf), got -1"),
     ("finetune.batch_size=5000", f"finetune.batch_size: 5000 is more than the {CLEAN} clean images"),
@@ -109,15 +120,21 @@ BAD = [
     ("regularizers.snnl.temperature=0", "regularizers.snnl.temperature: must be a number in (0, inf), got 0"),
     ("regularizers.snnl.factor=abc", "regularizers.snnl.factor: must be a number in (-inf, inf), got 'abc'"),
     ("regularizers.snnl.optimize_temperature=2", "regularizers.snnl.optimize_temperature: must be true or false"),
-    ("regularizers.manifold-mixup.loss=mse", "regularizers.manifold-mixup.loss: unknown value 'mse'; valid choices: "
-                                             "bce, ce"),
+    (
+        "regularizers.manifold-mixup.loss=mse",
+        "regularizers.manifold-mixup.loss: unknown value 'mse'; valid choices: bce, ce",
+    ),
     ("regularizers.contrastive.margin=-1", "regularizers.contrastive.margin: must be a number in (0, inf), got -1"),
     # the grid
     ("grid.trigger=[checker, chekcer]", "grid.trigger: value 'chekcer' is invalid: trigger: unknown value 'chekcer'"),
     ("grid.poison_rate=[]", "grid.poison_rate: must be a non-empty list, got []"),
     ("grid.seed=0", "grid.seed: must be a non-empty list, got 0"),
     ("grid.seed=[0, 0]", "grid.seed: duplicated value(s) 0"),
-    ("grid.ft_lr=[0.01, abc]", "grid.ft_lr: value 'abc' is invalid: ft_lr: must be a number in (0, inf), got 'abc'"),
+    (
+        "grid.ft_lr=[0.01, abc]",
+        "grid.ft_lr: value 'abc' is invalid: ft_lr: must be a number in (0, inf) or a multiple of the training run's "
+        "peak lr written as '<m>x'",
+    ),
     ("grid.ft_clean_size=[2.5]", "grid.ft_clean_size: value 2.5 is invalid: ft_clean_size: 1 or more means a number"),
     ("grid.settings.train.lr=abc", "grid.settings.train.lr: must be a number in (0, inf), got 'abc'"),
     ("grid.settings.train.momentum=2", "grid.settings.train.momentum: must be a number in [0, 1), got 2"),
@@ -149,13 +166,21 @@ def test_the_suite_is_large_and_the_defaults_pass():
     assert len(cells) == 2 * 2  # the default grid: checker and square at rates 0 and 0.05
 
 
-@pytest.mark.parametrize("pairs, message", [
-    (("trigger=blend", "trigger_location=random"), "trigger_location: random is only for patch triggers"),
-    (("strategy=one-to-one", "source=0"), "source: must differ from target for one-to-one, both are 0"),
-    (("train.subset=1000", "train.batch_size=2000"), "train.batch_size: 2000 is more than the 1000 training images"),
-    (("train.subset=null", "poison_rate=1"), "poison_rate: 1 asks for 60000 poisoned images but only 54000 training "
-                                             "images are eligible"),
-])
+@pytest.mark.parametrize(
+    "pairs, message",
+    [
+        (("trigger=blend", "trigger_location=random"), "trigger_location: random is only for patch triggers"),
+        (("strategy=one-to-one", "source=0"), "source: must differ from target for one-to-one, both are 0"),
+        (
+            ("train.subset=1000", "train.batch_size=2000"),
+            "train.batch_size: 2000 is more than the 1000 training images",
+        ),
+        (
+            ("train.subset=null", "poison_rate=1"),
+            "poison_rate: 1 asks for 60000 poisoned images but only 54000 training images are eligible",
+        ),
+    ],
+)
 def test_impossible_combinations(pairs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_params(with_overrides(*pairs))
@@ -171,8 +196,12 @@ def test_grid_cell_uses_grid_settings_and_its_fine_tuning_axes_not_focus_scalars
     params = copy.deepcopy(PARAMS)
     params["trigger_size"] = 5
     params["grid"]["settings"]["trigger_size"] = 4
-    exp = cell_experiment(params, parse_cell(["dataset=fashion-mnist", "trigger=square", "poison_rate=0.1", "seed=1",
-                                              "ft_lr=0.05", "ft_clean_size=300"]))
+    exp = DefenceExperiment(
+        params,
+        parse_cell(
+            ["dataset=fashion-mnist", "trigger=square", "poison_rate=0.1", "seed=1", "ft_lr=0.05", "ft_clean_size=300"]
+        ),
+    )
     assert (exp.trigger_size, exp.trigger, exp.poison_rate, exp.seed, exp.arch) == (4, "square", 0.1, 1, None)
     assert (exp.finetune.lr, exp.finetune.clean_size) == (0.05, 300)
     assert exp.train.subset == params["grid"]["settings"]["train"]["subset"] != params["train"]["subset"]
@@ -191,7 +220,7 @@ def test_parse_cell_rejects_unknown_axis():
 
 
 def test_focus_experiment_reads_each_scalar():
-    exp = focus_experiment(with_overrides("trigger=square", "poison_rate=0.2", "seed=7", "train.lr=0.3"))
+    exp = DefenceExperiment(with_overrides("trigger=square", "poison_rate=0.2", "seed=7", "train.lr=0.3"))
     assert (exp.trigger, exp.poison_rate, exp.seed, exp.train.lr) == ("square", 0.2, 7, 0.3)
 
 
@@ -239,17 +268,23 @@ def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):
 
 def test_the_choice_lists_in_params_yaml_and_docs_are_the_registries():
     """tools/parameters_doc.py writes them: a method registered without re-running it fails here."""
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "parameters_doc.py"), "--check"], capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "parameters_doc.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
-def test_the_choice_lists_follow_a_newly_registered_method(monkeypatch):
+def test_the_choice_lists_follow_a_newly_registered_method():
     from backdoor import triggers
     from tools.parameters_doc import choices, params_comments
 
-    monkeypatch.setitem(triggers.TRIGGERS, "zigzag", triggers.TRIGGERS["checker"])
-    names = choices()
+    triggers.TRIGGERS.add("zigzag", triggers.TRIGGERS.get("checker").factory, patch=True)
+    try:
+        names = choices()
+    finally:
+        triggers.TRIGGERS.remove("zigzag")
     assert "zigzag" in names["trigger"]
     text = params_comments((ROOT / "params.yaml").read_text(), names)
-    assert "trigger: checker            # art-pattern | blend | checker | noise | sig | square | wanet | zigzag\n" in text
+    assert (
+        "trigger: checker            # art-pattern | blend | checker | noise | sig | square | wanet | zigzag\n" in text
+    )

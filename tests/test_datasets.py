@@ -47,8 +47,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def mat_file(path: Path, arrays: dict[str, np.ndarray], *, order: str = "<", compress: bool = True,
-             storage: str = "u1") -> Path:
+def mat_file(
+    path: Path, arrays: dict[str, np.ndarray], *, order: str = "<", compress: bool = True, storage: str = "u1"
+) -> Path:
     """A MAT v5 file as MATLAB writes it: double arrays whose payload uses a smaller integer type."""
     codes = {"u1": 2, "u2": 4, "i4": 5, "f8": 9}
 
@@ -58,10 +59,12 @@ def mat_file(path: Path, arrays: dict[str, np.ndarray], *, order: str = "<", com
     body = b""
     for name, values in arrays.items():
         values = np.atleast_2d(np.asarray(values))
-        matrix = (element(6, struct.pack(order + "II", 6, 0))  # array flags: mxDOUBLE_CLASS
-                  + element(5, np.asarray(values.shape, dtype=order + "i4").tobytes())
-                  + element(1, name.encode())
-                  + element(codes[storage], values.astype(order + storage).tobytes(order="F")))
+        matrix = (
+            element(6, struct.pack(order + "II", 6, 0))  # array flags: mxDOUBLE_CLASS
+            + element(5, np.asarray(values.shape, dtype=order + "i4").tobytes())
+            + element(1, name.encode())
+            + element(codes[storage], values.astype(order + storage).tobytes(order="F"))
+        )
         matrix = element(14, matrix)
         body += element(15, zlib.compress(matrix), pad=False) if compress else matrix
     version = struct.pack(order + "H", 0x0100)
@@ -76,13 +79,15 @@ def mat_file(path: Path, arrays: dict[str, np.ndarray], *, order: str = "<", com
 SCIPY_LABELS = (
     "TUFUTEFCIDUuMCBNQVQtZmlsZSBQbGF0Zm9ybTogcG9zaXgsIENyZWF0ZWQgb246IFRodSBOb3YgMjYgMDA6MjA6MDIgMjAyNgAAAAAAAAAAAA"
     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABSU0PAAAANgAAAHic42NgYMgAYjYg5oDSIMAK5TNCxWB0TmJSak4x"
-    "AwMnkG3AAAMf7KEMBzDZEOmASxwAVRYIYg==")
+    "AwMnkG3AAAMf7KEMBzDZEOmASxwAVRYIYg=="
+)
 SCIPY_SETID = (
     "TUFUTEFCIDUuMCBNQVQtZmlsZSBQbGF0Zm9ybTogcG9zaXgsIENyZWF0ZWQgb246IFRodSBOb3YgMjYgMDA6MjA6MDIgMjAyNgAAAAAAAAAAAA"
     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABSU0OAAAASAAAAAYAAAAIAAAABgAAAAAAAAAFAAAACAAAAAEAAAAC"
     "AAAAAQAAAAUAAAB0cm5pZAAAAAkAAAAQAAAAAAAAAAAA8D8AAAAAAAAQQA4AAAA4AAAABgAAAAgAAAALAAAAAAAAAAUAAAAIAAAAAQAAAAEAAA"
     "ABAAAABQAAAHZhbGlkAAAABAACAAIAAAAOAAAASAAAAAYAAAAIAAAADAAAAAAAAAAFAAAACAAAAAEAAAADAAAAAQAAAAUAAAB0c3RpZAAAAAUA"
-    "AAAMAAAAAwAAAAUAAAAGAAAAAAAAAA4AAAAwAAAABgAAAAgAAAAEAAAAAAAAAAUAAAAIAAAAAQAAAAQAAAABAAQAbm90ZRAABAB0ZXh0")
+    "AAAMAAAAAwAAAAUAAAAGAAAAAAAAAA4AAAAwAAAABgAAAAgAAAAEAAAAAAAAAAUAAAAIAAAAAQAAAAQAAAABAAQAbm90ZRAABAB0ZXh0"
+)
 
 
 # ---------------------------------------------------------------- dataset_spec and image_size
@@ -96,7 +101,7 @@ def test_dataset_spec_image_size():
     flowers = dataset_spec("flowers", 64)
     assert (flowers.image_size, flowers.num_classes, flowers.channels) == (64, 5, 3)
     assert dataset_spec("flowers102", 96).num_classes == 102 and len(dataset_spec("flowers102").classes) == 102
-    assert DATASETS["flowers"].image_size == 224  # the registry entry is not changed
+    assert DATASETS.get("flowers").factory.image_size == 224  # the registry entry is not changed
     with pytest.raises(ConfigError, match="image_size: cifar10 is stored at its native 32 px"):
         dataset_spec("cifar10", 224)
     for bad in (0, -3, "64", 64.0, True):
@@ -151,8 +156,13 @@ def test_corrupted_stored_file_is_rejected(tmp_path):
 
 # ---------------------------------------------------------------- flowers (flower_photos.tgz)
 
-COLORS = {"daisy": (250, 250, 250), "dandelion": (250, 220, 0), "roses": (200, 0, 30),
-          "sunflowers": (240, 160, 0), "tulips": (180, 0, 160)}
+COLORS = {
+    "daisy": (250, 250, 250),
+    "dandelion": (250, 220, 0),
+    "roses": (200, 0, 30),
+    "sunflowers": (240, 160, 0),
+    "tulips": (180, 0, 160),
+}
 
 
 @pytest.fixture
@@ -182,7 +192,9 @@ def test_flowers_from_archive(tmp_path, flower_archive):
     # stratified: round(0.2 x 5) = 1 test image per class
     assert torch.equal(torch.bincount(ds.test.labels, minlength=5), torch.ones(5, dtype=torch.int64))
     for split_images, labels in ((ds.train.images, ds.train.labels), (ds.test.images, ds.test.labels)):
-        for image, label in zip(split_images, labels):  # every image is its class's flat color (JPEG: within a few levels)
+        for image, label in zip(
+            split_images, labels
+        ):  # every image is its class's flat color (JPEG: within a few levels)
             expected = torch.tensor(COLORS[photos.FLOWERS_CLASSES[label]]).view(3, 1, 1)
             assert (image.int() - expected).abs().max() <= 8
     assert (flower_archive.parent / "flower_photos" / "daisy").is_dir()  # extracted next to the archive
@@ -246,16 +258,19 @@ def flowers102_files(base: Path, monkeypatch, *, scipy_written: bool, **mat_kwar
     else:
         mat_file(base / "imagelabels.mat", {"labels": [1, 2, 102, 1, 2, 102]}, **mat_kwargs)
         mat_file(base / "setid.mat", {"trnid": [1, 4], "valid": [2], "tstid": [3, 5, 6]}, **mat_kwargs)
-    monkeypatch.setattr(flowers102, "FILES", {name: md5(base / name) for name in
-                                              (archive.name, "imagelabels.mat", "setid.mat")})
+    monkeypatch.setattr(
+        flowers102, "FILES", {name: md5(base / name) for name in (archive.name, "imagelabels.mat", "setid.mat")}
+    )
     monkeypatch.setattr(flowers102, "URL", OFFLINE)
 
 
 @pytest.mark.parametrize("mat", ["scipy", "matlab-compressed", "big-endian-uncompressed"])
 def test_flowers102_official_split(tmp_path, monkeypatch, mat):
-    kwargs = {"scipy": dict(scipy_written=True),
-              "matlab-compressed": dict(scipy_written=False, storage="u1"),
-              "big-endian-uncompressed": dict(scipy_written=False, order=">", compress=False, storage="u2")}[mat]
+    kwargs = {
+        "scipy": dict(scipy_written=True),
+        "matlab-compressed": dict(scipy_written=False, storage="u1"),
+        "big-endian-uncompressed": dict(scipy_written=False, order=">", compress=False, storage="u2"),
+    }[mat]
     downloads = tmp_path / "downloads"
     flowers102_files(downloads / "flowers-102", monkeypatch, **kwargs)
     prepare_dataset("flowers102", tmp_path / "raw", downloads, image_size=12)
@@ -289,8 +304,7 @@ def test_read_ints_takes_named_variables_and_rejects_garbage(tmp_path):
     mat_file(tmp_path / "half.mat", {"labels": np.array([1.5, 2.0])}, storage="f8")
     with pytest.raises(ConfigError, match="'labels' holds non-integers"):
         flowers102.read_ints(tmp_path / "half.mat", ("labels",))
-    for garbage in (b"MATLAB 7.3 MAT-file" + bytes(200), b"\x89HDF" + bytes(200),
-                    base64.b64decode(SCIPY_LABELS)[:-20]):
+    for garbage in (b"MATLAB 7.3 MAT-file" + bytes(200), b"\x89HDF" + bytes(200), base64.b64decode(SCIPY_LABELS)[:-20]):
         (tmp_path / "bad.mat").write_bytes(garbage)
         with pytest.raises(ConfigError, match="bad.mat: not a readable MAT-file"):
             flowers102.read_ints(tmp_path / "bad.mat", ("labels",))
@@ -384,8 +398,10 @@ def test_a_class_folder_without_images_is_refused_before_any_decoding(tmp_path):
     (root / "dog" / "readme.txt").write_text("no pictures yet")
     with pytest.raises(ConfigError) as err:
         prepare_dataset(f"folder:{root}", tmp_path / "raw", tmp_path / "dl", image_size=8)
-    assert str(err.value) == (f"dataset: 'folder:{root}': class folder {root / 'dog'} holds no image "
-                              "(.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm)")
+    assert str(err.value) == (
+        f"dataset: 'folder:{root}': class folder {root / 'dog'} holds no image "
+        "(.jpg, .jpeg, .png, .bmp, .gif, .webp, .tif, .tiff, .ppm, .pgm)"
+    )
     assert not (tmp_path / "raw").exists()
 
 
@@ -416,8 +432,20 @@ def test_make_external_data_checks_the_sha256_then_extracts_once(tmp_path):
     digest = hashlib.sha256((shared / "data" / "tiny.tar.gz").read_bytes()).hexdigest()
 
     def make(sha256: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["make", "-s", "-f", str(root / "Makefile"), "external-data", f"SHARED={shared}",
-                               f"EXTERNAL_SHA256=tiny={sha256}"], cwd=work, capture_output=True, text=True)
+        return subprocess.run(
+            [
+                "make",
+                "-s",
+                "-f",
+                str(root / "Makefile"),
+                "external-data",
+                f"SHARED={shared}",
+                f"EXTERNAL_SHA256=tiny={sha256}",
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+        )
 
     refused = make("0" * 64)
     assert refused.returncode != 0 and "sha256 mismatch, not extracted" in refused.stdout
@@ -425,6 +453,10 @@ def test_make_external_data_checks_the_sha256_then_extracts_once(tmp_path):
     assert make(digest).stdout.strip() == "data/external/tiny: extracted"
     assert (work / "data" / "external" / "tiny" / "train" / "cat" / "0.jpg").read_bytes() == b"jpeg"
     assert make(digest).stdout.strip() == "data/external/tiny: already there"
-    missing = subprocess.run(["make", "-s", "-f", str(root / "Makefile"), "external-data", f"SHARED={tmp_path}/none"],
-                             cwd=tmp_path, capture_output=True, text=True)
+    missing = subprocess.run(
+        ["make", "-s", "-f", str(root / "Makefile"), "external-data", f"SHARED={tmp_path}/none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode != 0 and "set SHARED to the folder holding" in missing.stdout

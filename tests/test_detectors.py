@@ -10,8 +10,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backdoor.detectors import (DETECTORS, auroc, build_detector, check_detector, detection_counts,
-                                detector_defaults)
+from backdoor.detectors import (
+    DETECTORS,
+    auroc,
+    build_detector,
+    check_detector,
+    detection_counts,
+    detector_defaults,
+    detector_variants,
+)
 from backdoor.detectors.neural_cleanse import CostSchedule, anomaly_index, flag_classes
 from backdoor.detectors.spectral import spectral_scores
 from backdoor.detectors.strip import rejection_threshold, softmax_entropy
@@ -42,15 +49,32 @@ def test_unknown_detector_lists_the_registered_ones():
     fails_in_one_line("nope", {}, f"detector: unknown value 'nope'; valid choices: {', '.join(sorted(DETECTORS))}")
 
 
-def test_valid_keys_come_from_the_factory_signature(monkeypatch):
+@pytest.fixture
+def dummy():
+    """A detector registered as a module would register it, gone after the test."""
+
+    @DETECTORS.register("dummy")
     def factory(*, zeta: int = 1, alpha: float = 0.5):
         return lambda: (zeta, alpha)
 
-    monkeypatch.setitem(DETECTORS, "dummy", factory)
-    assert detector_defaults("dummy") == {"zeta": 1, "alpha": 0.5}
-    assert build_detector("dummy", zeta=3)() == (3, 0.5)
+    yield "dummy"
+    DETECTORS.remove("dummy")
+
+
+def test_valid_keys_come_from_the_factory_signature(dummy):
+    assert detector_defaults(dummy) == {"zeta": 1, "alpha": 0.5}
+    assert build_detector(dummy, zeta=3)() == (3, 0.5)
     with pytest.raises(ConfigError, match=r"^detectors\.dummy\.beta: unknown setting; valid keys: alpha, zeta$"):
-        build_detector("dummy", beta=1)
+        build_detector(dummy, beta=1)
+    built = build_detector(dummy)  # a training-data detector by default, reported as configured, on pooled features
+    assert DETECTORS.get(dummy).kind == "training-data"
+    assert detector_variants(dummy, built) == {"configured": (built, "pooled")}
+
+
+def test_a_kind_outside_the_three_fails_at_registration():
+    with pytest.raises(ValueError, match="detector 'typo': fact kind must be one of .*training-data"):
+        DETECTORS.add("typo", lambda: None, kind="input")
+    assert "typo" not in DETECTORS
 
 
 # ---------------------------------------------------------------- metrics
@@ -80,29 +104,60 @@ def test_auroc_by_hand():
 
 def test_feature_detector_defaults_are_the_references():
     assert detector_defaults("spectral") == {"eps_multiplier": 1.5, "expected_rate": 0.1, "score": "paper"}
-    assert detector_defaults("activation-clustering") == {"nb_dims": 10, "reduce": "FastICA",
-                                                          "cluster_analysis": "smaller", "size_threshold": 0.35}
+    assert detector_defaults("activation-clustering") == {
+        "nb_dims": 10,
+        "reduce": "FastICA",
+        "cluster_analysis": "smaller",
+        "size_threshold": 0.35,
+    }
 
 
-@pytest.mark.parametrize("name, settings, message", [
-    ("spectral", {"eps_multiplier": -1}, "detectors.spectral.eps_multiplier: must be a number in [0, inf), got -1"),
-    ("spectral", {"eps_multiplier": math.nan}, "detectors.spectral.eps_multiplier: must be a number in [0, inf), got nan"),
-    ("spectral", {"eps": 1.5}, "detectors.spectral.eps: unknown setting; valid keys: eps_multiplier, expected_rate"),
-    ("activation-clustering", {"nb_dims": True}, "detectors.activation-clustering.nb_dims: must be an integer"),
-    ("activation-clustering", {"reduce": "TSNE"},
-     "detectors.activation-clustering.reduce: unknown value 'TSNE'; valid choices: FastICA, PCA"),
-    ("activation-clustering", {"cluster_analysis": "distance"},
-     "detectors.activation-clustering.cluster_analysis: unknown value 'distance'; valid choices: smaller, "
-     "relative-size"),
-    ("activation-clustering", {"size_threshold": 0.6},
-     "detectors.activation-clustering.size_threshold: must be a number in (0, 0.5], got 0.6"),
-])
+@pytest.mark.parametrize(
+    "name, settings, message",
+    [
+        ("spectral", {"eps_multiplier": -1}, "detectors.spectral.eps_multiplier: must be a number in [0, inf), got -1"),
+        (
+            "spectral",
+            {"eps_multiplier": math.nan},
+            "detectors.spectral.eps_multiplier: must be a number in [0, inf), got nan",
+        ),
+        (
+            "spectral",
+            {"eps": 1.5},
+            "detectors.spectral.eps: unknown setting; valid keys: eps_multiplier, expected_rate",
+        ),
+        ("activation-clustering", {"nb_dims": True}, "detectors.activation-clustering.nb_dims: must be an integer"),
+        (
+            "activation-clustering",
+            {"reduce": "TSNE"},
+            "detectors.activation-clustering.reduce: unknown value 'TSNE'; valid choices: FastICA, PCA",
+        ),
+        (
+            "activation-clustering",
+            {"cluster_analysis": "distance"},
+            "detectors.activation-clustering.cluster_analysis: unknown value 'distance'; valid choices: smaller, "
+            "relative-size",
+        ),
+        (
+            "activation-clustering",
+            {"size_threshold": 0.6},
+            "detectors.activation-clustering.size_threshold: must be a number in (0, 0.5], got 0.6",
+        ),
+    ],
+)
 def test_feature_detector_bad_settings(name, settings, message):
     fails_in_one_line(name, settings, message)
 
 
-def planted(shift: float, n_per_class: int = 200, classes: int = 3, dim: int = 32, poisoned: int = 30,
-            target: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def planted(
+    shift: float,
+    n_per_class: int = 200,
+    classes: int = 3,
+    dim: int = 32,
+    poisoned: int = 30,
+    target: int = 2,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gaussian features per class (unit variance around a random mean); the first ``poisoned`` images
     of class ``target`` moved by ``shift`` along one random direction. Returns features, labels, truth."""
     g = gen(seed)
@@ -110,7 +165,7 @@ def planted(shift: float, n_per_class: int = 200, classes: int = 3, dim: int = 3
     means = 3 * torch.randn(classes, dim, generator=g)
     features = means[labels] + torch.randn(len(labels), dim, generator=g)
     truth = torch.zeros(len(labels), dtype=torch.bool)
-    truth[target * n_per_class:target * n_per_class + poisoned] = True
+    truth[target * n_per_class : target * n_per_class + poisoned] = True
     direction = F.normalize(torch.randn(dim, generator=g), dim=0)
     features[truth] += shift * direction
     return features, labels, truth
@@ -192,20 +247,32 @@ def test_feature_detectors_reject_bad_inputs():
 
 
 def test_strip_defaults_are_the_references():
-    assert detector_defaults("strip") == {"num_blends": 64, "alpha": 0.5, "false_rejection_rate": 0.05,
-                                          "batch_size": 256, "num_inputs": 500, "num_clean": 1000}
+    assert detector_defaults("strip") == {
+        "num_blends": 64,
+        "alpha": 0.5,
+        "false_rejection_rate": 0.05,
+        "batch_size": 256,
+        "num_inputs": 500,
+        "num_clean": 1000,
+    }
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"num_blends": 1}, "detectors.strip.num_blends: must be an integer in [2, inf), got 1"),
-    ({"num_blends": 64.0}, "detectors.strip.num_blends: must be an integer in [2, inf), got 64.0"),
-    ({"alpha": 0.0}, "detectors.strip.alpha: must be a number in (0, 1), got 0.0"),
-    ({"alpha": 1}, "detectors.strip.alpha: must be a number in (0, 1), got 1"),
-    ({"alpha": "0.5"}, "detectors.strip.alpha: must be a number in (0, 1), got '0.5'"),
-    ({"false_rejection_rate": 1.0}, "detectors.strip.false_rejection_rate: must be a number in [0, 1)"),
-    ({"N": 64, "blend": 0.5}, "detectors.strip.N, detectors.strip.blend: unknown setting; valid keys: alpha, "
-                              "batch_size, false_rejection_rate, num_blends, num_clean, num_inputs"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"num_blends": 1}, "detectors.strip.num_blends: must be an integer in [2, inf), got 1"),
+        ({"num_blends": 64.0}, "detectors.strip.num_blends: must be an integer in [2, inf), got 64.0"),
+        ({"alpha": 0.0}, "detectors.strip.alpha: must be a number in (0, 1), got 0.0"),
+        ({"alpha": 1}, "detectors.strip.alpha: must be a number in (0, 1), got 1"),
+        ({"alpha": "0.5"}, "detectors.strip.alpha: must be a number in (0, 1), got '0.5'"),
+        ({"false_rejection_rate": 1.0}, "detectors.strip.false_rejection_rate: must be a number in [0, 1)"),
+        (
+            {"N": 64, "blend": 0.5},
+            "detectors.strip.N, detectors.strip.blend: unknown setting; valid keys: alpha, "
+            "batch_size, false_rejection_rate, num_blends, num_clean, num_inputs",
+        ),
+    ],
+)
 def test_strip_bad_settings(settings, message):
     fails_in_one_line("strip", settings, message)
 
@@ -289,19 +356,32 @@ def test_strip_threshold_order_statistic_and_bad_inputs():
 
 def test_neural_cleanse_defaults_are_the_references():
     defaults = detector_defaults("neural-cleanse")
-    assert {k: defaults[k] for k in ("lr", "init_cost", "cost_multiplier", "patience", "success_threshold",
-                                     "batch_size")} == {"lr": 0.1, "init_cost": 1e-3, "cost_multiplier": 2.0,
-                                                        "patience": 5, "success_threshold": 0.99, "batch_size": 32}
+    assert {
+        k: defaults[k] for k in ("lr", "init_cost", "cost_multiplier", "patience", "success_threshold", "batch_size")
+    } == {
+        "lr": 0.1,
+        "init_cost": 1e-3,
+        "cost_multiplier": 2.0,
+        "patience": 5,
+        "success_threshold": 0.99,
+        "batch_size": 32,
+    }
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"steps": 0}, "detectors.neural-cleanse.steps: must be an integer in [1, inf), got 0"),
-    ({"lr": 0}, "detectors.neural-cleanse.lr: must be a number in (0, inf), got 0"),
-    ({"cost_multiplier": 1.0}, "detectors.neural-cleanse.cost_multiplier: must be a number in (1, inf)"),
-    ({"success_threshold": 1.5}, "detectors.neural-cleanse.success_threshold: must be a number in (0, 1], got 1.5"),
-    ({"lambda": 1e-3}, "detectors.neural-cleanse.lambda: unknown setting; valid keys: batch_size, cost_multiplier, "
-                       "init_cost, lr, num_images, patience, steps, success_threshold"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"steps": 0}, "detectors.neural-cleanse.steps: must be an integer in [1, inf), got 0"),
+        ({"lr": 0}, "detectors.neural-cleanse.lr: must be a number in (0, inf), got 0"),
+        ({"cost_multiplier": 1.0}, "detectors.neural-cleanse.cost_multiplier: must be a number in (1, inf)"),
+        ({"success_threshold": 1.5}, "detectors.neural-cleanse.success_threshold: must be a number in (0, 1], got 1.5"),
+        (
+            {"lambda": 1e-3},
+            "detectors.neural-cleanse.lambda: unknown setting; valid keys: batch_size, cost_multiplier, "
+            "init_cost, lr, num_images, patience, steps, success_threshold",
+        ),
+    ],
+)
 def test_neural_cleanse_bad_settings(settings, message):
     fails_in_one_line("neural-cleanse", settings, message)
 
@@ -329,7 +409,7 @@ def test_cost_schedule_follows_the_original():
     assert schedule.cost == 2e-3
     for _ in range(5):
         schedule.update(False, math.inf)
-    assert schedule.cost == pytest.approx(2e-3 / 2 ** 1.5)
+    assert schedule.cost == pytest.approx(2e-3 / 2**1.5)
     # Up and down both happened: 25 steps without a 1 % better norm stop it.
     stops = [schedule.update(True, 1.0) for _ in range(26)]
     assert stops.index(True) == 25
@@ -444,14 +524,13 @@ def test_spectral_reference_score_projects_the_uncentred_rows():
 
 
 def test_spectral_and_clustering_report_each_sources_form_beside_the_configured_one():
-    from backdoor.detectors import VARIANTS
-
-    spectral = VARIANTS["spectral"](build_detector("spectral"))
+    spectral = detector_variants("spectral", build_detector("spectral"))
     assert list(spectral) == ["paper-pooled", "paper-block", "reference-pooled", "reference-block"]
     assert spectral["reference-block"][0].score == "reference" and spectral["reference-block"][1] == "block"
-    clustering = VARIANTS["activation-clustering"](build_detector("activation-clustering"))
+    clustering = detector_variants("activation-clustering", build_detector("activation-clustering"))
     assert list(clustering) == ["configured", "art-smaller", "art-relative-size", "backdoorbench"]
-    assert (clustering["art-smaller"][0].reduce, clustering["backdoorbench"][0].cluster_analysis) == ("PCA", "relative-size")
+    assert clustering["art-smaller"][0].reduce == "PCA"
+    assert clustering["backdoorbench"][0].cluster_analysis == "relative-size"
 
 
 def test_oracle_budget_is_one_and_a_half_times_each_classes_true_poison_count():

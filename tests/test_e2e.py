@@ -138,9 +138,26 @@ def test_a_folder_dataset_in_the_focus_experiment(repo):
             folder.mkdir(parents=True)
             for i in range(count):
                 Image.new("RGB", (20 + i % 5, 16), tuple(c + i for c in colour)).save(folder / f"{i}.png")
-    ran = executed(sh(repo, "dvc", "exp", "run", "-S", "dataset=folder:images", "-S", "image_size=12",
-                      "-S", "train.subset=null", "-S", "train.batch_size=16", "-S", "finetune.clean_size=20",
-                      "-S", "finetune.batch_size=8"))
+    ran = executed(
+        sh(
+            repo,
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "dataset=folder:images",
+            "-S",
+            "image_size=12",
+            "-S",
+            "train.subset=null",
+            "-S",
+            "train.batch_size=16",
+            "-S",
+            "finetune.clean_size=20",
+            "-S",
+            "finetune.batch_size=8",
+        )
+    )
     assert {"download", "poison", "train", "finetune", "evaluate"} <= set(ran)
     manifest = json.loads((repo / "data" / "raw" / "focus" / "manifest.json").read_text())
     assert manifest["dataset"] == "folder:images" and manifest["shape"] == [3, 12, 12] and manifest["num_train"] == 80
@@ -149,10 +166,13 @@ def test_a_folder_dataset_in_the_focus_experiment(repo):
     assert (metrics["num_train"], metrics["num_poisoned"], metrics["num_triggered_test"]) == (80, 4, 10)
 
 
-@pytest.mark.parametrize("pair, message", [
-    ("train.lr=abc", "error: train.lr: must be a number in (0, inf), got 'abc'"),
-    ("grid.settings.train.momentum=2", "error: grid.settings.train.momentum: must be a number in [0, 1), got 2"),
-])
+@pytest.mark.parametrize(
+    "pair, message",
+    [
+        ("train.lr=abc", "error: train.lr: must be a number in (0, inf), got 'abc'"),
+        ("grid.settings.train.momentum=2", "error: grid.settings.train.momentum: must be a number in [0, 1), got 2"),
+    ],
+)
 def test_a_rejected_parameter_costs_no_output(repo, pair, message):
     """DVC removes a stage's outputs before running it: the check stage runs first and fails, so once
     params.yaml is restored, `dvc status` is clean without `dvc checkout`."""
@@ -214,14 +234,23 @@ def test_a_cell_started_from_another_model_depends_on_it(repo):
     """grid.init names a source model under inits:; its cells train from it (the source's file a dependency, so
     retraining the source re-runs them), the scratch cells stay cached."""
     source = "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt"
-    edit_params(repo, lambda p: (p.update(inits={"clean-head": {"model": source, "freeze": "backbone"}}),
-                                 p["grid"].update(init=["scratch", "clean-head"])))
+    edit_params(
+        repo,
+        lambda p: (
+            p.update(inits={"clean-head": {"model": source, "freeze": "backbone"}}),
+            p["grid"].update(init=["scratch", "clean-head"]),
+        ),
+    )
     sh(repo, "python", "stages/plan_grid.py")
     ran = executed(sh(repo, "dvc", "repro"))
     trained = [s for s in ran if ":train-" in s]
     assert trained and all("init-clean-head" in s for s in trained), ran
-    stage = next(v for f in (repo / "grid").glob("shard-*/dvc.yaml")
-                 for k, v in yaml.safe_load(f.read_text())["stages"].items() if "train-" in k and "init-clean-head" in k)
+    stage = next(
+        v
+        for f in (repo / "grid").glob("shard-*/dvc.yaml")
+        for k, v in yaml.safe_load(f.read_text())["stages"].items()
+        if "train-" in k and "init-clean-head" in k
+    )
     assert source in stage["deps"]
     summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
     assert sorted(set(summary["init"])) == ["clean-head", "scratch"]
@@ -235,14 +264,25 @@ def test_adding_detectors_runs_only_their_stages(repo):
     sh(repo, "python", "stages/plan_grid.py")
     ran = executed(sh(repo, "dvc", "repro"))
     # each trained model's features once, then every detector on each model; nothing trains again
-    assert sorted(s.split(":")[-1].split("-")[0] for s in ran if s.startswith("grid/")) == ["detect"] * 6 + ["features"] * 2
+    assert (
+        sorted(s.split(":")[-1].split("-")[0] for s in ran if s.startswith("grid/"))
+        == ["detect"] * 6 + ["features"] * 2
+    )
     assert sorted(s for s in ran if not s.startswith("grid/")) == ["check", "report"]
-    for features in (repo / "data" / "grid" / "features").glob("*_s0"):  # what the bookkeeping benchmark's stand-in writes
+    for features in (repo / "data" / "grid" / "features").glob(
+        "*_s0"
+    ):  # what the bookkeeping benchmark's stand-in writes
         assert sorted(p.name for p in features.iterdir()) == bench.output_files("features-" + features.name)
     detection = pd.read_csv(repo / "reports" / "grid" / "detection.csv")
     configured = detection[detection["variant"].isin(["configured", "paper-pooled"])]
     assert sorted(zip(configured["detector"], configured["poison_rate"])) == [
-        ("neural-cleanse", 0.0), ("neural-cleanse", 0.1), ("spectral", 0.0), ("spectral", 0.1), ("strip", 0.0), ("strip", 0.1)]
+        ("neural-cleanse", 0.0),
+        ("neural-cleanse", 0.1),
+        ("spectral", 0.0),
+        ("spectral", 0.1),
+        ("strip", 0.0),
+        ("strip", 0.1),
+    ]
     spectral = detection[detection["detector"] == "spectral"]
     assert sorted(set(spectral["variant"])) == ["paper-block", "paper-pooled", "reference-block", "reference-pooled"]
     poisoned = spectral[spectral["poison_rate"] == 0.1].set_index("variant")
@@ -257,8 +297,10 @@ def test_adding_detectors_runs_only_their_stages(repo):
     assert len(kept) == 2  # the poisoned model and the clean one
     for nc in kept:
         norms = pd.read_csv(nc)
-        row = configured[(configured["detector"] == "neural-cleanse") &
-                         (configured["poison_rate"] == (0.1 if "r0.1" in nc.name else 0.0))]
+        row = configured[
+            (configured["detector"] == "neural-cleanse")
+            & (configured["poison_rate"] == (0.1 if "r0.1" in nc.name else 0.0))
+        ]
         assert list(row["smallest_norm_class"]) == [norms["norm"].idxmin()]
     # the scores are kept beside each record, with the truth: any metric can be recomputed from them
     record = next((repo / "reports" / "grid" / "cells" / "detection" / "spectral").glob("*r0.1*.scores.csv.gz"))
@@ -294,7 +336,8 @@ def test_stale_plan_is_refused_before_any_output_is_removed(repo):
     result = run(repo, "dvc", "repro")
     assert result.returncode != 0
     assert "grid/ is out of date with params.yaml (grid, triggers, regularizers or detectors): run `make grid`" in (
-        result.stdout + result.stderr)
+        result.stdout + result.stderr
+    )
     assert (repo / "reports" / "grid" / "summary.csv").is_file()
     sh(repo, "git", "checkout", "params.yaml")
     assert stale(repo) == set()
@@ -354,8 +397,9 @@ def finish_and_compare(repo: Path) -> None:
 
 def start_training(repo: Path) -> tuple[subprocess.Popen, psutil.Process]:
     """`dvc repro train` in the background, and its training process once that has begun writing."""
-    dvc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=ENV, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "train"], cwd=repo, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return dvc, stage_process(repo, "train.py")
 
 
@@ -427,8 +471,15 @@ def test_a_review_report_states_the_changed_params_metric_deltas_and_plots(repo)
     cells = pd.read_csv(repo / "reports" / "grid" / "summary.csv")["cell"]
     edit_params(repo, lambda p: (p.update(trigger="square"), p["grid"].update(ft_lr=[0.01, 0.05])))
     sh(repo, "python", "stages/plan_grid.py")
-    result = run(repo, sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
-                 "--base", "HEAD", "--out", "review")
+    result = run(
+        repo,
+        sys.executable,
+        str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
+        "--base",
+        "HEAD",
+        "--out",
+        "review",
+    )
     assert result.returncode == 0, result.stderr
     report = (repo / "review" / "report.md").read_text()
     after = json.loads((repo / "reports" / "metrics.json").read_text())
@@ -447,8 +498,15 @@ def test_a_review_report_states_the_changed_params_metric_deltas_and_plots(repo)
     assert not any("triggers" in i for i in images)  # the trigger gallery did not change: not drawn
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "square")
-    again = run(repo, sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
-                "--base", "HEAD", "--out", "review")
+    again = run(
+        repo,
+        sys.executable,
+        str(Path(__file__).resolve().parents[1] / "tools" / "review.py"),
+        "--base",
+        "HEAD",
+        "--out",
+        "review",
+    )
     assert again.returncode == 0, again.stderr
     assert (repo / "review" / "report.md").read_text().startswith("No change in params, metrics, grid cells or plots")
     assert tools.review.flatten({"a": {"b": 1, "c": {}}}) == {"a.b": 1, "a.c": {}}

@@ -9,13 +9,15 @@ import pytest
 import torch
 
 from backdoor.classifier import Classifier
-from backdoor.config import Experiment, FinetuneConfig, TrainConfig
 from backdoor.datasets import Dataset, Split
+from backdoor.defence_settings import FinetuneConfig
 from backdoor.errors import ConfigError
 from backdoor.finetune_methods import METHODS, Tuning, build_method, check_method, head_and_backbone, tuning_config
 from backdoor.finetune_methods.fine_pruning import head_inputs, pruning_steps
 from backdoor.finetune_methods.super_ft import super_ft_lr
 from backdoor.models import classifier_head
+from backdoor.settings import TrainConfig
+from tests.conftest import make_experiment
 
 torch.set_num_threads(1)
 
@@ -26,7 +28,7 @@ def tiny_data(n: int = 96, classes: int = 4, noise: int = 60, signal: int = 150)
     images = torch.randint(0, noise, (n, 1, 16, 16), dtype=torch.uint8, generator=g)
     for c in range(classes):  # a learnable signal: each class brightens its own quadrant
         rows, cols = divmod(c, 2)
-        images[labels == c, :, rows * 8:rows * 8 + 8, cols * 8:cols * 8 + 8] += signal
+        images[labels == c, :, rows * 8 : rows * 8 + 8, cols * 8 : cols * 8 + 8] += signal
     return Dataset("tiny", tuple(map(str, range(classes))), Split(images, labels), Split(images[:32], labels[:32]))
 
 
@@ -34,8 +36,14 @@ def trained(data: Dataset, seed: int = 0) -> Classifier:
     from backdoor.loop import fit
 
     clf = Classifier.create("small-cnn", data.train.images, 4, seed=seed)
-    fit(clf, data.train.images, data.train.labels, TrainConfig(epochs=3, batch_size=16, lr=0.05, crop_padding=0,
-                                                               flip=False), seed=seed, progress=False)
+    fit(
+        clf,
+        data.train.images,
+        data.train.labels,
+        TrainConfig(epochs=3, batch_size=16, lr=0.05, crop_padding=0, flip=False),
+        seed=seed,
+        progress=False,
+    )
     return clf
 
 
@@ -53,8 +61,11 @@ def faint_source():
 
 
 def tune(name: str, clf: Classifier, data: Dataset, settings: dict | None = None, **loop) -> dict:
-    cfg = tuning_config(FinetuneConfig(**{"epochs": 2, "batch_size": 16, "lr": 0.05, "crop_padding": 0, "flip": False,
-                                          **loop}), name, settings)
+    cfg = tuning_config(
+        FinetuneConfig(**{"epochs": 2, "batch_size": 16, "lr": 0.05, "crop_padding": 0, "flip": False, **loop}),
+        name,
+        settings,
+    )
     tuning = Tuning(clf, data.train.images, data.train.labels, cfg, seed=0, data=data, progress=False)
     return build_method(name, settings)(tuning)
 
@@ -118,7 +129,7 @@ def test_fe_tuning_reinitialises_the_head_and_keeps_it_frozen(source):
     tune("fe-tuning", clf, data)
     head = classifier_head(clf.model).weight.detach()
     assert not torch.allclose(head, original)  # re-initialised ...
-    bound = 1 / clf.model.fc.in_features ** 0.5
+    bound = 1 / clf.model.fc.in_features**0.5
     assert head.abs().max() <= bound  # ... uniform in +-1/sqrt(fan_in), and never trained
     again = copy.deepcopy(model)
     tune("fe-tuning", again, data)
@@ -143,7 +154,9 @@ def test_fst_reinitialises_the_head_pushes_it_from_the_old_one_and_keeps_its_nor
 
 def test_super_ft_lr_rises_to_its_peak_then_falls():
     lr = super_ft_lr(base_lr=1e-3, max_lr=0.1, final_lr=1e-4, rise_fraction=0.25)
-    assert lr(0, 100) == pytest.approx(1e-3) and lr(25, 100) == pytest.approx(0.1) and lr(100, 100) == pytest.approx(1e-4)
+    assert (
+        lr(0, 100) == pytest.approx(1e-3) and lr(25, 100) == pytest.approx(0.1) and lr(100, 100) == pytest.approx(1e-4)
+    )
     assert lr(10, 100) == pytest.approx(1e-3 + (0.1 - 1e-3) * 10 / 25)  # linear within each phase
     assert lr(60, 100) == pytest.approx(0.1 + (1e-4 - 0.1) * 35 / 75)
 
@@ -160,9 +173,15 @@ def test_super_ft_trains_with_its_schedule_not_finetune_lr(source):
 def test_fine_pruning_masks_the_least_active_channels_and_stops_at_the_relative_accuracy_drop(faint_source):
     data, model = faint_source
     clf = copy.deepcopy(model)
-    tuning = Tuning(clf, data.train.images, data.train.labels, FinetuneConfig(epochs=1, batch_size=16, lr=1e-9,
-                                                                               crop_padding=0, flip=False),
-                    seed=0, data=data, progress=False)
+    tuning = Tuning(
+        clf,
+        data.train.images,
+        data.train.labels,
+        FinetuneConfig(epochs=1, batch_size=16, lr=1e-9, crop_padding=0, flip=False),
+        seed=0,
+        data=data,
+        progress=False,
+    )
     features = head_inputs(tuning, data.train.images)
     order = torch.argsort(features.mean(dim=0), stable=True)
     head = classifier_head(clf.model)
@@ -181,15 +200,18 @@ def test_fine_pruning_masks_the_least_active_channels_and_stops_at_the_relative_
     start = accuracy(0)
     assert record["prune_accuracy_before"] == pytest.approx(start)
     # the first step (0, 1, 3, 5 ... channels: fp.py's off-by-one) whose accuracy fell by the ratio: its mask is kept
-    first = next(max(0, n - 1) for n in pruning_steps(128, 0.01) if abs(accuracy(max(0, n - 1)) - start) / start >= ratio)
+    first = next(
+        max(0, n - 1) for n in pruning_steps(128, 0.01) if abs(accuracy(max(0, n - 1)) - start) / start >= ratio
+    )
     assert pruned == first > 0
     assert "weight_orig" not in dict(clf.model.named_parameters()) and record["pruned_layer"] == "stages.2"
 
 
 def test_fine_pruning_can_judge_on_the_test_set_as_backdoorbench(source):
     data, model = source
-    runs = {stop: tune("fine-pruning", copy.deepcopy(model), data, {"stop_on": stop}, lr=1e-9)
-            for stop in ("clean", "test")}
+    runs = {
+        stop: tune("fine-pruning", copy.deepcopy(model), data, {"stop_on": stop}, lr=1e-9) for stop in ("clean", "test")
+    }
     assert runs["test"]["prune_stop_on"] == "test" and runs["clean"]["prune_stop_on"] == "clean"
 
 
@@ -198,10 +220,10 @@ def test_finetune_model_evaluates_every_n_epochs_and_records_steps(monkeypatch, 
 
     data, model = source
     monkeypatch.setattr(finetuning, "clean_finetune_indices", lambda exp, poisoned: torch.arange(64))
-    monkeypatch.setattr(finetuning, "evaluate", lambda clf, data, poisoned: {"clean_acc": 0.5, "asr": 0.5,
-                                                                            "robust_acc": 0.5})
-    exp = Experiment("tiny", "small-cnn", "checker", 3, "bottom-right", "all-to-one", 0, None, 0.1, "none", 0,
-                     finetune=FinetuneConfig(epochs=5, batch_size=16, eval_every=2, method="fine-pruning"))
+    monkeypatch.setattr(
+        finetuning, "evaluate", lambda clf, data, poisoned: {"clean_acc": 0.5, "asr": 0.5, "robust_acc": 0.5}
+    )
+    exp = make_experiment(finetune={"epochs": 5, "batch_size": 16, "eval_every": 2, "method": "fine-pruning"})
     curve = finetuning.finetune_model(exp, copy.deepcopy(model), data, poisoned=None, progress=False)
     assert [(p["epoch"], p["steps"]) for p in curve] == [(0, 0), (2, 8), (4, 16), (5, 20)]
     assert "pruned_channels" in curve[-1]
@@ -213,19 +235,36 @@ def test_a_frozen_backbone_keeps_every_weight_and_statistic_of_the_source(source
     data, model = source
     model.save(tmp_path / "source.pt")
     for freeze in ("backbone", "none"):
-        exp = Experiment("tiny", "small-cnn", None, 3, "bottom-right", None, 0, None, 0.0, "none", 1,
-                         train=TrainConfig(epochs=1, batch_size=16, crop_padding=0, flip=False, init=str(tmp_path / "source.pt"),
-                                           freeze=freeze, eval_every_epoch=False))
+        exp = make_experiment(
+            poison_rate=0.0,
+            seed=1,
+            train={
+                "epochs": 1,
+                "batch_size": 16,
+                "crop_padding": 0,
+                "flip": False,
+                "init": str(tmp_path / "source.pt"),
+                "freeze": freeze,
+                "eval_every_epoch": False,
+            },
+        )
         clf = train_model(exp, data, None, progress=False)
         heads = head_names(clf.model)
-        moved = {k for k, v in clf.model.state_dict().items()
-                 if k not in heads and not torch.equal(v, model.model.state_dict()[k])}
+        moved = {
+            k
+            for k, v in clf.model.state_dict().items()
+            if k not in heads and not torch.equal(v, model.model.state_dict()[k])
+        }
         if freeze == "backbone":
             assert moved == set()  # weights and BatchNorm statistics: the source's, bit for bit
         else:
             assert moved  # trained from the source's weights
         assert clf.init_from is not None
-    wrong = Experiment("tiny", "resnet6-cpu", None, 3, "bottom-right", None, 0, None, 0.0, "none", 1,
-                       train=TrainConfig(epochs=1, batch_size=16, init=str(tmp_path / "source.pt")))
+    wrong = make_experiment(
+        arch="resnet6-cpu",
+        poison_rate=0.0,
+        seed=1,
+        train={"epochs": 1, "batch_size": 16, "init": str(tmp_path / "source.pt")},
+    )
     with pytest.raises(ConfigError, match="train.init: .* is a small-cnn on 1 channels; this model is a resnet6-cpu"):
         train_model(wrong, data, None, progress=False)

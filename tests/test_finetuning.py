@@ -3,11 +3,11 @@ fraction of the pool or a count."""
 
 import torch
 
-from backdoor.config import Experiment, FinetuneConfig
 from backdoor.finetuning import clean_finetune_indices
 from backdoor.poisoned_set import training_pool
 from backdoor.poisoning import build_strategy, make_poisoned_set
 from backdoor.triggers import build_trigger
+from tests.conftest import make_experiment
 
 
 def poisoned_set(clean_size: float):
@@ -17,16 +17,24 @@ def poisoned_set(clean_size: float):
     labels = torch.arange(n) % 4
     trigger = build_trigger("wanet", (1, 8, 8), noise_mode=True, cross_ratio=2)  # poisoned and cross images
     pool = training_pool(n, 200, seed=0)
-    poisoned = make_poisoned_set(images, labels, images[:20], labels[:20], trigger,
-                                 build_strategy("all-to-one", 0, None, 4), 0.1, seed=0, pool=pool)
-    exp = Experiment("fashion-mnist", "small-cnn", "wanet", 3, "bottom-right", "all-to-one", 0, None, 0.1, "none", 0,
-                     finetune=FinetuneConfig(clean_size=clean_size))
+    poisoned = make_poisoned_set(
+        images,
+        labels,
+        images[:20],
+        labels[:20],
+        trigger,
+        build_strategy("all-to-one", 0, None, 4),
+        0.1,
+        seed=0,
+        pool=pool,
+    )
+    exp = make_experiment(trigger="wanet", finetune={"clean_size": clean_size})
     return exp, poisoned
 
 
 def test_the_clean_set_is_disjoint_from_poisoned_and_cross_images_and_inside_the_pool():
     exp, poisoned = poisoned_set(0.5)
-    assert poisoned.num_poisoned == 20 and poisoned.num_cross == 40
+    assert poisoned.num_poisoned == 20 and poisoned.num_cover == 40
     keep = clean_finetune_indices(exp, poisoned)
     assert len(keep) == 100  # half of the 200-image pool
     assert torch.isin(keep, poisoned.pool).all()

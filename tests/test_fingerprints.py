@@ -20,9 +20,18 @@ def closure(script: str) -> set[str]:
 def test_closure_follows_imports_transitively_and_stops_at_the_project():
     train = closure("stages/train.py")
     # direct imports, their imports (training -> regularizers -> hooks), packages' __init__ files, lazy imports
-    assert {"stages/train.py", "backdoor/training.py", "backdoor/regularizers/snnl.py", "backdoor/hooks.py",
-            "backdoor/__init__.py", "backdoor/models/__init__.py", "backdoor/models/small_cnn.py",
-            "backdoor/models/timm_models.py", "backdoor/datasets/__init__.py", "backdoor/datasets/base.py"} <= train
+    assert {
+        "stages/train.py",
+        "backdoor/training.py",
+        "backdoor/regularizers/snnl.py",
+        "backdoor/hooks.py",
+        "backdoor/__init__.py",
+        "backdoor/models/__init__.py",
+        "backdoor/models/small_cnn.py",
+        "backdoor/models/timm_models.py",
+        "backdoor/datasets/__init__.py",
+        "backdoor/datasets/base.py",
+    } <= train
     assert all(path.startswith(("backdoor/", "stages/")) for path in train)  # torch, timm: not project files
 
 
@@ -105,5 +114,11 @@ def test_relative_imports_resolve_inside_packages(tmp_path):
     (tmp_path / "run.py").write_text("import json\nfrom backdoor.sub import f\n")
     ast.parse((pkg / "mod.py").read_text())
     assert {p.as_posix() for p in import_closure("run.py", tmp_path)} == {
-        "run.py", "backdoor/__init__.py", "backdoor/errors.py", "backdoor/sub/__init__.py", "backdoor/sub/mod.py",
-        "backdoor/sub/other.py", "backdoor/sub/lazy.py"}
+        "run.py",
+        "backdoor/__init__.py",
+        "backdoor/errors.py",
+        "backdoor/sub/__init__.py",
+        "backdoor/sub/mod.py",
+        "backdoor/sub/other.py",
+        "backdoor/sub/lazy.py",
+    }

@@ -9,13 +9,21 @@ import pytest
 import yaml
 
 from backdoor.checks import validate_grid as expand_grid
-from backdoor.config import AXES, read_params
 from backdoor.errors import ConfigError
-from backdoor.grid import check_plan, grid_settings
 from backdoor.files import read_json, write_json
+from backdoor.grid import check_plan, grid_settings
+from backdoor.naming import AXES
+from backdoor.params import read_params
 from backdoor.pipeline.plan import write_plan
-from backdoor.report import (add_baseline_gap, aggregate_metrics, cell_results, collect, epoch_stays_below,
-                             seed_summary, t_critical)
+from backdoor.report import (
+    add_baseline_gap,
+    aggregate_metrics,
+    cell_results,
+    collect,
+    epoch_stays_below,
+    seed_summary,
+    t_critical,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
@@ -39,15 +47,21 @@ def test_cells_are_the_product_of_the_lists():
     assert {c.poison_rate for c in cells} == {0.0, 0.01, 0.1}
 
 
-@pytest.mark.parametrize("lists, message", [
-    ({"trigger": []}, "grid.trigger: must be a non-empty list"),
-    ({"seed": 0}, "grid.seed: must be a non-empty list"),
-    ({"trigger": ["checker", "squar"]}, "grid.trigger: value 'squar' is invalid: trigger: unknown value 'squar'"),
-    ({"arch": ["small-cnn", "small-cnn"]}, "grid.arch: duplicated value(s) small-cnn"),
-    ({"poison_rate": [0.1, 0.10]}, "grid.poison_rate: duplicated value(s) 0.1"),
-    ({"poison_rate": [0.1, 1.5]}, "grid.poison_rate: value 1.5 is invalid: poison_rate: must be a number in [0, 1]"),
-    ({"dataset": ["fashion-mnist", "mnist"]}, "grid.dataset: value 'mnist' is invalid"),
-])
+@pytest.mark.parametrize(
+    "lists, message",
+    [
+        ({"trigger": []}, "grid.trigger: must be a non-empty list"),
+        ({"seed": 0}, "grid.seed: must be a non-empty list"),
+        ({"trigger": ["checker", "squar"]}, "grid.trigger: value 'squar' is invalid: trigger: unknown value 'squar'"),
+        ({"arch": ["small-cnn", "small-cnn"]}, "grid.arch: duplicated value(s) small-cnn"),
+        ({"poison_rate": [0.1, 0.10]}, "grid.poison_rate: duplicated value(s) 0.1"),
+        (
+            {"poison_rate": [0.1, 1.5]},
+            "grid.poison_rate: value 1.5 is invalid: poison_rate: must be a number in [0, 1]",
+        ),
+        ({"dataset": ["fashion-mnist", "mnist"]}, "grid.dataset: value 'mnist' is invalid"),
+    ],
+)
 def test_bad_lists_fail_before_any_work(lists, message):
     with pytest.raises(ConfigError) as err:
         expand_grid(with_grid(**lists))
@@ -57,8 +71,11 @@ def test_bad_lists_fail_before_any_work(lists, message):
 def test_a_combination_that_cannot_work_is_named():
     params = with_grid(dataset=["cifar10", "fashion-mnist"], trigger=["blend", "checker"])
     params["grid"]["settings"]["trigger_size"] = 30  # fits 32 px CIFAR-10, not 28 px Fashion-MNIST
-    with pytest.raises(ConfigError, match="grid: the combination fashion-mnist_small-cnn_checker_.* cannot work: "
-                                          "trigger_size: 30 px is larger than the 28x28 image"):
+    with pytest.raises(
+        ConfigError,
+        match="grid: the combination fashion-mnist_small-cnn_checker_.* cannot work: "
+        "trigger_size: 30 px is larger than the 28x28 image",
+    ):
         expand_grid(params)
 
 
@@ -87,14 +104,24 @@ def test_planned_stages_match_the_product(tmp_path):
 
 def stage_specs(params, tmp_path) -> dict[str, dict]:
     plan_grid(params, tmp_path / "grid")
-    return {name: stage for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml")
-            for name, stage in yaml.safe_load(shard.read_text())["stages"].items()}
+    return {
+        name: stage
+        for shard in (tmp_path / "grid").glob("shard-*/dvc.yaml")
+        for name, stage in yaml.safe_load(shard.read_text())["stages"].items()
+    }
 
 
-@pytest.mark.parametrize("axis, added", [
-    ("trigger", "square"), ("arch", "resnet18"), ("regularizer", "logit-squeeze"), ("seed", 1),
-    ("dataset", "cifar10"), ("strategy", "all-to-all"),
-])
+@pytest.mark.parametrize(
+    "axis, added",
+    [
+        ("trigger", "square"),
+        ("arch", "resnet18"),
+        ("regularizer", "logit-squeeze"),
+        ("seed", 1),
+        ("dataset", "cifar10"),
+        ("strategy", "all-to-all"),
+    ],
+)
 def test_adding_a_value_leaves_every_existing_stage_as_it_was(tmp_path, axis, added):
     params = with_grid(trigger=["checker"], poison_rate=[0, 0.05])
     before = stage_specs(params, tmp_path / "a")
@@ -120,9 +147,13 @@ def test_adding_a_poison_rate_trains_only_the_new_cells(tmp_path):
     after = stage_specs(with_grid(trigger=["checker"], poison_rate=[0, 0.05, 0.1]), tmp_path / "b")
     changed = sorted(name for name in before if after[name] != before[name])
     new = sorted(set(after) - set(before))
-    assert changed == ["finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05_ft"]  # the family
-    assert new == ["poison-fashion-mnist_checker_all-to-one_r0.1_s0",
-                   "train-fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0"]
+    assert changed == [
+        "finetune-fashion-mnist_small-cnn_checker_all-to-one_none_s0_e3_ftlr0.01_ftn0.05_ft"
+    ]  # the family
+    assert new == [
+        "poison-fashion-mnist_checker_all-to-one_r0.1_s0",
+        "train-fashion-mnist_small-cnn_checker_all-to-one_r0.1_none_s0_e3",
+    ]
 
 
 def test_adding_a_trigger_keeps_every_existing_stage_in_its_shard(tmp_path):
@@ -152,11 +183,14 @@ def test_stages_read_settings_from_the_planned_json_and_depend_on_files(tmp_path
             assert stage["deps"][0] == f"data/code/{name.split('-')[0]}.sha256"
             if name.startswith("finetune-"):  # files it reads, not whole folders; one small file per family
                 assert stage["deps"][1:] == [
-                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0_s0/manifest.json",  # the baseline's test set
-                    "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt",  # pins the data it saw
-                    "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt"]
+                    # the baseline's test set
+                    "data/grid/poisoned/fashion-mnist_checker_all-to-one_r0_s0/manifest.json",
+                    "models/grid/train/fashion-mnist_small-cnn_clean_none_s0_e3/model.pt",  # pins the data it saw
+                    "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3/model.pt",
+                ]
                 assert stage["outs"] == [
-                    "reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0_ftlr0.01_ftn0.05_ft.json"]
+                    "reports/grid/cells/fashion-mnist_small-cnn_checker_all-to-one_none_s0_e3_ftlr0.01_ftn0.05_ft.json"
+                ]
                 assert "--poison-rate 0.0 0.05 --poisoned" in stage["cmd"]
 
 
@@ -175,11 +209,20 @@ def test_a_plan_older_than_params_is_refused():
 def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
     cells_dir.mkdir(parents=True, exist_ok=True)
     robust = lambda asr: None if asr is None else 1 - asr  # noqa: E731 - None: a diverged model's null
-    metrics = {"clean_acc": ca, "asr": asr, "robust_acc": robust(asr),
-               "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)},
-               "num_poisoned": 0, "num_train": 20000, "num_test": n, "num_triggered_test": 9000,
-               "curve": [{"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": robust(asr)},
-                         {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)}]}
+    metrics = {
+        "clean_acc": ca,
+        "asr": asr,
+        "robust_acc": robust(asr),
+        "finetuned": {"clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)},
+        "num_poisoned": 0,
+        "num_train": 20000,
+        "num_test": n,
+        "num_triggered_test": 9000,
+        "curve": [
+            {"epoch": 0, "clean_acc": ca, "asr": asr, "robust_acc": robust(asr)},
+            {"epoch": 1, "train_loss": 0.5, "clean_acc": ft_ca, "asr": ft_asr, "robust_acc": robust(ft_asr)},
+        ],
+    }
     path = cells_dir / f"{family}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps(results | {name: metrics}))
@@ -188,9 +231,11 @@ def write_cell(cells_dir, family, name, ca, asr, ft_ca, ft_asr, n=10000):
 def synthetic_plan(tmp_path):
     params = with_grid(trigger=["checker"], poison_rate=[0, 0.05], seed=[0, 1, 2])
     plan = plan_grid(params, tmp_path / "grid")
-    numbers = {0: {0.0: (0.90, 0.10), 0.05: (0.88, 0.98)},
-               1: {0.0: (0.92, 0.12), 0.05: (0.90, 0.96)},
-               2: {0.0: (0.91, 0.11), 0.05: (0.86, 0.94)}}
+    numbers = {
+        0: {0.0: (0.90, 0.10), 0.05: (0.88, 0.98)},
+        1: {0.0: (0.92, 0.12), 0.05: (0.90, 0.96)},
+        2: {0.0: (0.91, 0.11), 0.05: (0.86, 0.94)},
+    }
     for cell in plan["cells"]:
         ca, asr = numbers[cell["seed"]][cell["poison_rate"]]
         write_cell(tmp_path / "cells", cell["family_key"], cell["name"], ca, asr, ca - 0.01, asr / 2)
@@ -205,7 +250,7 @@ def synthetic_table(tmp_path):
 def test_report_table_on_synthetic_results(tmp_path):
     table = synthetic_table(tmp_path)
     assert len(table) == 6
-    assert list(table.columns[:len(AXES) + 1]) == ["cell", *AXES]
+    assert list(table.columns[: len(AXES) + 1]) == ["cell", *AXES]
     poisoned = table[table["poison_rate"] == 0.05].set_index("seed")
     assert poisoned["clean_acc_gap"].tolist() == pytest.approx([-0.02, -0.02, -0.05])
     assert poisoned["ft_asr"].tolist() == pytest.approx([0.49, 0.48, 0.47])
@@ -243,7 +288,9 @@ def test_a_missing_cell_result_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"{cell['family_key']}.json has no result for cell {cell['name']}: re-run"):
         cell_results(plan, tmp_path / "cells")
     family.unlink()
-    with pytest.raises(ConfigError, match=f"missing fine-tuning results .*{cell['family_key']}.json: run its fine-tune"):
+    with pytest.raises(
+        ConfigError, match=f"missing fine-tuning results .*{cell['family_key']}.json: run its fine-tune"
+    ):
         cell_results(plan, tmp_path / "cells")
 
 
@@ -261,8 +308,13 @@ def test_report_without_baselines_says_unknown_not_none(tmp_path):
 
 def test_the_epoch_from_which_asr_stays_below_a_threshold():
     """A dip that comes back is not a removal (WaNet's ASR fell below 0.2 and rose to 0.43-0.52 in the old runs)."""
-    curve = [{"epoch": 0, "asr": 0.99}, {"epoch": 1, "asr": 0.1}, {"epoch": 2, "asr": 0.5}, {"epoch": 3, "asr": 0.15},
-             {"epoch": 4, "asr": 0.1}]
+    curve = [
+        {"epoch": 0, "asr": 0.99},
+        {"epoch": 1, "asr": 0.1},
+        {"epoch": 2, "asr": 0.5},
+        {"epoch": 3, "asr": 0.15},
+        {"epoch": 4, "asr": 0.1},
+    ]
     assert epoch_stays_below(curve) == 3
     assert epoch_stays_below(curve[:3]) is None  # below at epoch 1, back up at the end
     assert epoch_stays_below(curve, threshold=0.995) == 0
@@ -270,22 +322,28 @@ def test_the_epoch_from_which_asr_stays_below_a_threshold():
 
 
 def test_detector_stages_per_model_and_what_they_depend_on(tmp_path):
-    params = with_grid(trigger=["checker", "square"], poison_rate=[0, 0.05],
-                       detectors=["spectral", "strip", "neural-cleanse"])
+    params = with_grid(
+        trigger=["checker", "square"], poison_rate=[0, 0.05], detectors=["spectral", "strip", "neural-cleanse"]
+    )
     stages = stage_specs(params, tmp_path)
     detect = sorted(name for name in stages if name.startswith("detect-"))
     # spectral and Neural Cleanse once per model (3); STRIP once per poisoned model and once per trigger on
     # the clean baseline, whose triggered test inputs depend on the trigger (4)
     assert len(detect) == 3 + 3 + 4 and len([n for n in stages if n.startswith("features-")]) == 3
-    assert "detect-strip-fashion-mnist_small-cnn_clean_none_s0_square_all-to-one" in detect
-    baseline_nc = stages["detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0"]
+    assert "detect-strip-fashion-mnist_small-cnn_clean_none_s0_e3_square_all-to-one" in detect
+    baseline_nc = stages["detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0_e3"]
     assert "--poisoned" not in baseline_nc["cmd"] and "trigger=" not in baseline_nc["cmd"]  # no trigger involved
-    assert baseline_nc["outs"][1].endswith(".scores.csv.gz") and baseline_nc["outs"][2].endswith(".png")  # reversed trigger
-    spectral = stages["detect-spectral-fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0"]
+    assert baseline_nc["outs"][1].endswith(".scores.csv.gz") and baseline_nc["outs"][2].endswith(
+        ".png"
+    )  # reversed trigger
+    spectral = stages["detect-spectral-fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3"]
     assert spectral["deps"][1:] == [
-        "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/model.pt",
-        "data/grid/features/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0/manifest.json"]
-    assert spectral["params"] == [{"grid/settings.json": ["detectors.spectral"]}]
+        "models/grid/train/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3/model.pt",
+        "data/grid/features/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3/manifest.json",
+    ]
+    assert spectral["params"] == [
+        {"grid/settings.json": ["grid.settings.train.subset", "grid.settings.threads", "detectors.spectral"]}
+    ]
 
 
 def test_adding_a_detector_or_changing_its_settings_touches_its_own_stages_only(tmp_path):
@@ -294,11 +352,16 @@ def test_adding_a_detector_or_changing_its_settings_touches_its_own_stages_only(
     params["grid"]["detectors"] = ["spectral", "neural-cleanse"]
     after = stage_specs(params, tmp_path / "b")
     assert {name: after[name] for name in before} == before
-    assert sorted(set(after) - set(before)) == ["detect-neural-cleanse-fashion-mnist_small-cnn_checker_all-to-one_r0.05_"
-                                               "none_s0", "detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0"]
+    assert sorted(set(after) - set(before)) == [
+        "detect-neural-cleanse-fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3",
+        "detect-neural-cleanse-fashion-mnist_small-cnn_clean_none_s0_e3",
+    ]
     # settings are a params dependency of the detector's stages alone (read from grid/settings.json)
-    assert all("detectors.spectral" not in str(stage.get("params")) for name, stage in after.items()
-               if not name.startswith("detect-spectral"))
+    assert all(
+        "detectors.spectral" not in str(stage.get("params"))
+        for name, stage in after.items()
+        if not name.startswith("detect-spectral")
+    )
 
 
 def test_a_folder_datasets_images_are_a_dependency_of_its_download(tmp_path):

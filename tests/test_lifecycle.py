@@ -45,8 +45,11 @@ def test_a_killed_writers_temporary_is_removed_a_live_ones_is_kept(tmp_path):
     with atomic_dir(out) as tmp:  # a writer starting removes what killed writers of the same output left
         assert not live_tmp.exists()
         (tmp / "done").write_text("ok")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".model.05_none_s0.123-456.ab_cd.tmp", ".model.notes.tmp",
-                                                          "model"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".model.05_none_s0.123-456.ab_cd.tmp",
+        ".model.notes.tmp",
+        "model",
+    ]
 
 
 def test_the_sweep_removes_dead_writers_temporaries_anywhere_under_the_output_folders(tmp_path):
@@ -59,9 +62,11 @@ def test_the_sweep_removes_dead_writers_temporaries_anywhere_under_the_output_fo
     deep = tmp_path / "data" / "grid" / "features" / ".f.1-2.x.tmp"  # a dead pid's, three folders down
     deep.parent.mkdir(parents=True)
     deep.write_text("x")
-    kept = [tmp_path / "data" / "external" / "photos" / ".img.1-2.x.tmp",  # image trees are never searched
-            tmp_path / "notes" / ".n.1-2.x.tmp",  # nor folders that hold no outputs
-            tmp_path / "data" / ".plain.tmp"]  # nor other names
+    kept = [
+        tmp_path / "data" / "external" / "photos" / ".img.1-2.x.tmp",  # image trees are never searched
+        tmp_path / "notes" / ".n.1-2.x.tmp",  # nor folders that hold no outputs
+        tmp_path / "data" / ".plain.tmp",
+    ]  # nor other names
     for path in kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
@@ -92,8 +97,9 @@ STAGE = textwrap.dedent("""
 
 
 def test_sigterm_unwinds_a_stage_and_removes_its_temporary(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", STAGE, "--out", str(tmp_path / "out")], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STAGE, "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, text=True
+    )
     tmp = Path(proc.stdout.readline().strip())
     assert tmp.is_dir()
     proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,8 @@ def test_metrics_on_hand_computed_predictions():
     assert attack_success_rate(triggered, true, targets) == pytest.approx(0.5)
     assert robust_accuracy(triggered, true, targets) == pytest.approx(0.25)
     assert backdoor_metrics(clean_preds, clean_labels, triggered, true, targets) == pytest.approx(
-        {"clean_acc": 0.6, "asr": 0.5, "robust_acc": 0.25})
+        {"clean_acc": 0.6, "asr": 0.5, "robust_acc": 0.25}
+    )
 
 
 def test_per_image_targets_all_to_all():

@@ -12,10 +12,30 @@ def _detection() -> pd.DataFrame:
     rows = []
     for rate, poisons, tp in ((0.01, 40, [10, 30]), (0.1, 2000, [150, 250])):
         for seed, hits in enumerate(tp):
-            rows.append(dict(detector="spectral", trigger="checker", poison_rate=rate, seed=seed, tp=hits,
-                             fn=poisons - hits, fp=5, tn=95))
-            rows.append(dict(detector="neural-cleanse", trigger="checker", poison_rate=rate, seed=seed,
-                             tp=seed, fn=1 - seed, fp=0, tn=0))
+            rows.append(
+                dict(
+                    detector="spectral",
+                    trigger="checker",
+                    poison_rate=rate,
+                    seed=seed,
+                    tp=hits,
+                    fn=poisons - hits,
+                    fp=5,
+                    tn=95,
+                )
+            )
+            rows.append(
+                dict(
+                    detector="neural-cleanse",
+                    trigger="checker",
+                    poison_rate=rate,
+                    seed=seed,
+                    tp=seed,
+                    fn=1 - seed,
+                    fp=0,
+                    tn=0,
+                )
+            )
     rows.append(dict(detector="spectral", trigger="checker", poison_rate=0.0, seed=0, tp=0, fn=0, fp=15, tn=85))
     return pd.DataFrame(rows)
 
@@ -45,23 +65,62 @@ def test_recovery_keeps_poison_rates_apart(tmp_path, monkeypatch):
 
     figures = []
     monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
-    rows = [dict(trigger="blend", poison_rate=rate, ft_method="ft", ft_lr=0.01, ft_clean_size=0.05, seed=0,
-                 steps=step, asr=asr, clean_acc=0.8)
-            for rate, end in ((0.01, 0.9), (0.1, 0.1)) for step, asr in ((0, 1.0), (1000, end))]
+    rows = [
+        dict(
+            trigger="blend",
+            poison_rate=rate,
+            ft_method="ft",
+            ft_lr=0.01,
+            ft_clean_size=0.05,
+            seed=0,
+            steps=step,
+            asr=asr,
+            clean_acc=0.8,
+        )
+        for rate, end in ((0.01, 0.9), (0.1, 0.1))
+        for step, asr in ((0, 1.0), (1000, end))
+    ]
     plots.plot_recovery(pd.DataFrame(rows), tmp_path / "recovery.png")
-    asr_lines = {line.get_label(): list(line.get_ydata()) for line in figures[0].axes[0].get_lines()
-                 if line.get_label().endswith("ASR")}
+    asr_lines = {
+        line.get_label(): list(line.get_ydata())
+        for line in figures[0].axes[0].get_lines()
+        if line.get_label().endswith("ASR")
+    }
     assert asr_lines == {"blend 1% ASR": [1.0, 0.9], "blend 10% ASR": [1.0, 0.1]}
 
 
 def _rates() -> pd.DataFrame:
     """Two seeds of square at 0.1 % and 1 % (each seed with two regularizers), and a clean model."""
-    rows = [dict(dataset="cifar10", arch="resnet6-cpu", trigger="square", poison_rate=rate, seed=seed,
-                 regularizer=reg, asr=asr)
-            for rate, seed, reg, asr in ((0.001, 0, "none", 0.1), (0.001, 0, "mixup", 0.3), (0.001, 1, "none", 0.4),
-                                         (0.001, 1, "mixup", 0.4), (0.01, 0, "none", 0.9), (0.01, 1, "none", 1.0))]
-    rows.append(dict(dataset="cifar10", arch="resnet6-cpu", trigger="square", poison_rate=0.0, seed=0,
-                     regularizer="none", asr=0.05))
+    rows = [
+        dict(
+            dataset="cifar10",
+            arch="resnet6-cpu",
+            trigger="square",
+            poison_rate=rate,
+            seed=seed,
+            regularizer=reg,
+            asr=asr,
+        )
+        for rate, seed, reg, asr in (
+            (0.001, 0, "none", 0.1),
+            (0.001, 0, "mixup", 0.3),
+            (0.001, 1, "none", 0.4),
+            (0.001, 1, "mixup", 0.4),
+            (0.01, 0, "none", 0.9),
+            (0.01, 1, "none", 1.0),
+        )
+    ]
+    rows.append(
+        dict(
+            dataset="cifar10",
+            arch="resnet6-cpu",
+            trigger="square",
+            poison_rate=0.0,
+            seed=0,
+            regularizer="none",
+            asr=0.05,
+        )
+    )
     return pd.DataFrame(rows)
 
 

@@ -7,10 +7,10 @@ import torch
 
 from backdoor.errors import ConfigError
 from backdoor.metrics import attack_success_rate, backdoor_metrics
-from backdoor.config import poison_count
 from backdoor.poisoned_set import PoisonedSet, training_pool
 from backdoor.poisoning import STRATEGIES, build_strategy, make_poisoned_set
 from backdoor.seeding import generator
+from backdoor.settings import poison_count
 from backdoor.triggers import build_trigger
 
 torch.set_num_threads(1)
@@ -34,12 +34,14 @@ def square():
     return build_trigger("square", SHAPE, size=2, location="top-left", value=255)
 
 
-def poison(strategy: str, rate: float, target: int = 0, source: int | None = None, seed: int = 0,
-           trigger=None) -> PoisonedSet:
+def poison(
+    strategy: str, rate: float, target: int = 0, source: int | None = None, seed: int = 0, trigger=None
+) -> PoisonedSet:
     train_x, train_y = train_set()
     test_x, test_y = clean_test_set()
-    return make_poisoned_set(train_x, train_y, test_x, test_y, trigger or square(),
-                             build_strategy(strategy, target, source, K), rate, seed)
+    return make_poisoned_set(
+        train_x, train_y, test_x, test_y, trigger or square(), build_strategy(strategy, target, source, K), rate, seed
+    )
 
 
 def check_images(images: torch.Tensor, indices: torch.Tensor, base: int = 0) -> None:
@@ -52,6 +54,9 @@ def check_images(images: torch.Tensor, indices: torch.Tensor, base: int = 0) -> 
 
 def test_registered_strategies():
     assert set(STRATEGIES) == {"all-to-one", "one-to-one", "all-to-all", "clean-label"}
+    assert STRATEGIES.names(uses_source=True) == ["one-to-one"]
+    assert STRATEGIES.names(single_target=False) == ["all-to-all"]
+    assert all(STRATEGIES.get(name).reference for name in STRATEGIES), "every strategy names its source"
 
 
 # ---------------------------------------------------------------- label mappings and counts
@@ -68,7 +73,7 @@ def test_all_to_one():
     assert p.test_labels.tolist() == [i % K for i in range(12) if i % K != 2]
     assert (p.test_targets == 2).all()
     check_images(p.test_images, p.test_indices, base=100)
-    assert p.num_poisoned == 10 and p.num_cross == 0
+    assert p.num_poisoned == 10 and p.num_cover == 0
 
 
 def test_all_to_one_can_poison_every_non_target_image():
@@ -107,8 +112,9 @@ def test_clean_label():
     assert (p.test_targets == 1).all()
 
 
-@pytest.mark.parametrize("strategy,source,eligible", [("all-to-one", None, 30), ("one-to-one", 1, 10),
-                                                      ("clean-label", None, 10)])
+@pytest.mark.parametrize(
+    "strategy,source,eligible", [("all-to-one", None, 30), ("one-to-one", 1, 10), ("clean-label", None, 10)]
+)
 def test_rate_above_the_eligible_images(strategy, source, eligible):
     rate = (eligible + 1) / 40
     with pytest.raises(ConfigError, match=rf"poison_rate: .* only {eligible} of the 40 training images are eligible"):
@@ -157,8 +163,9 @@ def test_poison_is_drawn_inside_the_training_pool():
     assert len(pool) == 100 and torch.equal(pool, pool.sort().values) and len(pool.unique()) == 100
     assert torch.equal(pool, training_pool(400, 100, seed=3)) and not torch.equal(pool, training_pool(400, 100, 4))
     assert torch.equal(training_pool(400, None, seed=3), torch.arange(400))
-    p = make_poisoned_set(train_x, train_y, test_x, test_y, square(), build_strategy("all-to-one", 0, None, K),
-                          0.05, seed=0, pool=pool)
+    p = make_poisoned_set(
+        train_x, train_y, test_x, test_y, square(), build_strategy("all-to-one", 0, None, K), 0.05, seed=0, pool=pool
+    )
     assert p.num_poisoned == 5 == poison_count(100, 0.05)  # not round(0.05 x 400) = 20
     assert torch.isin(p.indices, pool).all()
     images, labels = p.training_set(train_x, train_y)
@@ -197,10 +204,15 @@ def test_source_is_only_for_one_to_one(strategy):
         build_strategy(strategy, 0, 1, K)
 
 
-@pytest.mark.parametrize("target,source,message", [(4, None, "target: class 4 is outside this dataset's classes 0..3"),
-                                                   (-1, None, "target: class -1"),
-                                                   (0, 4, "source: class 4 is outside"),
-                                                   (0, -1, "source: class -1 is outside")])
+@pytest.mark.parametrize(
+    "target,source,message",
+    [
+        (4, None, "target: class 4 is outside this dataset's classes 0..3"),
+        (-1, None, "target: class -1"),
+        (0, 4, "source: class 4 is outside"),
+        (0, -1, "source: class -1 is outside"),
+    ],
+)
 def test_classes_in_range(target, source, message):
     with pytest.raises(ConfigError, match=message):
         build_strategy("one-to-one", target, source, K)
@@ -230,9 +242,22 @@ def test_asr_one_to_one():
 
 def test_asr_all_to_all():
     p = poison("all-to-all", 0.25)  # test labels 0 1 2 3 x3, targets 1 2 3 0 x3
-    preds = torch.tensor([1, 2, 3, 0,   # all hit
-                          0, 1, 2, 3,   # true labels: no hit
-                          1, 1, 1, 1])  # hits label 0 only
+    preds = torch.tensor(
+        [
+            1,
+            2,
+            3,
+            0,  # all hit
+            0,
+            1,
+            2,
+            3,  # true labels: no hit
+            1,
+            1,
+            1,
+            1,
+        ]
+    )  # hits label 0 only
     assert attack_success_rate(preds, p.test_labels, p.test_targets) == pytest.approx(5 / 12)
     all_to_one_guess = torch.zeros(12, dtype=torch.int64)  # "always class 0" only hits the 3 images of label 3
     assert attack_success_rate(all_to_one_guess, p.test_labels, p.test_targets) == pytest.approx(3 / 12)
@@ -254,25 +279,26 @@ def wanet_poison(rate: float, cross_ratio: float = 2, noise_mode: bool = True, s
     train_y = torch.arange(n) % K
     test_x = torch.randint(0, 256, (8, 1, 8, 8), generator=generator(1, "images"), dtype=torch.uint8)
     trigger = build_trigger("wanet", (1, 8, 8), seed=seed, noise_mode=noise_mode, cross_ratio=cross_ratio)
-    p = make_poisoned_set(train_x, train_y, test_x, torch.arange(8) % K, trigger,
-                          build_strategy("all-to-one", 0, None, K), rate, seed)
+    p = make_poisoned_set(
+        train_x, train_y, test_x, torch.arange(8) % K, trigger, build_strategy("all-to-one", 0, None, K), rate, seed
+    )
     return p, trigger, train_x, train_y
 
 
 def test_wanet_noise_mode_adds_cross_images_with_true_labels():
     p, trigger, train_x, train_y = wanet_poison(rate=0.1, cross_ratio=2)
     test_x = torch.randint(0, 256, (8, 1, 8, 8), generator=generator(1, "images"), dtype=torch.uint8)
-    assert p.num_poisoned == 4 and p.num_cross == 8 and len(p.indices) == 12
+    assert p.num_poisoned == 4 and p.num_cover == 8 and len(p.indices) == 12
     assert torch.equal(p.indices, p.indices.sort().values) and len(p.indices.unique()) == 12
-    is_cross = torch.isin(p.indices, p.cross_indices)
+    is_cross = torch.isin(p.indices, p.cover_indices)
     assert is_cross.sum() == 8
     poisoned = p.indices[~is_cross]
     assert (train_y[poisoned] != 0).all() and (p.labels[~is_cross] == 0).all()
-    assert torch.equal(p.labels[is_cross], train_y[p.cross_indices]), "cross images keep their labels"
+    assert torch.equal(p.labels[is_cross], train_y[p.cover_indices]), "cross images keep their labels"
     assert torch.equal(p.images[~is_cross], trigger(train_x[poisoned], generator(0, "unused")))
-    warped = trigger(train_x[p.cross_indices], generator(0, "unused"))
+    warped = trigger(train_x[p.cover_indices], generator(0, "unused"))
     assert not torch.equal(p.images[is_cross], warped), "cross images carry extra noise"
-    assert torch.equal(p.images[is_cross], trigger.cross(train_x[p.cross_indices], generator(0, "trigger-cross")))
+    assert torch.equal(p.images[is_cross], trigger.cross(train_x[p.cover_indices], generator(0, "trigger-cross")))
     assert p.test_indices.tolist() == [1, 2, 3, 5, 6, 7]
     assert torch.equal(p.test_images, trigger(test_x[p.test_indices], generator(0, "unused"))), "no noise at test"
     again = wanet_poison(rate=0.1, cross_ratio=2)[0]
@@ -280,19 +306,23 @@ def test_wanet_noise_mode_adds_cross_images_with_true_labels():
 
 
 def test_wanet_cross_ratio_rounds_and_without_noise_mode_adds_none():
-    assert wanet_poison(rate=0.1, cross_ratio=0.6)[0].num_cross == 2  # round(0.6 x 4) = 2
+    assert wanet_poison(rate=0.1, cross_ratio=0.6)[0].num_cover == 2  # round(0.6 x 4) = 2
     p = wanet_poison(rate=0.1, noise_mode=False)[0]
-    assert p.num_poisoned == 4 and p.num_cross == 0 and len(p.cross_indices) == 0
+    assert p.num_poisoned == 4 and p.num_cover == 0 and len(p.cover_indices) == 0
 
 
 def test_wanet_too_many_cross_images():
-    with pytest.raises(ConfigError, match=r"triggers\.wanet\.cross_ratio: 2 x 16 poisoned asks for 32 cross images "
-                                          r"but only 24 training images are unpoisoned"):
+    with pytest.raises(
+        ConfigError,
+        match=r"triggers\.wanet\.cross_ratio: 2 x 16 poisoned asks for 32 cross images "
+        r"but only 24 training images are unpoisoned",
+    ):
         wanet_poison(rate=0.4, cross_ratio=2)
 
 
-@pytest.mark.parametrize("strategy, source", [("all-to-one", None), ("one-to-one", 1), ("all-to-all", None),
-                                              ("clean-label", None)])
+@pytest.mark.parametrize(
+    "strategy, source", [("all-to-one", None), ("one-to-one", 1), ("all-to-all", None), ("clean-label", None)]
+)
 def test_the_check_before_download_counts_eligible_images_as_poisoning_does(strategy, source):
     """One rule, the strategy's train_mask: the check stage's count from class counts and the poison stage's count
     on the labels agree (the check once kept its own table per strategy)."""

@@ -14,12 +14,12 @@ import torch
 from backdoor import detectors, triggers
 from backdoor.checks import validate_params
 from backdoor.classifier import Classifier
-from backdoor.config import read_params
 from backdoor.datasets import Dataset, Split
 from backdoor.detection import detect
 from backdoor.detectors.result import DetectionResult
 from backdoor.detectors.strip import StripResult
 from backdoor.grid import grid_cells
+from backdoor.params import read_params
 from backdoor.pipeline.plan import grid_stages
 from backdoor.tables import detection_table
 
@@ -36,6 +36,7 @@ def registries(monkeypatch):
     import backdoor.checks
     import backdoor.detection
     import backdoor.pipeline.plan
+
     for module in (backdoor.checks, backdoor.detection, backdoor.pipeline.plan):  # modules that imported the dicts
         for name in ("DETECTORS", "KINDS", "RULES", "VARIANTS", "TRIGGERS", "PATCH_TRIGGERS"):
             if hasattr(module, name):
@@ -50,6 +51,7 @@ def register_dummies() -> None:
         def run(features, labels, generator=None):
             scores = features.norm(dim=1).double()
             return DetectionResult(scores, scores >= scores.quantile(1 - share))
+
         return run
 
     @detectors.register_detector("max-logit", kind="inputs", rule="the most confident inputs")
@@ -63,6 +65,7 @@ def register_dummies() -> None:
                 scores = logits(inputs.float() / 255).max(dim=1).values.double()
                 threshold = float(scores.median())
                 return StripResult(scores, scores > threshold, -scores, threshold, scores[:0])
+
         return Run(num_inputs, num_clean)
 
     @detectors.register_detector("head-norm", kind="model", rule="a class whose head row is longest")
@@ -76,6 +79,7 @@ def register_dummies() -> None:
         def run(logits, images, labels, num_classes, generator):
             norms = torch.arange(num_classes, dtype=torch.float64)
             return Result(norms, norms / norms.max(), (0,))
+
         return run
 
 
@@ -102,16 +106,41 @@ def test_a_detector_of_each_kind_is_one_registration(registries, tmp_path):
     clf, data = tiny()
     pool, poisoned = torch.arange(40), torch.tensor([0, 4, 8])
     truth = torch.isin(pool, poisoned)
-    features = {"pooled": torch.randn(40, 5, generator=torch.Generator().manual_seed(1)), "labels": data.train.labels,
-                "poisoned": truth}
+    features = {
+        "pooled": torch.randn(40, 5, generator=torch.Generator().manual_seed(1)),
+        "labels": data.train.labels,
+        "poisoned": truth,
+    }
     rows = []
     for name in ("feature-norm", "max-logit", "head-norm"):
-        record, scores = detect(name, params["detectors"].get(name, {}), clf, data, pool=pool, poisoned=poisoned,
-                                triggered=data.test.images, triggered_targets=torch.zeros(12, dtype=torch.int64),
-                                backdoored=True, target=0, seed=0, features=features)
+        record, scores = detect(
+            name,
+            params["detectors"].get(name, {}),
+            clf,
+            data,
+            pool=pool,
+            poisoned=poisoned,
+            triggered=data.test.images,
+            triggered_targets=torch.zeros(12, dtype=torch.int64),
+            backdoored=True,
+            target=0,
+            seed=0,
+            features=features,
+        )
         assert record["kind"] == detectors.KINDS[name] and len(scores)
-        rows += [{**row, "detector": name, "trigger": "checker", "poison_rate": 0.1, "seed": 0, "dataset": "tiny",
-                  "arch": "small-cnn", "regularizer": "none"} for row in record["rows"]]
+        rows += [
+            {
+                **row,
+                "detector": name,
+                "trigger": "checker",
+                "poison_rate": 0.1,
+                "seed": 0,
+                "dataset": "tiny",
+                "arch": "small-cnn",
+                "regularizer": "none",
+            }
+            for row in record["rows"]
+        ]
     header = detection_table(pd.DataFrame(rows)).splitlines()[0]
     assert "feature-norm: AUROC in target" in header and "max-logit: AUROC · TPR" in header
     assert "head-norm: index · verdict" in header
@@ -129,7 +158,8 @@ def test_a_trigger_is_one_registration(registries):
     params["triggers"] = {**params["triggers"], "corner-dot": {"value": 90}}
     assert len(validate_params(params)) == 2  # rates 0 and 0.05
     assert "corner-dot" in triggers.PATCH_TRIGGERS
-    stamped = triggers.build_trigger("corner-dot", (1, 8, 8), size=2, value=90)(torch.zeros(2, 1, 8, 8, dtype=torch.uint8),
-                                                                              torch.Generator())
+    stamped = triggers.build_trigger("corner-dot", (1, 8, 8), size=2, value=90)(
+        torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.Generator()
+    )
     assert stamped[:, :, -2:, -2:].eq(90).all() and stamped[:, :, :-2].eq(0).all()
     assert [c.trigger for c in grid_cells(params)] == ["corner-dot", "corner-dot"]

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from backdoor.errors import ConfigError
 from backdoor.hooks import capture_outputs, replace_output, unwrap
 from backdoor.models import create_model, hidden_layers
-from backdoor.regularizers import REGULARIZERS, SNNL_EPS, build_regularizer, check_regularizer, regularizer_defaults
+from backdoor.regularizers import REGULARIZERS, build_regularizer, check_regularizer, regularizer_defaults
 from backdoor.regularizers.contrastive import contrastive_loss
 from backdoor.regularizers.manifold_mixup import mixup_loss, reference_mixup_layers
-from backdoor.regularizers.snnl import soft_nearest_neighbor_loss
+from backdoor.regularizers.snnl import SNNL_EPS, soft_nearest_neighbor_loss
 
 DEFENSES = ["contrastive", "logit-squeeze", "manifold-mixup", "snnl"]
 
@@ -58,6 +58,7 @@ def batch():
 
 # -- plain-python references ------------------------------------------------------------------
 
+
 def fc_by_hand(v):
     return [sum(w * a for w, a in zip(row, v)) + b for row, b in zip(Tiny.FC_W, Tiny.FC_B)]
 
@@ -88,8 +89,8 @@ def snnl_cleverhans(points, labels, temperature):
 def cleverhans_snnl(x, y, temp):
     """SNNLCrossEntropy.SNNL (cleverhans v3.1.0 loss.py) transcribed op for op in float64 torch."""
     batch = x.shape[0]
-    sqr_norm_a = (x ** 2).sum(1).reshape(1, batch)
-    sqr_norm_b = (x ** 2).sum(1).reshape(batch, 1)
+    sqr_norm_a = (x**2).sum(1).reshape(1, batch)
+    sqr_norm_b = (x**2).sum(1).reshape(batch, 1)
     distance = sqr_norm_a.tile(batch, 1) + sqr_norm_b.tile(1, batch) - 2 * (x @ x.T)  # pairwise_euclid_distance
     f = torch.exp(-(distance / temp)) - torch.eye(batch, dtype=x.dtype)  # fits(x, x) - eye
     pick = f / (SNNL_EPS + f.sum(1).unsqueeze(1))  # pick_probability
@@ -112,6 +113,7 @@ def grads_finite(model):
 
 
 # -- values by hand -----------------------------------------------------------------------------
+
 
 def test_logit_squeeze_by_hand():
     x, y = batch()
@@ -167,8 +169,12 @@ def test_snnl_with_optimized_temperature_matches_cleverhans_value_and_gradient()
         loss.backward()
         ref_x = x64.clone().requires_grad_()
         term, t = cleverhans_optimized_snnl(ref_x, y, 3.0, t)
-        reference = F.cross_entropy(ref_x @ torch.tensor(Tiny.FC_W, dtype=torch.float64).T
-                                    + torch.tensor(Tiny.FC_B, dtype=torch.float64), y) - 2.0 * term
+        reference = (
+            F.cross_entropy(
+                ref_x @ torch.tensor(Tiny.FC_W, dtype=torch.float64).T + torch.tensor(Tiny.FC_B, dtype=torch.float64), y
+            )
+            - 2.0 * term
+        )
         reference.backward()
         assert loss.item() == pytest.approx(reference.item(), rel=1e-5), step
         assert torch.allclose(x.grad.double(), ref_x.grad, rtol=1e-4, atol=1e-6), step
@@ -235,10 +241,12 @@ def test_mixup_by_hand():
     bce = bce_by_hand(mixed, targets)  # the reference's bce_loss(softmax(output), reweighted_target)
     for kind, expected in (("ce", ce), ("bce", bce)):
         assert mixup_loss(Tiny(), x, y, "hidden", lam, torch.tensor(perm), kind=kind).item() == pytest.approx(
-            expected, rel=1e-6), kind
+            expected, rel=1e-6
+        ), kind
         # the identity hidden layer makes input mixup the same computation
         assert mixup_loss(Tiny(), x, y, "input", lam, torch.tensor(perm), kind=kind).item() == pytest.approx(
-            expected, rel=1e-6), kind
+            expected, rel=1e-6
+        ), kind
     assert mixup_loss(Tiny(), x, y, "hidden", lam, torch.tensor(perm)).item() == pytest.approx(bce, rel=1e-6)
 
 
@@ -252,10 +260,14 @@ def test_mixup_hook_is_removed_after_the_step():
 
 # -- manifold mixup with lambda = 1 is cross-entropy ------------------------------------------------
 
-@pytest.mark.parametrize("arch, shape, labels", [
-    ("small-cnn", (8, 1, 28, 28), [0, 1, 2, 3, 4, 5, 6, 7]),
-    ("resnet18", (4, 3, 32, 32), [0, 0, 1, 2]),
-])
+
+@pytest.mark.parametrize(
+    "arch, shape, labels",
+    [
+        ("small-cnn", (8, 1, 28, 28), [0, 1, 2, 3, 4, 5, 6, 7]),
+        ("resnet18", (4, 3, 32, 32), [0, 0, 1, 2]),
+    ],
+)
 def test_mixup_with_lambda_one_is_cross_entropy(arch, shape, labels):
     torch.manual_seed(0)
     model = create_model(arch, num_classes=10, in_chans=shape[1], image_size=shape[-1])
@@ -263,19 +275,23 @@ def test_mixup_with_lambda_one_is_cross_entropy(arch, shape, labels):
     perm = torch.randperm(len(y))
     with torch.no_grad():
         logits = model(x)
-        plain = {"ce": F.cross_entropy(logits, y).item(),
-                 "bce": F.binary_cross_entropy(logits.softmax(1), F.one_hot(y, 10).float()).item()}
+        plain = {
+            "ce": F.cross_entropy(logits, y).item(),
+            "bce": F.binary_cross_entropy(logits.softmax(1), F.one_hot(y, 10).float()).item(),
+        }
         for kind in ("ce", "bce"):
             for layer in ["input"] + hidden_layers(model):
                 assert mixup_loss(model, x, y, layer, 1.0, perm, kind=kind).item() == pytest.approx(
-                    plain[kind], rel=1e-6), layer
+                    plain[kind], rel=1e-6
+                ), layer
             alpha_zero = build_regularizer("manifold-mixup", model, alpha=0, loss=kind)  # lam = 1 when alpha = 0
             for _ in range(3):
                 assert alpha_zero(model, x, y).item() == pytest.approx(plain[kind], rel=1e-6)
 
 
-@pytest.mark.parametrize("arch, expected", [("small-cnn", ["input", "stages.0", "stages.1"]),
-                                            ("resnet18", ["input", "layer1", "layer2"])])
+@pytest.mark.parametrize(
+    "arch, expected", [("small-cnn", ["input", "stages.0", "stages.1"]), ("resnet18", ["input", "layer1", "layer2"])]
+)
 def test_mixup_default_layers_are_the_references(arch, expected):
     """Verma et al.'s code mixes at random.randint(0, 2): the input, after layer1 or after layer2 (not the stem,
     not the last stages)."""
@@ -308,11 +324,15 @@ def test_mixup_draws_are_seeded_and_cover_the_layers():
 
 # -- a training step on real models -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", DEFENSES)
-@pytest.mark.parametrize("arch, shape, labels", [
-    ("small-cnn", (8, 1, 28, 28), [0, 0, 1, 1, 2, 2, 3, 3]),
-    ("resnet18", (4, 3, 32, 32), [0, 0, 1, 2]),
-])
+@pytest.mark.parametrize(
+    "arch, shape, labels",
+    [
+        ("small-cnn", (8, 1, 28, 28), [0, 0, 1, 1, 2, 2, 3, 3]),
+        ("resnet18", (4, 3, 32, 32), [0, 0, 1, 2]),
+    ],
+)
 def test_training_step(name, arch, shape, labels):
     torch.manual_seed(0)
     model = create_model(arch, num_classes=10, in_chans=shape[1], image_size=shape[-1])
@@ -349,8 +369,8 @@ def test_contrastive_gradient_finite_for_identical_embeddings():
 @pytest.mark.parametrize("name", ["manifold-mixup", "snnl"])
 def test_fit_runs_and_is_seeded(name):
     from backdoor.classifier import Classifier
-    from backdoor.config import LoopConfig
     from backdoor.loop import fit
+    from backdoor.settings import LoopConfig
 
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, generator=gen)
@@ -361,8 +381,17 @@ def test_fit_runs_and_is_seeded(name):
         torch.manual_seed(0)
         clf = Classifier.create("small-cnn", images, 10)
         losses = []
-        fit(clf, images, labels, cfg, seed=0, loss_fn=build_regularizer(name, clf.model),
-            on_epoch_end=lambda epoch, loss: losses.append(loss), device=torch.device("cpu"), progress=False)
+        fit(
+            clf,
+            images,
+            labels,
+            cfg,
+            seed=0,
+            loss_fn=build_regularizer(name, clf.model),
+            on_epoch_end=lambda epoch, loss: losses.append(loss),
+            device=torch.device("cpu"),
+            progress=False,
+        )
         return losses, clf.model.state_dict()
 
     (loss_a, state_a), (loss_b, state_b) = train(), train()
@@ -379,12 +408,14 @@ def test_hook_based_losses_use_the_eager_model_behind_a_compiled_wrapper():
     with torch.no_grad():
         for name in ("snnl", "contrastive"):  # a fresh loss each: SNNL's temperature is state
             assert build_regularizer(name, model)(compiled, x, y).item() == pytest.approx(
-                build_regularizer(name, model)(model, x, y).item(), rel=1e-6)
+                build_regularizer(name, model)(model, x, y).item(), rel=1e-6
+            )
         mixup = build_regularizer("manifold-mixup", model, alpha=0, loss="ce")
         assert mixup(compiled, x, y).item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
 
 
 # -- hooks ------------------------------------------------------------------------------------------
+
 
 def test_capture_and_replace_outputs():
     x, _ = batch()
@@ -412,10 +443,17 @@ def test_capture_rejects_a_module_run_twice_and_outputs_changed_in_place():
 
 # -- validation -------------------------------------------------------------------------------------
 
+
 def test_registry_and_defaults():
     assert set(DEFENSES) | {"none"} == set(REGULARIZERS)
-    assert regularizer_defaults("snnl") == {"temperature": 100.0, "factor": -10.0, "layers": None,
-                                            "optimize_temperature": True, "cos_distance": False, "stabilized": False}
+    assert regularizer_defaults("snnl") == {
+        "temperature": 100.0,
+        "factor": -10.0,
+        "layers": None,
+        "optimize_temperature": True,
+        "cos_distance": False,
+        "stabilized": False,
+    }
     assert regularizer_defaults("manifold-mixup") == {"alpha": 2.0, "layers": None, "loss": "bce"}
     assert regularizer_defaults("none") == {}
     for name in REGULARIZERS:
@@ -425,33 +463,47 @@ def test_registry_and_defaults():
 
 
 def test_unknown_regularizer_lists_valid_ones():
-    with pytest.raises(ConfigError, match="regularizer: unknown value 'nope'; valid choices: "
-                                          "contrastive, logit-squeeze, manifold-mixup, none, snnl"):
+    with pytest.raises(
+        ConfigError,
+        match="regularizer: unknown value 'nope'; valid choices: "
+        "contrastive, logit-squeeze, manifold-mixup, none, snnl",
+    ):
         build_regularizer("nope")
 
 
-@pytest.mark.parametrize("name, settings, message", [
-    ("contrastive", {"weight": -1}, r"regularizers\.contrastive\.weight: must be a number in \[0, inf\), got -1"),
-    ("contrastive", {"margin": 0}, r"regularizers\.contrastive\.margin: must be a number in \(0, inf\), got 0"),
-    ("logit-squeeze", {"weight": -0.1}, r"regularizers\.logit-squeeze\.weight: must be a number in \[0, inf\)"),
-    ("logit-squeeze", {"weight": "0.5"}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got '0.5'"),
-    ("logit-squeeze", {"weight": True}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got True"),
-    ("manifold-mixup", {"alpha": -2}, r"regularizers\.manifold-mixup\.alpha: must be a number in \[0, inf\)"),
-    ("manifold-mixup", {"layers": "input"}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
-    ("manifold-mixup", {"layers": []}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
-    ("manifold-mixup", {"layers": ["input", "input"]}, r"regularizers\.manifold-mixup\.layers: a layer is listed"),
-    ("manifold-mixup", {"loss": "mse"}, r"regularizers\.manifold-mixup\.loss: unknown value 'mse'; valid choices: "
-                                        r"bce, ce"),
-    ("snnl", {"temperature": -1}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
-    ("snnl", {"temperature": 0}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
-    ("snnl", {"factor": float("nan")}, r"regularizers\.snnl\.factor: must be a number in \(-inf, inf\), got nan"),
-    ("snnl", {"layers": ["input"]}, r"regularizers\.snnl\.layers: 'input' is not a hidden layer"),
-    ("snnl", {"optimize_temperature": "yes"}, r"regularizers\.snnl\.optimize_temperature: must be true or false"),
-    ("snnl", {"temprature": 1}, r"regularizers\.snnl\.temprature: unknown setting; valid keys: cos_distance, "
-                                r"factor, layers, optimize_temperature, stabilized, temperature$"),
-    ("contrastive", {"alpha": 1}, r"regularizers\.contrastive\.alpha: unknown setting; valid keys: margin, weight"),
-    ("none", {"weight": 1}, r"regularizers\.none\.weight: unknown setting; it takes none"),
-])
+@pytest.mark.parametrize(
+    "name, settings, message",
+    [
+        ("contrastive", {"weight": -1}, r"regularizers\.contrastive\.weight: must be a number in \[0, inf\), got -1"),
+        ("contrastive", {"margin": 0}, r"regularizers\.contrastive\.margin: must be a number in \(0, inf\), got 0"),
+        ("logit-squeeze", {"weight": -0.1}, r"regularizers\.logit-squeeze\.weight: must be a number in \[0, inf\)"),
+        ("logit-squeeze", {"weight": "0.5"}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got '0.5'"),
+        ("logit-squeeze", {"weight": True}, r"regularizers\.logit-squeeze\.weight: must be a number in .*got True"),
+        ("manifold-mixup", {"alpha": -2}, r"regularizers\.manifold-mixup\.alpha: must be a number in \[0, inf\)"),
+        ("manifold-mixup", {"layers": "input"}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
+        ("manifold-mixup", {"layers": []}, r"regularizers\.manifold-mixup\.layers: must be a non-empty list"),
+        ("manifold-mixup", {"layers": ["input", "input"]}, r"regularizers\.manifold-mixup\.layers: a layer is listed"),
+        (
+            "manifold-mixup",
+            {"loss": "mse"},
+            r"regularizers\.manifold-mixup\.loss: unknown value 'mse'; valid choices: "
+            r"bce, ce",
+        ),
+        ("snnl", {"temperature": -1}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
+        ("snnl", {"temperature": 0}, r"regularizers\.snnl\.temperature: must be a number in \(0, inf\)"),
+        ("snnl", {"factor": float("nan")}, r"regularizers\.snnl\.factor: must be a number in \(-inf, inf\), got nan"),
+        ("snnl", {"layers": ["input"]}, r"regularizers\.snnl\.layers: 'input' is not a hidden layer"),
+        ("snnl", {"optimize_temperature": "yes"}, r"regularizers\.snnl\.optimize_temperature: must be true or false"),
+        (
+            "snnl",
+            {"temprature": 1},
+            r"regularizers\.snnl\.temprature: unknown setting; valid keys: cos_distance, "
+            r"factor, layers, optimize_temperature, stabilized, temperature$",
+        ),
+        ("contrastive", {"alpha": 1}, r"regularizers\.contrastive\.alpha: unknown setting; valid keys: margin, weight"),
+        ("none", {"weight": 1}, r"regularizers\.none\.weight: unknown setting; it takes none"),
+    ],
+)
 def test_bad_settings(name, settings, message):
     with pytest.raises(ConfigError, match=message):
         check_regularizer(name, settings)
@@ -466,8 +518,11 @@ def test_snnl_accepts_any_sign_of_factor():
 def test_unknown_layer_with_a_model_lists_valid_layers(name):
     model = create_model("small-cnn", num_classes=10, in_chans=1, image_size=28)
     valid = ("input, " if name == "manifold-mixup" else "") + "stages.0, stages.1, stages.2"
-    with pytest.raises(ConfigError, match=rf"regularizers\.{name}\.layers: unknown layer 'layer9' for SmallCNN; "
-                                          rf"valid layers: {valid}$"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"regularizers\.{name}\.layers: unknown layer 'layer9' for SmallCNN; "
+        rf"valid layers: {valid}$",
+    ):
         build_regularizer(name, model, layers=["stages.0", "layer9"])
     build_regularizer(name, model, layers=["stages.1"])
 

@@ -9,8 +9,8 @@ import torch
 
 from backdoor.augment import random_crop, random_flip
 from backdoor.classifier import Classifier, predict
-from backdoor.config import LoopConfig
 from backdoor.loop import fit, lr_factor
+from backdoor.settings import LoopConfig
 
 
 def tiny_data(n: int = 64):
@@ -53,11 +53,19 @@ def test_epoch_callback_gets_each_epochs_mean_loss():
         batch_losses.append((len(y), loss.item()))
         return loss
 
-    fit(clf, images, labels, LoopConfig(epochs=3, batch_size=8), seed=0, progress=False, loss_fn=recorded,
-        on_epoch_end=lambda epoch, loss: seen.append((epoch, loss)))
+    fit(
+        clf,
+        images,
+        labels,
+        LoopConfig(epochs=3, batch_size=8),
+        seed=0,
+        progress=False,
+        loss_fn=recorded,
+        on_epoch_end=lambda epoch, loss: seen.append((epoch, loss)),
+    )
     assert [epoch for epoch, _ in seen] == [1, 2, 3]
     for epoch, loss in seen:  # 4 batches of 8 per epoch: the size-weighted mean of that epoch's batch losses
-        batches = batch_losses[4 * (epoch - 1):4 * epoch]
+        batches = batch_losses[4 * (epoch - 1) : 4 * epoch]
         assert loss == pytest.approx(sum(n * value for n, value in batches) / 32, rel=1e-6)
 
 
@@ -68,7 +76,7 @@ def test_random_crop_takes_a_window_of_the_padded_image():
     assert out.shape == images.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (1, 1, 1, 1))
     for i in range(2):
-        windows = [padded[i, :, y:y + 4, x:x + 4] for y in range(3) for x in range(3)]
+        windows = [padded[i, :, y : y + 4, x : x + 4] for y in range(3) for x in range(3)]
         assert any(torch.equal(out[i], w) for w in windows)
     assert torch.equal(random_crop(images, 0, g), images)
 
@@ -105,8 +113,14 @@ def shapes_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 4
     images = torch.randint(0, 60, (n, 1, 12, 12), generator=gen, dtype=torch.uint8)
-    for label, (rows, cols) in enumerate([(slice(1, 3), slice(1, 9)), (slice(8, 10), slice(1, 9)),
-                                          (slice(1, 9), slice(1, 3)), (slice(1, 9), slice(6, 8))]):
+    for label, (rows, cols) in enumerate(
+        [
+            (slice(1, 3), slice(1, 9)),
+            (slice(8, 10), slice(1, 9)),
+            (slice(1, 9), slice(1, 3)),
+            (slice(1, 9), slice(6, 8)),
+        ]
+    ):
         images[labels == label, :, rows, cols] = 200
     return images, labels
 
@@ -122,16 +136,30 @@ def test_a_poisoned_model_learns_the_backdoor_and_its_clean_twin_does_not():
     train_x, train_y = shapes_task(800, seed=0)
     test_x, test_y = shapes_task(200, seed=1)
     trigger = build_trigger("checker", (1, 12, 12), size=3)
-    poisoned = make_poisoned_set(train_x, train_y, test_x, test_y, trigger, build_strategy("all-to-one", 0, None, 4),
-                                 0.1, seed=0)
+    poisoned = make_poisoned_set(
+        train_x, train_y, test_x, test_y, trigger, build_strategy("all-to-one", 0, None, 4), 0.1, seed=0
+    )
     results = {}
-    for name, (images, labels) in {"poisoned": poisoned.training_set(train_x, train_y),
-                                   "clean": (train_x, train_y)}.items():
+    for name, (images, labels) in {
+        "poisoned": poisoned.training_set(train_x, train_y),
+        "clean": (train_x, train_y),
+    }.items():
         clf = Classifier.create("small-cnn", images, num_classes=4, seed=0, widths=(8, 16, 16))
-        fit(clf, images, labels, LoopConfig(epochs=6, batch_size=32, lr=0.05, flip=False, crop_padding=0), seed=0,
-            progress=False)
-        results[name] = backdoor_metrics(predict(clf, test_x), test_y, predict(clf, poisoned.test_images),
-                                         poisoned.test_labels, poisoned.test_targets)
+        fit(
+            clf,
+            images,
+            labels,
+            LoopConfig(epochs=6, batch_size=32, lr=0.05, flip=False, crop_padding=0),
+            seed=0,
+            progress=False,
+        )
+        results[name] = backdoor_metrics(
+            predict(clf, test_x),
+            test_y,
+            predict(clf, poisoned.test_images),
+            poisoned.test_labels,
+            poisoned.test_targets,
+        )
     assert results["poisoned"]["clean_acc"] > 0.9 and results["clean"]["clean_acc"] > 0.9
     assert results["poisoned"]["asr"] > 0.9 > 0.3 > results["clean"]["asr"]
 
@@ -147,8 +175,16 @@ def test_a_diverged_model_scores_nan_not_the_target_class():
 
     train_x, train_y = shapes_task(40, seed=0)
     test_x, test_y = shapes_task(40, seed=1)
-    poisoned = make_poisoned_set(train_x, train_y, test_x, test_y, build_trigger("checker", (1, 12, 12), size=3),
-                                 build_strategy("all-to-one", 0, None, 4), 0.1, seed=0)
+    poisoned = make_poisoned_set(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        build_trigger("checker", (1, 12, 12), size=3),
+        build_strategy("all-to-one", 0, None, 4),
+        0.1,
+        seed=0,
+    )
     data = Dataset("shapes", [str(c) for c in range(4)], Split(train_x, train_y), Split(test_x, test_y))
     clf = Classifier.create("small-cnn", train_x, num_classes=4, seed=0, widths=(8, 16, 16))
     assert not math.isnan(evaluate(clf, data, poisoned)["asr"])
@@ -163,7 +199,7 @@ import hashlib, os, sys
 import torch
 from backdoor import CPU_NUMERICS
 from backdoor.classifier import Classifier
-from backdoor.config import LoopConfig
+from backdoor.settings import LoopConfig
 from backdoor.loop import fit
 torch.set_num_threads(1)
 g = torch.Generator().manual_seed(0)
@@ -195,9 +231,12 @@ def probe_runs() -> dict[str, list[str]]:
     from backdoor import CPU_NUMERICS
 
     bare = {k: v for k, v in os.environ.items() if k not in CPU_NUMERICS}
-    runs = {name: subprocess.run([sys.executable, "-c", NUMERICS_PROBE], env=env, capture_output=True, text=True,
-                                 timeout=120)
-            for name, env in (("exported", bare | CPU_NUMERICS), ("pinned_by_import", bare))}
+    runs = {
+        name: subprocess.run(
+            [sys.executable, "-c", NUMERICS_PROBE], env=env, capture_output=True, text=True, timeout=120
+        )
+        for name, env in (("exported", bare | CPU_NUMERICS), ("pinned_by_import", bare))
+    }
     assert all(run.returncode == 0 for run in runs.values()), [run.stderr for run in runs.values()]
     return {name: run.stdout.split() for name, run in runs.items()}
 

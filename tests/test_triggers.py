@@ -47,7 +47,14 @@ def corner_slices(location: str, h: int, w: int, s: int) -> tuple[slice, slice]:
 
 def test_zoo_is_registered():
     assert set(TRIGGERS) == {"checker", "art-pattern", "square", "noise", "blend", "sig", "wanet"}
-    assert sorted(T.PATCH_TRIGGERS) == ["checker", "noise", "square"]
+    assert TRIGGERS.names(patch=True) == ["checker", "noise", "square"]
+    assert all(TRIGGERS.get(name).reference for name in TRIGGERS), "every trigger names its source"
+
+
+def test_settings_and_defaults_come_from_the_factory_signature():
+    assert TRIGGERS.defaults("wanet") == {"cross_ratio": 2, "grid_size": 4, "noise_mode": False, "strength": 0.5}
+    assert TRIGGERS.defaults("checker") == {}
+    assert TRIGGERS.where("blend", "alpha") == "triggers.blend.alpha"
 
 
 @pytest.mark.parametrize("name", sorted(TRIGGERS))
@@ -76,8 +83,10 @@ def test_seeded_patterns_are_fixed_per_seed_and_differ_across_seeds(name):
 def test_unseeded_triggers_do_not_depend_on_the_seed(name):
     shape = (3, 12, 12)
     images = random_images(3, shape)
-    assert torch.equal(build_trigger(name, shape, seed=1, size=4)(images, gen()),
-                       build_trigger(name, shape, seed=2, size=4)(images, gen()))
+    assert torch.equal(
+        build_trigger(name, shape, seed=1, size=4)(images, gen()),
+        build_trigger(name, shape, seed=2, size=4)(images, gen()),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TRIGGERS))
@@ -86,10 +95,15 @@ def test_unknown_setting_names_the_key_and_valid_keys(name):
         build_trigger(name, (3, 32, 32), size=3, bogus=1)
     message = str(err.value)
     assert f"triggers.{name}.bogus" in message
-    valid = {"checker": [], "art-pattern": ["distance", "pixel_value"], "square": ["value"], "noise": [],
-             "blend": ["alpha"],
-             "sig": ["amplitude", "frequency"],
-             "wanet": ["strength", "grid_size", "noise_mode", "cross_ratio"]}[name]
+    valid = {
+        "checker": [],
+        "art-pattern": ["distance", "pixel_value"],
+        "square": ["value"],
+        "noise": [],
+        "blend": ["alpha"],
+        "sig": ["amplitude", "frequency"],
+        "wanet": ["strength", "grid_size", "noise_mode", "cross_ratio"],
+    }[name]
     if valid:
         assert "valid keys: " + ", ".join(sorted(valid)) in message
     else:
@@ -105,16 +119,21 @@ def test_unknown_trigger_and_location():
 
 @pytest.mark.parametrize("name", FIXED_PLACE)
 def test_fixed_place_triggers_reject_random_location(name):
-    with pytest.raises(ConfigError, match=r"trigger_location: random is only for patch triggers "
-                                          r"\(checker, noise, square\); the others have a fixed place"):
+    with pytest.raises(
+        ConfigError,
+        match=r"trigger_location: random is only for patch triggers "
+        r"\(checker, noise, square\); the others have a fixed place",
+    ):
         build_trigger(name, (3, 32, 32), location="random")
 
 
 @pytest.mark.parametrize("name", FIXED_PLACE)
 def test_fixed_place_triggers_ignore_size_and_corner(name):
     images = random_images(2, (1, 8, 8))
-    outs = [build_trigger(name, (1, 8, 8), seed=0, size=size, location=location)(images, gen())
-            for size, location in [(3, "bottom-right"), (100, "top-left"), (1, "bottom-left")]]
+    outs = [
+        build_trigger(name, (1, 8, 8), seed=0, size=size, location=location)(images, gen())
+        for size, location in [(3, "bottom-right"), (100, "top-left"), (1, "bottom-left")]
+    ]
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
 
 
@@ -230,8 +249,8 @@ def test_random_location_is_in_bounds_seeded_and_varies(name, channels):
         rows, cols = torch.nonzero(changed[i], as_tuple=True)
         top, left = rows.min().item(), cols.min().item()
         assert 0 <= top <= height - size and 0 <= left <= width - size
-        assert changed[i].sum() == size * size and changed[i, top:top + size, left:left + size].all()
-        patch = out_a[i, :, top:top + size, left:left + size]
+        assert changed[i].sum() == size * size and changed[i, top : top + size, left : left + size].all()
+        patch = out_a[i, :, top : top + size, left : left + size]
         assert torch.equal(patch, trigger.pattern)
         positions.add((top, left))
     assert len(positions) > 5
@@ -319,8 +338,18 @@ def test_sig_defaults_same_on_every_row_and_channel():
     assert torch.equal(rgb[0], out[0, 0, :1].expand(3, 5, 28))
 
 
-@pytest.mark.parametrize("key,value", [("amplitude", 0), ("amplitude", -5), ("amplitude", 300), ("amplitude", "big"),
-                                       ("frequency", 0), ("frequency", -1), ("frequency", False)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("amplitude", 0),
+        ("amplitude", -5),
+        ("amplitude", 300),
+        ("amplitude", "big"),
+        ("frequency", 0),
+        ("frequency", -1),
+        ("frequency", False),
+    ],
+)
 def test_sig_validation(key, value):
     with pytest.raises(ConfigError, match=rf"triggers\.sig\.{key}: must be"):
         build_trigger("sig", (1, 28, 28), **{key: value})
@@ -411,9 +440,20 @@ def test_wanet_defaults():
     assert torch.allclose(trigger.grid, paper_grid(0, 28, 0.5, 4), atol=1e-6)
 
 
-@pytest.mark.parametrize("key,value", [("strength", 0), ("strength", -1), ("grid_size", 0), ("grid_size", 2.5),
-                                       ("grid_size", True), ("noise_mode", "yes"), ("noise_mode", 1),
-                                       ("cross_ratio", 0), ("cross_ratio", -2)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("strength", 0),
+        ("strength", -1),
+        ("grid_size", 0),
+        ("grid_size", 2.5),
+        ("grid_size", True),
+        ("noise_mode", "yes"),
+        ("noise_mode", 1),
+        ("cross_ratio", 0),
+        ("cross_ratio", -2),
+    ],
+)
 def test_wanet_validation(key, value):
     with pytest.raises(ConfigError, match=rf"triggers\.wanet\.{key}: must be"):
         build_trigger("wanet", (3, 32, 32), **{key: value})

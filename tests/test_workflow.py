@@ -13,7 +13,9 @@ WORKFLOW = ROOT / ".github" / "workflows" / "review.yaml"
 
 def schema_check(path: Path) -> subprocess.CompletedProcess:
     tool = shutil.which("check-jsonschema") or str(Path(__file__).parents[1] / ".venv" / "bin" / "check-jsonschema")
-    return subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True)
+    return subprocess.run(
+        [tool, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True
+    )
 
 
 def test_the_review_workflow_is_a_valid_github_workflow(tmp_path):

@@ -35,8 +35,12 @@ LOCK_FILES = ("dvc.lock", "grid/shard-*/dvc.lock")
 
 def fresh_fingerprints(root: Path) -> dict[str, str]:
     """``data/code/<script>.sha256`` -> the md5 DVC would record for the file the code stage writes now."""
-    return {fingerprint_file(script): hashlib.md5((code_sha256(import_closure(script, root), root) + "\n").encode())
-            .hexdigest() for script in stage_scripts(root)}
+    return {
+        fingerprint_file(script): hashlib.md5(
+            (code_sha256(import_closure(script, root), root) + "\n").encode()
+        ).hexdigest()
+        for script in stage_scripts(root)
+    }
 
 
 def lock_entries(root: Path) -> dict[str, dict]:
@@ -73,9 +77,12 @@ def stale_fingerprints(entries: dict[str, dict], fresh: dict[str, str]) -> list[
 
 def stale_sources(status: dict, outputs: list[str]) -> list[str]:
     """What `dvc status` reports beyond missing data: edited sources, parameters, commands."""
+
     def produced(path: str) -> bool:  # an output, inside one, or a folder of outputs (reports/grid/cells)
-        return any(path == out or path.startswith(out.rstrip("/") + "/") or out.startswith(path.rstrip("/") + "/")
-                   for out in outputs)
+        return any(
+            path == out or path.startswith(out.rstrip("/") + "/") or out.startswith(path.rstrip("/") + "/")
+            for out in outputs
+        )
 
     problems = []
     for name, changes in status.items():
@@ -100,8 +107,11 @@ def main() -> None:
     status = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if status.returncode != 0:
         sys.exit(f"dvc status failed:\n{status.stderr}")
-    problems = orphaned(root, entries) + stale_fingerprints(entries, fresh_fingerprints(root)) + stale_sources(
-        json.loads(status.stdout.strip().splitlines()[-1] or "{}"), outputs)
+    problems = (
+        orphaned(root, entries)
+        + stale_fingerprints(entries, fresh_fingerprints(root))
+        + stale_sources(json.loads(status.stdout.strip().splitlines()[-1] or "{}"), outputs)
+    )
     for problem in problems:
         print(f"stale dvc.lock: {problem}")
     if problems:

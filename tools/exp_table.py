@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 
-from backdoor.config import read_params
+from backdoor.params import read_params
 
 METRICS = {"clean_acc": "CA", "asr": "ASR", "finetuned.clean_acc": "ft CA", "finetuned.asr": "ft ASR"}
 

@@ -1,6 +1,6 @@
 """Time `make repro` on a fresh clone of this repository's HEAD, stage by stage, then check it is idempotent and clean.
 
-    python tools/fresh_clone_repro.py --out reports/fresh-clone      # writes <commit>-repro.log, <commit>-stage-times.csv
+    python tools/fresh_clone_repro.py --out reports/fresh-clone   # writes <commit>-repro.log, <commit>-stage-times.csv
 
 The clone goes to a temporary folder (removed afterwards unless --keep). Every line `make repro` prints is
 stamped with the seconds since it started; a stage's time runs from DVC's "Running stage" line to the next one
@@ -46,8 +46,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "fresh-clone")
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
     work = Path(tempfile.mkdtemp(prefix=f"fresh-{commit}-"))
     clone = work / "repo"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -55,10 +56,14 @@ def main() -> None:
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
     header = f"commit {commit} start {time.strftime('%Y-%m-%d %H:%M:%S %Z')} load {os.getloadavg()}"
     start = time.monotonic()
-    proc = subprocess.Popen(["make", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = [(time.monotonic() - start, line.rstrip("\n")) for line in proc.stdout
-             if not line.startswith("WARNING: Location")]  # pip's notes on this machine's local package index
+    proc = subprocess.Popen(
+        ["make", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = [
+        (time.monotonic() - start, line.rstrip("\n"))
+        for line in proc.stdout
+        if not line.startswith("WARNING: Location")
+    ]  # pip's notes on this machine's local package index
     first = time.monotonic() - start
     if proc.wait() != 0:
         raise SystemExit(f"make repro failed in {clone}:\n" + "\n".join(text for _, text in lines[-30:]))
@@ -67,13 +72,19 @@ def main() -> None:
     again = time.monotonic() - again
     status = subprocess.run(["git", "status", "--short"], cwd=clone, capture_output=True, text=True).stdout
     args.out.mkdir(parents=True, exist_ok=True)
-    log = [header, *(f"{stamp:.2f} {text}" for stamp, text in lines),
-           f"make repro: {first:.1f} s; again: {again:.1f} s; load {os.getloadavg()}",
-           "git status --short after both:", status.rstrip() or "(clean)"]
+    log = [
+        header,
+        *(f"{stamp:.2f} {text}" for stamp, text in lines),
+        f"make repro: {first:.1f} s; again: {again:.1f} s; load {os.getloadavg()}",
+        "git status --short after both:",
+        status.rstrip() or "(clean)",
+    ]
     (args.out / f"{commit}-repro.log").write_text("\n".join(log) + "\n")
     write_csv(stage_times(lines, first), args.out / f"{commit}-stage-times.csv")
-    print(f"make repro {first:.1f} s, again {again:.1f} s, git status {'clean' if not status else 'DIRTY'}; "
-          f"{args.out}/{commit}-repro.log")
+    print(
+        f"make repro {first:.1f} s, again {again:.1f} s, git status {'clean' if not status else 'DIRTY'}; "
+        f"{args.out}/{commit}-repro.log"
+    )
     if args.keep:
         print(f"clone kept: {clone}")
     else:

@@ -10,8 +10,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-LIBS = [("vega", "5.20.2", "build/vega.min.js"), ("vega-lite", "5.2.0", "build/vega-lite.min.js"),
-        ("vega-embed", "6.18.2", "build/vega-embed.min.js")]
+LIBS = [
+    ("vega", "5.20.2", "build/vega.min.js"),
+    ("vega-lite", "5.2.0", "build/vega-lite.min.js"),
+    ("vega-embed", "6.18.2", "build/vega-embed.min.js"),
+]
 OUT = Path(__file__).resolve().parent.parent / ".dvc" / "plots" / "offline.html"
 
 
@@ -22,8 +25,10 @@ def main() -> None:
             subprocess.run(["npm", "pack", f"{name}@{version}"], cwd=tmp, check=True, capture_output=True)
             with tarfile.open(Path(tmp) / f"{name}-{version}.tgz") as tar:
                 source = tar.extractfile(f"package/{member}").read().decode()
-            scripts.append(f"<!-- {name} {version} (BSD-3-Clause, University of Washington Interactive Data Lab), "
-                           f"from npm -->\n<script>{source}</script>")
+            scripts.append(
+                f"<!-- {name} {version} (BSD-3-Clause, University of Washington Interactive Data Lab), "
+                f"from npm -->\n<script>{source}</script>"
+            )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(f"""<!DOCTYPE html>
 <html>

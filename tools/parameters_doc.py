@@ -17,25 +17,34 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = "## Choices\n"
-DOC_NOTE = ("Written from the registries by `python tools/parameters_doc.py`; `tests/test_config.py` fails when "
-            "this list and the registries disagree.\n")
+DOC_NOTE = (
+    "Written from the registries by `python tools/parameters_doc.py`; `tests/test_config.py` fails when "
+    "this list and the registries disagree.\n"
+)
 
 
 def choices() -> dict[str, list[str]]:
     """Each parameter that names a method, with the names its registry holds (in the order they are listed)."""
-    from backdoor.config import FREEZE
     from backdoor.datasets.registry import DATASETS, FOLDER_PREFIX
     from backdoor.detectors import DETECTORS
     from backdoor.finetune_methods import METHODS
     from backdoor.models import MODELS
     from backdoor.poisoning import STRATEGIES
     from backdoor.regularizers import REGULARIZERS
+    from backdoor.settings import FREEZE
     from backdoor.triggers import LOCATIONS, TRIGGERS
 
-    return {"dataset": [*sorted(DATASETS), f"{FOLDER_PREFIX}<path>"], "arch": sorted(MODELS),
-            "trigger": sorted(TRIGGERS), "trigger_location": list(LOCATIONS), "strategy": list(STRATEGIES),
-            "regularizer": sorted(REGULARIZERS), "train.freeze": list(FREEZE), "finetune.method": sorted(METHODS),
-            "grid.detectors": sorted(DETECTORS)}
+    return {
+        "dataset": [*sorted(DATASETS), f"{FOLDER_PREFIX}<path>"],
+        "arch": sorted(MODELS),
+        "trigger": sorted(TRIGGERS),
+        "trigger_location": list(LOCATIONS),
+        "strategy": list(STRATEGIES),
+        "regularizer": sorted(REGULARIZERS),
+        "train.freeze": list(FREEZE),
+        "finetune.method": sorted(METHODS),
+        "grid.detectors": sorted(DETECTORS),
+    }
 
 
 def params_comments(text: str, names: dict[str, list[str]]) -> str:
@@ -70,8 +79,10 @@ def main() -> None:
     args = parser.parse_args()
     names = choices()
     stale = []
-    for path, write in ((args.root / "params.yaml", params_comments), (args.root / "docs" / "parameters.md",
-                                                                     parameters_doc)):
+    for path, write in (
+        (args.root / "params.yaml", params_comments),
+        (args.root / "docs" / "parameters.md", parameters_doc),
+    ):
         current = path.read_text()
         wanted = write(current, names)
         if wanted != current:

@@ -47,11 +47,15 @@ def main() -> None:
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         sys.exit(result.returncode)
-    header = [f"date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC ({time.time() - started:.0f} s)",
-              f"commit: {commit.strip()}", f"machine: {cpu_model()}, {os.cpu_count()} cores",
-              f"load average (1, 5, 15 min): before {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, "
-              f"after {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}",
-              f"command: {' '.join(command)}", ""]
+    header = [
+        f"date: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC ({time.time() - started:.0f} s)",
+        f"commit: {commit.strip()}",
+        f"machine: {cpu_model()}, {os.cpu_count()} cores",
+        f"load average (1, 5, 15 min): before {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, "
+        f"after {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}",
+        f"command: {' '.join(command)}",
+        "",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
         tmp.write_text("\n".join(header) + result.stdout)

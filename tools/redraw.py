@@ -19,10 +19,16 @@ def main(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     for name in ("summary.csv", "recovery.csv"):
         if not (folder / name).is_file():
-            raise ConfigError(f"folder: no {name} in {folder} (a grid report's folder: reports/grid or reports/presets/<preset>)")
+            raise ConfigError(
+                f"folder: no {name} in {folder} (a grid report's folder: reports/grid or reports/presets/<preset>)"
+            )
     detection = folder / "detection.csv"
-    grid_figures(pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "recovery.csv"),
-                 pd.read_csv(detection) if detection.is_file() else pd.DataFrame(), folder / "figures")
+    grid_figures(
+        pd.read_csv(folder / "summary.csv"),
+        pd.read_csv(folder / "recovery.csv"),
+        pd.read_csv(detection) if detection.is_file() else pd.DataFrame(),
+        folder / "figures",
+    )
     print(f"{folder}/figures: redrawn")
 
 

@@ -11,8 +11,8 @@ Writes ``<out>/report.md`` and its images, offline (matplotlib, no browser). Two
   is reproduced in a temporary worktree sharing this repository's DVC cache, and the report says so.
 
 Sections: the parameters that changed (as ``dvc params diff`` lists them), the focus experiment's metrics with their
-deltas (as ``dvc metrics diff``), the grid cells whose results changed (and those added or removed), and every plot whose
-data changed, base against branch in one figure. Nothing changed: a one-line report.
+deltas (as ``dvc metrics diff``), the grid cells whose results changed (and those added or removed), and every plot
+whose data changed, base against branch in one figure. Nothing changed: a one-line report.
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ import pandas as pd  # noqa: E402
 ROOT = Path.cwd()  # the repository under review: run from its root (make review does)
 FOCUS_METRICS = ("clean_acc", "asr", "robust_acc", "finetuned.clean_acc", "finetuned.asr", "finetuned.robust_acc")
 CELL_COLUMNS = ("clean_acc", "asr", "ft_clean_acc", "ft_asr")
-CURVES = {"reports/plots/train.csv": "training on the poisoned set", "reports/plots/finetune.csv":
-          "clean fine-tuning (epoch 0 = before)"}
-GRID_DATA = {"reports/grid/summary.csv": "grid: ASR against poison rate", "reports/grid/recovery.csv":
-             "grid: ASR during fine-tuning"}
+CURVES = {
+    "reports/plots/train.csv": "training on the poisoned set",
+    "reports/plots/finetune.csv": "clean fine-tuning (epoch 0 = before)",
+}
+GRID_DATA = {
+    "reports/grid/summary.csv": "grid: ASR against poison rate",
+    "reports/grid/recovery.csv": "grid: ASR during fine-tuning",
+}
 IMAGE_FOLDERS = ("reports/figures", "reports/grid/figures")
 
 
@@ -63,8 +67,10 @@ def default_base() -> str:
 def reproduce(cwd: Path) -> dict[str, int]:
     """``dvc repro`` in ``cwd``; how many stages ran and how many came back from the cache or run-cache."""
     out = sh("dvc", "repro", cwd=cwd)
-    return {"ran": len(re.findall(r"Running stage '", out)),
-            "restored": len(re.findall(r"is cached - skipping run|Restored stage", out))}
+    return {
+        "ran": len(re.findall(r"Running stage '", out)),
+        "restored": len(re.findall(r"is cached - skipping run|Restored stage", out)),
+    }
 
 
 def base_side(base: str, keep: Path) -> tuple[Path, str]:
@@ -73,15 +79,21 @@ def base_side(base: str, keep: Path) -> tuple[Path, str]:
     worktree = keep / "base-worktree"
     sh("git", "worktree", "add", "-q", "--detach", str(worktree), base)
     try:
-        check = subprocess.run([sys.executable, str(ROOT / "tools" / "check_lock.py"), "--root", str(worktree)],
-                               cwd=worktree, capture_output=True, text=True)
+        check = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "check_lock.py"), "--root", str(worktree)],
+            cwd=worktree,
+            capture_output=True,
+            text=True,
+        )
         if check.returncode == 0:
             return worktree, f"committed at {base[:10]}, its dvc.lock files matching its code"
         cache = sh("dvc", "cache", "dir").strip()
         sh("dvc", "config", "--local", "cache.dir", cache, cwd=worktree)
         counts = reproduce(worktree)
-        return worktree, (f"reproduced from {base[:10]} in a worktree (its committed dvc.lock did not match its "
-                          f"code): {counts['ran']} stages ran, {counts['restored']} came from the cache")
+        return worktree, (
+            f"reproduced from {base[:10]} in a worktree (its committed dvc.lock did not match its "
+            f"code): {counts['ran']} stages ran, {counts['restored']} came from the cache"
+        )
     except BaseException:
         sh("git", "worktree", "remove", "--force", str(worktree), check=False)
         raise
@@ -104,7 +116,9 @@ def flatten(tree, prefix: str = "") -> dict:
     """Nested mappings as dotted keys (``train.lr``), as DVC names parameters and metrics."""
     if not isinstance(tree, dict) or not tree:
         return {prefix: tree}
-    return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}.{key}" if prefix else key).items()}
+    return {
+        k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}.{key}" if prefix else key).items()
+    }
 
 
 def read_tree(path: Path) -> dict:
@@ -131,8 +145,10 @@ def metrics_section(base_root: Path) -> list[str]:
     if all(_same(a, b) for _, a, b in rows):
         return []
     lines = ["### Focus experiment", "", "| metric | base | branch | change |", "|---|---|---|---|"]
-    lines += [f"| {key} | {number(a)} | {number(b)} | {delta(b - a if a is not None and b is not None else None)} |"
-              for key, a, b in rows]
+    lines += [
+        f"| {key} | {number(a)} | {number(b)} | {delta(b - a if a is not None and b is not None else None)} |"
+        for key, a, b in rows
+    ]
     return lines + [""]
 
 
@@ -147,16 +163,22 @@ def grid_section(old: pd.DataFrame | None, new: pd.DataFrame | None) -> list[str
     old = old.set_index("cell") if old is not None else pd.DataFrame(columns=CELL_COLUMNS)
     new = new.set_index("cell") if new is not None else pd.DataFrame(columns=CELL_COLUMNS)
     added, removed = sorted(set(new.index) - set(old.index)), sorted(set(old.index) - set(new.index))
-    changed = [cell for cell in new.index.intersection(old.index)
-               if any(not _same(old.at[cell, c], new.at[cell, c]) for c in CELL_COLUMNS if c in old and c in new)]
+    changed = [
+        cell
+        for cell in new.index.intersection(old.index)
+        if any(not _same(old.at[cell, c], new.at[cell, c]) for c in CELL_COLUMNS if c in old and c in new)
+    ]
     if not (added or removed or changed):
         return []
     lines = ["### Grid cells", ""]
     if changed:
         lines += ["| cell | CA | ASR | CA after fine-tuning | ASR after |", "|---|---|---|---|---|"]
         for cell in changed:
-            lines.append(f"| `{cell}` | " + " | ".join(
-                f"{number(old.at[cell, c])} -> {number(new.at[cell, c])}" for c in CELL_COLUMNS) + " |")
+            lines.append(
+                f"| `{cell}` | "
+                + " | ".join(f"{number(old.at[cell, c])} -> {number(new.at[cell, c])}" for c in CELL_COLUMNS)
+                + " |"
+            )
         lines.append("")
     for title, cells in (("added", added), ("removed", removed)):
         if cells:
@@ -197,8 +219,15 @@ def grid_figure(old: pd.DataFrame, new: pd.DataFrame, title: str, path: Path) ->
     for frame, style, side in ((old, "--", "base"), (new, "-", "branch")):
         for index, (trigger, rows) in enumerate(frame.groupby("trigger")):
             mean = rows.groupby(x)["asr"].mean()
-            ax.plot(mean.index, mean.values, style, marker="o", markersize=3, color=f"C{index % 10}",
-                    label=f"{trigger} ({side})")
+            ax.plot(
+                mean.index,
+                mean.values,
+                style,
+                marker="o",
+                markersize=3,
+                color=f"C{index % 10}",
+                label=f"{trigger} ({side})",
+            )
     ax.set(title=title, xlabel=x.replace("_", " "), ylabel="ASR", ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -224,8 +253,10 @@ def plots_section(base_root: Path, out: Path) -> list[str]:
     """Every plot whose data (or image) differs between the sides, rendered base against branch."""
     lines, images = [], out / "images"
     for path, title in {**CURVES, **GRID_DATA}.items():
-        old, new = (base_root / path).read_bytes() if (base_root / path).is_file() else None, \
-            (ROOT / path).read_bytes() if (ROOT / path).is_file() else None
+        old, new = (
+            (base_root / path).read_bytes() if (base_root / path).is_file() else None,
+            (ROOT / path).read_bytes() if (ROOT / path).is_file() else None,
+        )
         if old is None or new is None or old == new:
             continue
         images.mkdir(parents=True, exist_ok=True)
@@ -251,19 +282,31 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--no-repro", action="store_true", help="read the workspace as it is (already reproduced)")
     args = parser.parse_args(argv)
     base = sh("git", "rev-parse", args.base or default_base()).strip()
-    branch = "the workspace as it is" if args.no_repro else (
-        "the workspace after dvc repro: {ran} stages ran, {restored} came from the cache".format(**reproduce(ROOT)))
+    branch = (
+        "the workspace as it is"
+        if args.no_repro
+        else (
+            "the workspace after dvc repro: {ran} stages ran, {restored} came from the cache".format(**reproduce(ROOT))
+        )
+    )
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="review-") as scratch:
         base_root, base_source = base_side(base, Path(scratch))
         try:
-            summary_old = read_csv((base_root / "reports/grid/summary.csv").read_bytes()
-                                   if (base_root / "reports/grid/summary.csv").is_file() else None)
+            summary_old = read_csv(
+                (base_root / "reports/grid/summary.csv").read_bytes()
+                if (base_root / "reports/grid/summary.csv").is_file()
+                else None
+            )
             summary_new = read_csv((ROOT / "reports/grid/summary.csv").read_bytes())
-            sections = [*params_section(base_root), *metrics_section(base_root), *grid_section(summary_old, summary_new),
-                        *plots_section(base_root, args.out)]
+            sections = [
+                *params_section(base_root),
+                *metrics_section(base_root),
+                *grid_section(summary_old, summary_new),
+                *plots_section(base_root, args.out),
+            ]
         finally:
             sh("git", "worktree", "remove", "--force", str(base_root), check=False)
     head = f"## Review: {sh('git', 'rev-parse', '--short', 'HEAD').strip()} against {base[:10]}"

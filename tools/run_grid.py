@@ -47,7 +47,7 @@ def run_parallel(stages: list[str], devices: list[str]) -> None:
             if subprocess.run(["dvc", "--wait-for-lock", "repro", "-s", stage], env=env).returncode:
                 failures.append(stage)
 
-    threads = [threading.Thread(target=worker, args=(device,)) for device in devices[:len(stages)]]
+    threads = [threading.Thread(target=worker, args=(device,)) for device in devices[: len(stages)]]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -61,8 +61,12 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--gpus", help="comma-separated GPU ids, one worker each (e.g. 0,1,2,3)")
     group.add_argument("--workers", type=int, help="number of workers without GPU pinning (CPU)")
-    parser.add_argument("targets", nargs="*", default=DEFAULT_TARGETS,
-                        help="stages or dvc.yaml files, as for dvc repro (default: report)")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        default=DEFAULT_TARGETS,
+        help="stages or dvc.yaml files, as for dvc repro (default: report)",
+    )
     args = parser.parse_args()
     devices = args.gpus.split(",") if args.gpus else [""] * args.workers
     if subprocess.run([sys.executable, "stages/plan_grid.py"]).returncode:

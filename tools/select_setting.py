@@ -20,12 +20,14 @@ from pathlib import Path
 
 from backdoor.checks import validate_experiment
 from backdoor.cli import run
-from backdoor.config import cell_experiment, read_params, slug
 from backdoor.datasets import Dataset, load_dataset, validation_split
+from backdoor.defence_settings import DefenceExperiment
 from backdoor.errors import ConfigError, choices_error
 from backdoor.evaluation import evaluate
 from backdoor.files import read_json, write_json
 from backdoor.grid import grid_axes
+from backdoor.naming import slug
+from backdoor.params import read_params
 from backdoor.poisoning import poison_dataset
 from backdoor.presets import preset_params
 from backdoor.regularizers import REGULARIZERS, regularizer_defaults
@@ -35,7 +37,7 @@ from backdoor.training import train_model
 def score(params: dict, cell: dict, data: Dataset) -> dict[str, float]:
     """Validation CA and ASR of a grid cell trained on ``data.train``; with the loss's own terms in its last
     epoch (SNNL: mean cross-entropy and mean factor x SNNL) when it reports them."""
-    exp = cell_experiment(params, cell)
+    exp = DefenceExperiment(params, cell)
     poisoned = poison_dataset(exp, data)
     epochs: list[dict] = []
     model = train_model(exp, data, poisoned, log=lambda epoch, values: epochs.append(values), progress=False)
@@ -57,9 +59,18 @@ def first_cell(params: dict) -> dict:
     return {axis: axis_values[0] for axis, axis_values in grid_axes(params).items()}
 
 
-def select_setting(params: dict, regularizer: str, key: str, values: list[float], *, raw: str | None = None,
-                   validation: int = 10000, tolerance: float = 2.0, baseline: dict | None = None,
-                   log=print) -> dict:
+def select_setting(
+    params: dict,
+    regularizer: str,
+    key: str,
+    values: list[float],
+    *,
+    raw: str | None = None,
+    validation: int = 10000,
+    tolerance: float = 2.0,
+    baseline: dict | None = None,
+    log=print,
+) -> dict:
     """Train ``none`` (unless ``baseline`` holds its scores) and one grid cell per candidate value on a
     validation split; return every run and the choice (see ``select``). Every candidate is validated before
     any training."""
@@ -73,24 +84,39 @@ def select_setting(params: dict, regularizer: str, key: str, values: list[float]
     for value in values:
         trial = copy.deepcopy(params)
         trial.setdefault("regularizers", {}).setdefault(regularizer, {})[key] = value
-        validate_experiment(cell_experiment(trial, cell | {"regularizer": regularizer}))
+        validate_experiment(DefenceExperiment(trial, cell | {"regularizer": regularizer}))
         trials.append((value, trial))
     data = validation_split(load_dataset(raw or f"data/grid/raw/{slug(cell['dataset'])}"), validation, cell["seed"])
-    log(f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
-        f"(then train.subset) as grid cells")
+    log(
+        f"validation: {len(data.test)} held-out training images; training on {len(data.train)} "
+        f"(then train.subset) as grid cells"
+    )
     baseline = baseline if baseline is not None else score(params, cell | {"regularizer": "none"}, data)
     log(f"none: val clean_acc {baseline['clean_acc']:.4f}  val asr {baseline['asr']:.4f}")
     runs = []
     for value, trial in trials:
         runs.append({"value": value, **score(trial, cell | {"regularizer": regularizer}, data)})
         ratio = f"  |term| / CE {runs[-1]['term_to_ce']:.3f}" if "term_to_ce" in runs[-1] else ""
-        log(f"{regularizer}.{key} = {value:g}: val clean_acc {runs[-1]['clean_acc']:.4f}  "
-            f"val asr {runs[-1]['asr']:.4f}{ratio}")
+        log(
+            f"{regularizer}.{key} = {value:g}: val clean_acc {runs[-1]['clean_acc']:.4f}  "
+            f"val asr {runs[-1]['asr']:.4f}{ratio}"
+        )
     chosen = select(runs, baseline, tolerance)
-    log(f"chosen: {regularizer}.{key} = {chosen['value']:g}" if chosen
-        else f"no value keeps validation clean accuracy within {tolerance} points of none")
-    return {"cell": cell, "validation_images": validation, "regularizer": regularizer, "key": key,
-            "tolerance_points": tolerance, "none": baseline, "runs": runs, "chosen": chosen and chosen["value"]}
+    log(
+        f"chosen: {regularizer}.{key} = {chosen['value']:g}"
+        if chosen
+        else f"no value keeps validation clean accuracy within {tolerance} points of none"
+    )
+    return {
+        "cell": cell,
+        "validation_images": validation,
+        "regularizer": regularizer,
+        "key": key,
+        "tolerance_points": tolerance,
+        "none": baseline,
+        "runs": runs,
+        "chosen": chosen and chosen["value"],
+    }
 
 
 def earlier_baseline(path: Path, params_name: str, cell: dict, validation: int) -> dict:
@@ -101,18 +127,31 @@ def earlier_baseline(path: Path, params_name: str, cell: dict, validation: int) 
         raise ConfigError(f"--none-from: cannot read a selection report from {path} ({exc})") from None
     scored = (report.get("params"), report.get("cell"), report.get("validation_images"))
     if scored != (params_name, cell, validation):
-        raise ConfigError(f"--none-from: {path} scored {report.get('params')} cell {report.get('cell')} on "
-                          f"{report.get('validation_images')} images, not {params_name} cell {cell} on {validation}")
+        raise ConfigError(
+            f"--none-from: {path} scored {report.get('params')} cell {report.get('cell')} on "
+            f"{report.get('validation_images')} images, not {params_name} cell {cell} on {validation}"
+        )
     return report["none"]
 
 
 def main(args: argparse.Namespace) -> None:
     params = preset_params(args.preset) if args.preset else read_params(args.params)
     params_name = f"presets/{args.preset}.yaml" if args.preset else args.params
-    baseline = (earlier_baseline(Path(args.none_from), params_name, first_cell(params), args.validation)
-                if args.none_from else None)
-    report = select_setting(params, args.regularizer, args.key, args.values, raw=args.raw,
-                            validation=args.validation, tolerance=args.tolerance, baseline=baseline)
+    baseline = (
+        earlier_baseline(Path(args.none_from), params_name, first_cell(params), args.validation)
+        if args.none_from
+        else None
+    )
+    report = select_setting(
+        params,
+        args.regularizer,
+        args.key,
+        args.values,
+        raw=args.raw,
+        validation=args.validation,
+        tolerance=args.tolerance,
+        baseline=baseline,
+    )
     if args.out:
         write_json(Path(args.out), {"params": params_name, **report})
 

@@ -29,14 +29,26 @@ def main() -> None:
     sub.add_argument("--time", help="sbatch --time, per stage (e.g. 4:00:00)")
     sub.add_argument("--gpus-per-job", default="0", help="GPUs per stage, as --gres=gpu:N (default 0)")
     sub.add_argument("--max-jobs", default="32", help="at most this many tasks of an array at once (default 32)")
-    sub.add_argument("--cache", help="the shared DVC cache, on storage every node mounts at the same path "
-                                     "(default: this workspace's cache, `dvc cache dir`); this workspace is "
-                                     "pointed at it (dvc config --local cache.dir)")
-    sub.add_argument("--sbatch-args", default="", help='more sbatch options, e.g. "--mem=32G --cpus-per-task=8 --qos=long"')
-    sub.add_argument("--venv", help="directory holding the python and dvc that jobs run, the same path on every node "
-                                    "(default: this interpreter's, %(default)s)")
-    sub.add_argument("--scratch", help="node-local folder for the throwaway clones (default: $SLURM_TMPDIR, $TMPDIR or /tmp)")
-    sub.add_argument("--cache-type", default="symlink", help="how a clone links outputs from the cache (default symlink)")
+    sub.add_argument(
+        "--cache",
+        help="the shared DVC cache, on storage every node mounts at the same path "
+        "(default: this workspace's cache, `dvc cache dir`); this workspace is "
+        "pointed at it (dvc config --local cache.dir)",
+    )
+    sub.add_argument(
+        "--sbatch-args", default="", help='more sbatch options, e.g. "--mem=32G --cpus-per-task=8 --qos=long"'
+    )
+    sub.add_argument(
+        "--venv",
+        help="directory holding the python and dvc that jobs run, the same path on every node "
+        "(default: this interpreter's, %(default)s)",
+    )
+    sub.add_argument(
+        "--scratch", help="node-local folder for the throwaway clones (default: $SLURM_TMPDIR, $TMPDIR or /tmp)"
+    )
+    sub.add_argument(
+        "--cache-type", default="symlink", help="how a clone links outputs from the cache (default symlink)"
+    )
     sub.add_argument("--log-dir", default=LOG_DIR, help="job scripts, stage lists and job logs (default %(default)s)")
     sub.add_argument("--dry-run", action="store_true", help="print the sbatch commands; write and submit nothing")
     sub.add_argument("targets", nargs="*", help="stages or dvc.yaml files, as for dvc repro (default: dvc.yaml)")
@@ -46,11 +58,23 @@ def main() -> None:
     args = parser.parse_args()
     try:
         if args.command == "submit":
-            submit(Options(partition=args.partition, account=args.account, time=args.time,
-                           gpus_per_job=args.gpus_per_job, max_jobs=args.max_jobs, cache=args.cache,
-                           sbatch_args=args.sbatch_args, venv=args.venv, scratch=args.scratch,
-                           cache_type=args.cache_type, log_dir=args.log_dir, targets=args.targets,
-                           dry_run=args.dry_run))
+            submit(
+                Options(
+                    partition=args.partition,
+                    account=args.account,
+                    time=args.time,
+                    gpus_per_job=args.gpus_per_job,
+                    max_jobs=args.max_jobs,
+                    cache=args.cache,
+                    sbatch_args=args.sbatch_args,
+                    venv=args.venv,
+                    scratch=args.scratch,
+                    cache_type=args.cache_type,
+                    log_dir=args.log_dir,
+                    targets=args.targets,
+                    dry_run=args.dry_run,
+                )
+            )
         else:
             sys.exit(collect(args.cache, args.targets))
     except ConfigError as exc:

@@ -2,9 +2,12 @@
 
     python tools/time_stages.py --out reports/presets/cifar10-cpu/stage_times.csv report
 
-DVC prints "Running stage 'NAME':" when a stage starts; a stage's time runs until the next one starts
-or DVC exits (its own bookkeeping, well under a second a stage, included). Stages restored from the
-run-cache or up to date take no time and are not listed.
+DVC prints "Running stage 'NAME':" when a stage starts; a stage's wall time runs until the next one starts or DVC
+exits (its own bookkeeping, well under a second a stage, included). Each stage script also prints its own wall and CPU
+seconds (``backdoor.cli``: "stage time: wall W s, cpu C s"), recorded as ``stage_seconds`` and ``cpu_seconds``: CPU
+seconds over wall seconds says how many cores it kept busy, and a machine shared with other work shows as wall time
+above the CPU time's share. Stages restored from the run-cache or up to date take no time and are not listed.
+With ``--append`` the rows are added to an existing file (a run in several parts).
 """
 
 import argparse
@@ -19,26 +22,38 @@ import pandas as pd
 from backdoor.files import write_csv
 
 STARTED = re.compile(r"Running stage '([^']+)'")
+TIMED = re.compile(r"stage time: wall ([\d.]+) s, cpu ([\d.]+) s")
+COLUMNS = ["stage", "seconds", "stage_seconds", "cpu_seconds"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="CSV to write: stage, seconds")
+    parser.add_argument("--out", required=True, help="CSV to write: stage, seconds, stage_seconds, cpu_seconds")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --out")
     parser.add_argument("targets", nargs="*", help="what to reproduce, as for dvc repro")
     args = parser.parse_args()
-    rows, current, start = [], None, time.monotonic()
-    proc = subprocess.Popen(["dvc", "repro", *args.targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rows: list[dict] = []
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        ["dvc", "repro", *args.targets], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     for line in proc.stdout:
         sys.stdout.write(line)
-        match = STARTED.search(line)
-        if match:
+        if (timed := TIMED.search(line)) and rows:
+            rows[-1].update(stage_seconds=float(timed[1]), cpu_seconds=float(timed[2]))
+        if match := STARTED.search(line):
             now = time.monotonic()
-            if current:
-                rows.append({"stage": current, "seconds": round(now - start, 1)})
-            current, start = match[1], now
-    if current:
-        rows.append({"stage": current, "seconds": round(time.monotonic() - start, 1)})
-    write_csv(pd.DataFrame(rows, columns=["stage", "seconds"]), Path(args.out))
+            if rows:
+                rows[-1]["seconds"] = round(now - start, 1)
+            rows.append({"stage": match[1]})
+            start = now
+    if rows:
+        rows[-1]["seconds"] = round(time.monotonic() - start, 1)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out = Path(args.out)
+    if args.append and out.is_file():
+        table = pd.concat([pd.read_csv(out), table], ignore_index=True)
+    write_csv(table, out)
     sys.exit(proc.wait())
 
 

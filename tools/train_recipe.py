@@ -20,10 +20,10 @@ import torch
 
 from backdoor.classifier import Classifier, predict
 from backdoor.cli import run
-from backdoor.config import LoopConfig
-from backdoor.datasets import load_dataset
+from backdoor.datasets import load_dataset, validation_split
 from backdoor.loop import fit
-from backdoor.datasets import validation_split
+from backdoor.settings import LoopConfig
+
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
@@ -45,12 +45,22 @@ def main(args: argparse.Namespace) -> None:
     fit(clf, images, labels, cfg, seed=args.seed, progress=False, on_epoch_end=on_epoch_end)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     accuracy = (predict(clf, data.test.images) == data.test.labels).float().mean().item()
-    record = {"arch": args.arch, "raw": args.raw, "loop": asdict(cfg), "num_train": len(labels),
-              "scored_on": "test" if args.test else f"{args.validation} held-out training images",
-              "accuracy": round(accuracy, 4), "train_minutes": round(wall / 60, 2), "cpu_minutes": round(cpu / 60, 2),
-              "images_per_s": round(len(labels) * cfg.epochs / wall), "threads": args.threads,
-              "epoch_seconds": epoch_seconds, "load_start": load_start, "load_end": os.getloadavg(),
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    record = {
+        "arch": args.arch,
+        "raw": args.raw,
+        "loop": asdict(cfg),
+        "num_train": len(labels),
+        "scored_on": "test" if args.test else f"{args.validation} held-out training images",
+        "accuracy": round(accuracy, 4),
+        "train_minutes": round(wall / 60, 2),
+        "cpu_minutes": round(cpu / 60, 2),
+        "images_per_s": round(len(labels) * cfg.epochs / wall),
+        "threads": args.threads,
+        "epoch_seconds": epoch_seconds,
+        "load_start": load_start,
+        "load_end": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
     print(json.dumps(record))
     if args.out:
         with open(args.out, "a") as out:  # one line per run: a log, appended
@@ -67,7 +77,10 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON-lines log to append the record to")
     for field in fields(LoopConfig):
-        kind = (lambda text: text.lower() in ("1", "true")) if field.type in (bool, "bool") else (
-            type(field.default) if field.default is not None else int)
+        kind = (
+            (lambda text: text.lower() in ("1", "true"))
+            if field.type in (bool, "bool")
+            else (type(field.default) if field.default is not None else int)
+        )
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=field.default)
     run(main, parser)

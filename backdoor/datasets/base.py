@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import tarfile
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..errors import ConfigError
 from ..files import atomic_dir, file_digest, load_tensors, read_json, save_tensors, scratch_dir, sha256_file, write_json
+from ..registry import Registry
 from ..seeding import generator
 
 Splits = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # train x, y, test x, y
@@ -59,14 +60,14 @@ class Dataset:
         return len(self.classes)
 
 
-DATASETS: dict[str, DatasetSpec] = {}  # the sources by name (backdoor.datasets.registry imports them all)
+DATASETS: Registry[DatasetSpec] = Registry("dataset")  # the sources by name (backdoor.datasets.registry imports them)
 FOLDER_PREFIX = "folder:"  # folder:<path> -- any ImageFolder tree, see photos.folder_spec
 DEFAULT_IMAGE_SIZE = 224
 
 
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    DATASETS[spec.name] = spec
-    return spec
+def register_dataset(spec: DatasetSpec, reference: str = "") -> DatasetSpec:
+    """A source's module registers its spec under the spec's name (one line at its end)."""
+    return DATASETS.add(spec.name, spec, reference=reference)
 
 
 def store_dataset(spec: DatasetSpec, splits: Splits, out_dir: str | Path, source: str) -> None:
@@ -79,15 +80,18 @@ def store_dataset(spec: DatasetSpec, splits: Splits, out_dir: str | Path, source
             "train.pt": save_tensors(tmp / "train.pt", {"images": train_x, "labels": train_y}),
             "test.pt": save_tensors(tmp / "test.pt", {"images": test_x, "labels": test_y}),
         }
-        write_json(tmp / "manifest.json", {
-            "dataset": spec.name,
-            "classes": list(spec.classes),
-            "shape": list(train_x.shape[1:]),
-            "num_train": len(train_y),
-            "num_test": len(test_y),
-            "source": source,
-            "sha256": digests,
-        })
+        write_json(
+            tmp / "manifest.json",
+            {
+                "dataset": spec.name,
+                "classes": list(spec.classes),
+                "shape": list(train_x.shape[1:]),
+                "num_train": len(train_y),
+                "num_test": len(test_y),
+                "source": source,
+                "sha256": digests,
+            },
+        )
 
 
 def read_manifest(raw_dir: str | Path) -> dict:
@@ -111,8 +115,9 @@ def load_dataset(raw_dir: str | Path) -> Dataset:
 def _check_split(spec: DatasetSpec, x: torch.Tensor, y: torch.Tensor, split: str) -> None:
     expected = (spec.channels, spec.image_size, spec.image_size)
     if x.dtype != torch.uint8 or tuple(x.shape[1:]) != expected or x.ndim != 4:
-        raise ConfigError(f"{spec.name} {split}: expected uint8 images of shape (N, {expected}), "
-                          f"got {x.dtype} {tuple(x.shape)}")
+        raise ConfigError(
+            f"{spec.name} {split}: expected uint8 images of shape (N, {expected}), got {x.dtype} {tuple(x.shape)}"
+        )
     if y.dtype != torch.int64 or len(y) != len(x):
         raise ConfigError(f"{spec.name} {split}: expected {len(x)} int64 labels, got {y.dtype} {tuple(y.shape)}")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= spec.num_classes):

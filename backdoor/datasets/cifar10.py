@@ -36,4 +36,7 @@ def build(download_dir: Path) -> Splits:
     return torch.cat([x for x, _ in train]), torch.cat([y for _, y in train]), test_x, test_y
 
 
-register_dataset(DatasetSpec("cifar10", 10, 3, 32, CLASSES, build, num_train=50000, class_counts=(5000,) * 10))
+register_dataset(
+    DatasetSpec("cifar10", 10, 3, 32, CLASSES, build, num_train=50000, class_counts=(5000,) * 10),
+    reference="Krizhevsky 2009, the CIFAR-10 binary release (cs.toronto.edu/~kriz)",
+)

@@ -15,13 +15,27 @@ from .base import DatasetSpec, Splits, fetch, register_dataset
 # name -> (md5 of the published .gz, as torchvision checks it; sha256 of the decompressed IDX bytes).
 # Debian recompresses the files, so the decompressed sha256 is what identifies the data from either source.
 FILES = {
-    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    "train-images-idx3-ubyte.gz": (
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "bef4ecab320f06d8554ea6380940ec79",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "bb300cfdad3c16e7a12a480ee83cd310",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
 }
-URLS = ["https://ossci-datasets.s3.amazonaws.com/mnist/fashion/",  # torchvision's mirrors
-        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"]
+URLS = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/fashion/",  # torchvision's mirrors
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+]
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
 
@@ -60,4 +74,7 @@ def build(download_dir: Path) -> Splits:
     return train_x, train_y, test_x, test_y
 
 
-register_dataset(DatasetSpec("fashion-mnist", 10, 1, 28, CLASSES, build, num_train=60000, class_counts=(6000,) * 10))
+register_dataset(
+    DatasetSpec("fashion-mnist", 10, 1, 28, CLASSES, build, num_train=60000, class_counts=(6000,) * 10),
+    reference="Xiao, Rasul and Vollgraf 2017 (zalandoresearch/fashion-mnist; Debian's dataset-fashion-mnist)",
+)

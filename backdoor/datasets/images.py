@@ -51,8 +51,13 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
 
 def image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted by relative path so the order is filesystem-independent."""
-    files = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    files = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -74,7 +79,12 @@ def seeded_split(files_by_class: list[list[Path]], name: str) -> tuple[list[Path
     return train_files, train_labels, test_files, test_labels
 
 
-def build_from_files(train_files: list[Path], train_labels: list[int], test_files: list[Path],
-                     test_labels: list[int], image_size: int) -> Splits:
-    return (load_images(train_files, image_size), torch.tensor(train_labels, dtype=torch.int64),
-            load_images(test_files, image_size), torch.tensor(test_labels, dtype=torch.int64))
+def build_from_files(
+    train_files: list[Path], train_labels: list[int], test_files: list[Path], test_labels: list[int], image_size: int
+) -> Splits:
+    return (
+        load_images(train_files, image_size),
+        torch.tensor(train_labels, dtype=torch.int64),
+        load_images(test_files, image_size),
+        torch.tensor(test_labels, dtype=torch.int64),
+    )

@@ -28,9 +28,9 @@ def dataset_spec(name: str, image_size: int | None = None) -> DatasetSpec:
     if isinstance(name, str) and name.startswith(FOLDER_PREFIX):
         spec = photos.folder_spec(name)
     elif name not in DATASETS:
-        raise choices_error("dataset", name, sorted(DATASETS) + [f"{FOLDER_PREFIX}<path>"])
+        raise choices_error("dataset", name, DATASETS.names() + [f"{FOLDER_PREFIX}<path>"])
     else:
-        spec = DATASETS[name]
+        spec = DATASETS.get(name).factory
     if image_size is None:
         return spec
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
@@ -38,8 +38,10 @@ def dataset_spec(name: str, image_size: int | None = None) -> DatasetSpec:
     if spec.resizable:
         return replace(spec, image_size=image_size)
     if image_size != spec.image_size:
-        raise ConfigError(f"image_size: {name} is stored at its native {spec.image_size} px, got {image_size}; "
-                          f"only photo datasets (flowers, flowers102, {FOLDER_PREFIX}<path>) are resized")
+        raise ConfigError(
+            f"image_size: {name} is stored at its native {spec.image_size} px, got {image_size}; "
+            f"only photo datasets (flowers, flowers102, {FOLDER_PREFIX}<path>) are resized"
+        )
     return spec
 
 
@@ -53,4 +55,3 @@ def prepare_dataset(name: str, out_dir: str | Path, download_dir: str | Path, im
         if len(labels) == 0:
             raise ConfigError(f"dataset {name}: no {split} images found")
     store_dataset(spec, splits, out_dir, source=name)
-

@@ -1,9 +1,11 @@
 """Detector registry: backdoor detectors that score training images, test inputs, or the model itself.
 
-Adding a detector is one module with a factory and one ``@register_detector`` line. A factory takes
-the detector's settings (``params.yaml: detectors.<name>``) as keyword arguments with defaults,
-validates them and returns a callable detector. The valid keys are the factory's keyword arguments
-(read with ``inspect.signature``), so a default lives in one place: the factory's signature.
+Adding a detector is one module with a factory under ``@DETECTORS.register(name, kind=..., rule=...)`` and its
+import at the bottom of this file. A factory takes the detector's settings (``params.yaml: detectors.<name>``) as
+keyword-only arguments with defaults, validates them (``DETECTORS.number``, ``DETECTORS.choice``) and returns a
+callable detector; a default lives in one place, the factory's signature. The entry's facts (``DETECTORS`` below)
+say what the pipeline must know of a detector without building it: ``backdoor.detection`` dispatches on its
+``kind`` and reads the rest, so a new detector of a known kind needs no edit there.
 
 The zoo (module, source, what the detector is called with, what it returns):
 
@@ -24,53 +26,97 @@ their inputs and ``torch.Generator``, and report per-item scores where higher me
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Iterable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
-from ..errors import choices_error
-from ..validation import check_choice, check_keys, check_number, setting_names
+from ..registry import Registry
 from .result import DetectionCounts, DetectionResult, auroc, detection_counts
 
 DetectorFactory = Callable[..., Callable[..., Any]]
-# A detector's variants, for a training-data detector: name -> (the detector built another way, the features it
-# reads: "pooled", the penultimate vector, or "block", the last block flattened). The first is the configured one.
-Variants = Callable[[Any], dict[str, tuple[Callable[..., Any], str]]]
-DETECTORS: dict[str, DetectorFactory] = {}
-# What a detector looks at, which decides what a pipeline feeds it: the training set's penultimate
-# features ("training-data"), test inputs with and without the trigger ("inputs"), or the model alone.
-KINDS: dict[str, str] = {}
-RULES: dict[str, str] = {}  # how it decides what to flag, in one line (detection records carry it)
-VARIANTS: dict[str, Variants] = {}
+# What a detector looks at, which decides what the pipeline feeds it and how it judges the result.
 KIND_NAMES = ("training-data", "inputs", "model")
 
+DETECTORS: Registry[DetectorFactory] = Registry(
+    "detector",
+    section="detectors",
+    facts={
+        # training-data: the training set's penultimate features (a score per image); inputs: test inputs with and
+        # without the trigger (a score per input); model: the model alone (a verdict per class). One of KIND_NAMES.
+        "kind": "training-data",
+        "rule": "",  # how it decides what to flag, in one line: detection records carry it
+        # training-data: ``variants(built) -> {name: (detector, features)}``, the variants to report, the configured
+        # one first; features "pooled" (the penultimate vector) or "block" (the last block flattened). None: the
+        # configured detector on the pooled features alone.
+        "variants": None,
+        "seeded": True,  # training-data: called with ``generator=`` (False: a detector that draws no random number)
+        "columns": (),  # columns each record row adds to its kind's: attributes of the result, of the same name
+        "score_columns": (),  # inputs, model: per-item columns of the kept scores table: attributes of the result
+        "reversed_trigger": False,  # model: the result's ``masks`` and ``patterns`` hold a reversed trigger per class
+    },
+    fact_choices={"kind": KIND_NAMES},
+)
 
-def register_detector(name: str, kind: str = "training-data", rule: str = "",
-                      variants: Variants | None = None) -> Callable[[DetectorFactory], DetectorFactory]:
-    """Register ``name``'s factory with what the pipeline needs to know of it: its ``kind``, its threshold ``rule``
-    and, for a training-data detector, the ``variants`` to report beside the configured one."""
-    if kind not in KIND_NAMES:
-        raise ValueError(f"detector kind must be one of {KIND_NAMES}, got {kind!r}")
 
-    def add(factory: DetectorFactory) -> DetectorFactory:
-        DETECTORS[name], KINDS[name], RULES[name] = factory, kind, rule
-        VARIANTS[name] = variants or (lambda built: {"configured": (built, "pooled")})
-        return factory
-    return add
+# ---------------------------------------------------------------- what the pipeline reads of each kind
+
+
+class InputDetector(Protocol):
+    """An ``inputs`` detector: the pipeline scores ``num_inputs`` triggered and as many clean test inputs, and gives
+    it ``num_clean`` clean images to blend with and as many held out to set its threshold."""
+
+    num_inputs: int
+    num_clean: int
+
+    def __call__(
+        self,
+        predict_logits: Callable[[torch.Tensor], torch.Tensor],
+        inputs: torch.Tensor,
+        pool: torch.Tensor,
+        generator: torch.Generator,
+        clean: torch.Tensor | None = None,
+    ) -> InputResult: ...
+
+
+class InputResult(Protocol):
+    scores: torch.Tensor
+    flagged: torch.Tensor
+    threshold: float  # set on the clean held-out inputs
+
+
+class ModelDetector(Protocol):
+    """A ``model`` detector: the pipeline gives it ``num_images`` of the defender's clean images."""
+
+    num_images: int
+
+    def __call__(
+        self,
+        predict_logits: Callable[[torch.Tensor], torch.Tensor],
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator,
+    ) -> ModelResult: ...
+
+
+class ModelResult(Protocol):
+    norms: torch.Tensor  # float (K,): per class, smaller is more suspicious
+    anomaly_index: torch.Tensor  # float (K,)
+    flagged_classes: tuple[int, ...]
+
+
+# ---------------------------------------------------------------- building
 
 
 def detector_defaults(name: str) -> dict[str, Any]:
     """The settings of detector ``name`` and their defaults, read from its factory's signature."""
-    factory = _factory(name)
-    params = inspect.signature(factory).parameters
-    return {key: params[key].default for key in setting_names(factory)}
+    return DETECTORS.defaults(name)
 
 
 def build_detector(name: str, **settings: Any) -> Callable[..., Any]:
     """Validate ``settings`` (``params.yaml: detectors.<name>``) and return the detector."""
-    check_keys(f"detectors.{name}", settings, detector_defaults(name))
-    return DETECTORS[name](**settings)
+    return DETECTORS.build(name, **settings)
 
 
 def check_detector(name: str, settings: dict[str, Any]) -> None:
@@ -78,23 +124,10 @@ def check_detector(name: str, settings: dict[str, Any]) -> None:
     build_detector(name, **settings)
 
 
-def _factory(name: str) -> DetectorFactory:
-    if name not in DETECTORS:
-        raise choices_error("detector", name, sorted(DETECTORS))
-    return DETECTORS[name]
-
-
-# ---------------------------------------------------------------- validation helpers for factories
-
-
-def number(name: str, key: str, value: object, **bounds: Any) -> float:
-    """``value`` as a finite number in the interval (``backdoor.validation.check_number``), named
-    ``detectors.<name>.<key>``."""
-    return check_number(f"detectors.{name}.{key}", value, **bounds)
-
-
-def choice(name: str, key: str, value: object, choices: Iterable[str]) -> str:
-    return check_choice(f"detectors.{name}.{key}", value, choices)
+def detector_variants(name: str, built: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], str]]:
+    """A training-data detector's variants to report: name -> (detector, the features it reads), configured first."""
+    variants = DETECTORS.get(name).variants
+    return variants(built) if variants is not None else {"configured": (built, "pooled")}
 
 
 def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -102,14 +135,28 @@ def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:
     if features.dim() != 2 or not features.is_floating_point():
         raise ValueError(f"features must be a float tensor (N, D), got {features.dtype} {tuple(features.shape)}")
     if labels.dim() != 1 or labels.dtype != torch.int64 or len(labels) != len(features):
-        raise ValueError(f"labels must be an int64 tensor ({len(features)},), got {labels.dtype} "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(f"labels must be an int64 tensor ({len(features)},), got {labels.dtype} {tuple(labels.shape)}")
     if len(labels) and int(labels.min()) < 0:
         raise ValueError("labels must be non-negative class indices")
 
 
-# Importing the detector modules registers them (they use register_detector and the helpers above).
+# Importing the detector modules registers them (they use DETECTORS and check_features above).
 from . import activation_clustering, neural_cleanse, spectral, strip  # noqa: E402,F401
 
-__all__ = ["DETECTORS", "KINDS", "RULES", "VARIANTS", "DetectionCounts", "DetectionResult", "auroc", "build_detector", "check_detector",
-           "detection_counts", "detector_defaults", "register_detector"]
+__all__ = [
+    "DETECTORS",
+    "KIND_NAMES",
+    "DetectionCounts",
+    "DetectionResult",
+    "InputDetector",
+    "InputResult",
+    "ModelDetector",
+    "ModelResult",
+    "auroc",
+    "build_detector",
+    "check_detector",
+    "check_features",
+    "detection_counts",
+    "detector_defaults",
+    "detector_variants",
+]

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import check_features, choice, number, register_detector
+from . import DETECTORS, check_features
 from .result import DetectionResult
 
 REDUCTIONS = ("FastICA", "PCA")
@@ -56,6 +56,11 @@ class ClusteringResult(DetectionResult):
     smaller: torch.Tensor
     shares: dict[int, float]
     poisoned_classes: tuple[int, ...]
+
+    @property
+    def flagged_classes(self) -> list[int]:
+        """The classes called poisoned, as the record's ``flagged_classes`` column lists them."""
+        return list(self.poisoned_classes)
 
 
 def reduce_features(features: np.ndarray, nb_dims: int, reduce: str, random_state: int) -> np.ndarray:
@@ -88,11 +93,10 @@ class ActivationClustering:
     cluster_analysis: str = "smaller"
     size_threshold: float = 0.35
 
-    def __call__(self, features: torch.Tensor, labels: torch.Tensor,
-                 generator: torch.Generator) -> ClusteringResult:
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> ClusteringResult:
         """Cluster each class's ``features`` (N, D); ``labels`` as trained; ``generator`` seeds scikit-learn."""
         check_features(features, labels)
-        random_state = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+        random_state = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         labels = labels.cpu()
         values = features.detach().cpu().double().numpy()
         scores = torch.zeros(len(labels), dtype=torch.float64)
@@ -116,27 +120,38 @@ class ActivationClustering:
         return ClusteringResult(scores, flagged, smaller, shares, tuple(poisoned))
 
 
-def clustering_variants(built: "ActivationClustering") -> dict:
+def clustering_variants(built: ActivationClustering) -> dict:
     """The configured detector, then each source's rule with its reduction, all on the pooled features (the layer
     ART and BackdoorBench's AC take): ART's ``ActivationDefence`` (PCA to 10 dimensions, k-means) flagging the
     smaller cluster of every class, ART's relative-size rule (only where it holds under ``size_threshold`` of its
     class), and BackdoorBench's detection rule (``detection_pretrain/ac.py``: FastICA to 10, k-means, the smaller
     cluster when under 35 % of its class). ART clusters with MiniBatchKMeans only when given a data generator."""
     art = dict(nb_dims=built.nb_dims, reduce="PCA", size_threshold=built.size_threshold)
-    return {"configured": (built, "pooled"),
-            "art-smaller": (ActivationClustering(**art, cluster_analysis="smaller"), "pooled"),
-            "art-relative-size": (ActivationClustering(**art, cluster_analysis="relative-size"), "pooled"),
-            "backdoorbench": (ActivationClustering(10, "FastICA", "relative-size", 0.35), "pooled")}
+    return {
+        "configured": (built, "pooled"),
+        "art-smaller": (ActivationClustering(**art, cluster_analysis="smaller"), "pooled"),
+        "art-relative-size": (ActivationClustering(**art, cluster_analysis="relative-size"), "pooled"),
+        "backdoorbench": (ActivationClustering(10, "FastICA", "relative-size", 0.35), "pooled"),
+    }
 
 
-@register_detector("activation-clustering", rule="per class 2-means of reduced features: the smaller cluster "
-                   "(cluster_analysis) or only one under size_threshold of its class (Chen et al. 2018, ART)",
-                   variants=clustering_variants)
-def activation_clustering(*, nb_dims: int = 10, reduce: str = "FastICA", cluster_analysis: str = "smaller",
-                          size_threshold: float = 0.35) -> ActivationClustering:
+@DETECTORS.register(
+    "activation-clustering",
+    reference="Chen et al. 2018 (arXiv 1811.03728); ART ActivationDefence",
+    rule="per class 2-means of reduced features: the smaller cluster (cluster_analysis) or only one "
+    "under size_threshold of its class (Chen et al. 2018, ART)",
+    variants=clustering_variants,
+    columns=("flagged_classes",),
+)
+def activation_clustering(
+    *, nb_dims: int = 10, reduce: str = "FastICA", cluster_analysis: str = "smaller", size_threshold: float = 0.35
+) -> ActivationClustering:
     name = "activation-clustering"
     return ActivationClustering(
-        nb_dims=int(number(name, "nb_dims", nb_dims, low=1, integer=True)),
-        reduce=choice(name, "reduce", reduce, REDUCTIONS),
-        cluster_analysis=choice(name, "cluster_analysis", cluster_analysis, ANALYSES),
-        size_threshold=float(number(name, "size_threshold", size_threshold, low=0.0, high=0.5, low_open=True)))
+        nb_dims=int(DETECTORS.number(name, "nb_dims", nb_dims, low=1, integer=True)),
+        reduce=DETECTORS.choice(name, "reduce", reduce, REDUCTIONS),
+        cluster_analysis=DETECTORS.choice(name, "cluster_analysis", cluster_analysis, ANALYSES),
+        size_threshold=float(
+            DETECTORS.number(name, "size_threshold", size_threshold, low=0.0, high=0.5, low_open=True)
+        ),
+    )

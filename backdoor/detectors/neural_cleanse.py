@@ -57,13 +57,14 @@ Sources read: bolunwang/backdoor (``visualizer.py``, ``gtsrb_visualize_example.p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from . import number, register_detector
+from . import DETECTORS
 
 PredictLogits = Callable[[torch.Tensor], torch.Tensor]
 CONSISTENCY = 1.4826  # MAD of a normal sample times this estimates its standard deviation
@@ -89,11 +90,21 @@ class NeuralCleanseResult:
     steps: torch.Tensor
     updates: torch.Tensor
 
+    @property
+    def updates_per_class(self) -> float:
+        """The Adam updates a class took, on average (the record's column)."""
+        return float(self.updates.numpy().mean())
+
     def summary(self) -> dict[str, Any]:
         """The numbers as plain Python (for JSON): everything but the masks and patterns."""
-        return {"norms": self.norms.tolist(), "anomaly_index": self.anomaly_index.tolist(),
-                "flagged_classes": list(self.flagged_classes), "success": self.success.tolist(),
-                "steps": self.steps.tolist(), "updates": self.updates.tolist()}
+        return {
+            "norms": self.norms.tolist(),
+            "anomaly_index": self.anomaly_index.tolist(),
+            "flagged_classes": list(self.flagged_classes),
+            "success": self.success.tolist(),
+            "steps": self.steps.tolist(),
+            "updates": self.updates.tolist(),
+        }
 
 
 def _median(values: torch.Tensor) -> torch.Tensor:
@@ -129,7 +140,7 @@ class CostSchedule:
     """The original's dynamic weight of the mask norm, and its early-stop rule (see the module doc)."""
 
     def __init__(self, init_cost: float, multiplier: float, patience: int):
-        self.init_cost, self.up, self.down, self.patience = init_cost, multiplier, multiplier ** 1.5, patience
+        self.init_cost, self.up, self.down, self.patience = init_cost, multiplier, multiplier**1.5, patience
         self.cost = 0.0
         self.set_count = self.up_count = self.down_count = self.stop_count = 0
         self.went_up = self.went_down = False
@@ -164,13 +175,19 @@ class NeuralCleanse:
     patience: int = 5
     success_threshold: float = 0.99
 
-    def __call__(self, predict_logits: PredictLogits, images: torch.Tensor, labels: torch.Tensor,
-                 num_classes: int, generator: torch.Generator) -> NeuralCleanseResult:
+    def __call__(
+        self,
+        predict_logits: PredictLogits,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator,
+    ) -> NeuralCleanseResult:
         """Reverse a trigger for every class of the model behind ``predict_logits`` (differentiable,
         float [0, 1] images -> logits; put the model in eval mode) from clean uint8 ``images``
         (N, C, H, W) and their int64 ``labels``; ``generator`` (CPU) draws the subset, starts, orders."""
         _check_inputs(images, labels, num_classes)
-        chosen = torch.randperm(len(images), generator=generator)[:self.num_images]
+        chosen = torch.randperm(len(images), generator=generator)[: self.num_images]
         x, y = images[chosen.to(images.device)].float() / 255, labels[chosen.to(labels.device)].cpu()
         runs = [self.reverse(predict_logits, x[(y != t).to(x.device)], t, generator) for t in range(num_classes)]
         masks, patterns, success, steps, updates = (torch.stack([run[i] for run in runs]) for i in range(5))
@@ -178,8 +195,9 @@ class NeuralCleanse:
         index = anomaly_index(norms)
         return NeuralCleanseResult(norms, index, flag_classes(norms, index), masks, patterns, success, steps, updates)
 
-    def reverse(self, predict_logits: PredictLogits, x: torch.Tensor, target: int,
-                generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def reverse(
+        self, predict_logits: PredictLogits, x: torch.Tensor, target: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, ...]:
         """(mask (H, W), pattern (C, H, W), success, steps run, Adam updates) for ``target`` from float images ``x``."""
         if len(x) == 0:
             raise ValueError(f"neural cleanse: no clean image outside class {target} in the subset")
@@ -189,7 +207,7 @@ class NeuralCleanse:
         optimizer = torch.optim.Adam([a, b], lr=self.lr, betas=(0.5, 0.9))
         schedule = CostSchedule(self.init_cost, self.cost_multiplier, self.patience)
         best, reg_best = None, math.inf
-        for step in range(1, self.steps + 1):
+        for step in range(1, self.steps + 1):  # noqa: B007 (read after the loop: the steps run)
             success, reg = self._step(predict_logits, x, target, a, b, optimizer, schedule.cost, generator)
             current = (_from_tanh_space(a.detach()), _from_tanh_space(b.detach()), success)
             if success >= self.success_threshold and reg < reg_best:
@@ -198,11 +216,25 @@ class NeuralCleanse:
                 break
         mask, pattern, success = best if best is not None else current  # never succeeded: the last
         updates = step * math.ceil(len(x) / self.batch_size)
-        return (mask.float().cpu(), pattern.float().cpu(), torch.tensor(success, dtype=torch.float64), torch.tensor(step),
-                torch.tensor(updates))
+        return (
+            mask.float().cpu(),
+            pattern.float().cpu(),
+            torch.tensor(success, dtype=torch.float64),
+            torch.tensor(step),
+            torch.tensor(updates),
+        )
 
-    def _step(self, predict_logits: PredictLogits, x: torch.Tensor, target: int, a: torch.Tensor, b: torch.Tensor,
-              optimizer: torch.optim.Optimizer, cost: float, generator: torch.Generator) -> tuple[float, float]:
+    def _step(
+        self,
+        predict_logits: PredictLogits,
+        x: torch.Tensor,
+        target: int,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        cost: float,
+        generator: torch.Generator,
+    ) -> tuple[float, float]:
         """One shuffled pass over ``x``; returns (fraction classified as target, mean batch L1 norm)."""
         hits, regs = 0, []
         for batch in torch.randperm(len(x), generator=generator).split(self.batch_size):
@@ -227,19 +259,36 @@ def _check_inputs(images: torch.Tensor, labels: torch.Tensor, num_classes: int) 
         raise ValueError(f"num_classes must be an integer >= 3 (the outlier test needs a median), got {num_classes!r}")
 
 
-@register_detector("neural-cleanse", kind="model", rule="anomaly index > 2 (MAD x 1.4826) with a norm below the "
-                                                      "median (Wang et al. 2019)")
-def neural_cleanse(*, steps: int = 20, num_images: int = 256, batch_size: int = 32, lr: float = 0.1,
-                   init_cost: float = 1e-3, cost_multiplier: float = 2.0, patience: int = 5,
-                   success_threshold: float = 0.99) -> NeuralCleanse:
+@DETECTORS.register(
+    "neural-cleanse",
+    kind="model",
+    reference="Wang et al., IEEE S&P 2019 (bolunwang/backdoor)",
+    rule="anomaly index > 2 (MAD x 1.4826) with a norm below the median (Wang et al. 2019)",
+    columns=("updates_per_class",),
+    score_columns=("steps", "updates", "success"),
+    reversed_trigger=True,
+)
+def neural_cleanse(
+    *,
+    steps: int = 20,
+    num_images: int = 256,
+    batch_size: int = 32,
+    lr: float = 0.1,
+    init_cost: float = 1e-3,
+    cost_multiplier: float = 2.0,
+    patience: int = 5,
+    success_threshold: float = 0.99,
+) -> NeuralCleanse:
     name = "neural-cleanse"
     return NeuralCleanse(
-        steps=int(number(name, "steps", steps, low=1, integer=True)),
-        num_images=int(number(name, "num_images", num_images, low=1, integer=True)),
-        batch_size=int(number(name, "batch_size", batch_size, low=1, integer=True)),
-        lr=float(number(name, "lr", lr, low=0.0, low_open=True)),
-        init_cost=float(number(name, "init_cost", init_cost, low=0.0, low_open=True)),
-        cost_multiplier=float(number(name, "cost_multiplier", cost_multiplier, low=1.0, low_open=True)),
-        patience=int(number(name, "patience", patience, low=1, integer=True)),
-        success_threshold=float(number(name, "success_threshold", success_threshold, low=0.0, high=1.0,
-                                       low_open=True)))
+        steps=int(DETECTORS.number(name, "steps", steps, low=1, integer=True)),
+        num_images=int(DETECTORS.number(name, "num_images", num_images, low=1, integer=True)),
+        batch_size=int(DETECTORS.number(name, "batch_size", batch_size, low=1, integer=True)),
+        lr=float(DETECTORS.number(name, "lr", lr, low=0.0, low_open=True)),
+        init_cost=float(DETECTORS.number(name, "init_cost", init_cost, low=0.0, low_open=True)),
+        cost_multiplier=float(DETECTORS.number(name, "cost_multiplier", cost_multiplier, low=1.0, low_open=True)),
+        patience=int(DETECTORS.number(name, "patience", patience, low=1, integer=True)),
+        success_threshold=float(
+            DETECTORS.number(name, "success_threshold", success_threshold, low=0.0, high=1.0, low_open=True)
+        ),
+    )

@@ -63,8 +63,9 @@ def detection_counts(flagged: torch.Tensor, truth: torch.Tensor) -> DetectionCou
     fp = int((flagged & ~truth).sum())
     fn = int((~flagged & truth).sum())
     tn = len(truth) - tp - fp - fn
-    return DetectionCounts(tp, fp, tn, fn, _ratio(tp, tp + fn), _ratio(fp, fp + tn), _ratio(tp, tp + fp),
-                           _ratio(2 * tp, 2 * tp + fp + fn))
+    return DetectionCounts(
+        tp, fp, tn, fn, _ratio(tp, tp + fn), _ratio(fp, fp + tn), _ratio(tp, tp + fp), _ratio(2 * tp, 2 * tp + fp + fn)
+    )
 
 
 def auroc(scores: torch.Tensor, truth: torch.Tensor) -> float:

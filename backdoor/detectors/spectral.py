@@ -35,12 +35,12 @@ Differences from them:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from . import check_features, choice, number, register_detector
+from . import DETECTORS, check_features
 from .result import DetectionResult
 
 
@@ -65,8 +65,9 @@ def spectral_scores(features: torch.Tensor, score: str = "paper") -> torch.Tenso
     return (centred @ vh[0]) ** 2 if score == "paper" else (x @ vh[0]).abs()
 
 
-def _expected_per_class(expected_poison: int | Sequence[float] | torch.Tensor, labels: torch.Tensor,
-                        classes: list[int]) -> dict[int, float]:
+def _expected_per_class(
+    expected_poison: int | Sequence[float] | torch.Tensor, labels: torch.Tensor, classes: list[int]
+) -> dict[int, float]:
     """``e_c`` for each present class: a total spread by class size, or the per-class values given."""
     if isinstance(expected_poison, int) and not isinstance(expected_poison, bool):
         if not 0 <= expected_poison <= len(labels):
@@ -74,8 +75,10 @@ def _expected_per_class(expected_poison: int | Sequence[float] | torch.Tensor, l
         return {c: expected_poison * int((labels == c).sum()) / len(labels) for c in classes}
     per_class = torch.as_tensor(expected_poison, dtype=torch.float64)
     if per_class.dim() != 1 or (classes and len(per_class) <= max(classes)):
-        raise ValueError("expected_poison must be an int (total) or a 1-D sequence indexed by class, "
-                         f"covering class {max(classes) if classes else 0}; got shape {tuple(per_class.shape)}")
+        raise ValueError(
+            "expected_poison must be an int (total) or a 1-D sequence indexed by class, "
+            f"covering class {max(classes) if classes else 0}; got shape {tuple(per_class.shape)}"
+        )
     if not bool(torch.isfinite(per_class).all()) or bool((per_class < 0).any()):
         raise ValueError("expected_poison per class must be finite and non-negative")
     return {c: float(per_class[c]) for c in classes}
@@ -87,8 +90,12 @@ class SpectralSignatures:
     expected_rate: float = 0.1
     score: str = "paper"
 
-    def __call__(self, features: torch.Tensor, labels: torch.Tensor,
-                 expected_poison: int | Sequence[float] | torch.Tensor | None = None) -> SpectralResult:
+    def __call__(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        expected_poison: int | Sequence[float] | torch.Tensor | None = None,
+    ) -> SpectralResult:
         """Score and flag training images from their penultimate-layer ``features`` (N, D) and the
         ``labels`` they were trained with; ``expected_poison`` is a total (int) or per-class counts;
         None: ``expected_rate`` of every class (the defender's assumption, ART's expected_pp_poison)."""
@@ -106,12 +113,12 @@ class SpectralSignatures:
             tau = spectral_scores(features[index.to(features.device)], self.score)
             scores[index] = tau
             budgets[c] = min(len(index), math.floor(self.eps_multiplier * expected[c] + 0.5))
-            top = torch.argsort(tau, descending=True, stable=True)[:budgets[c]]
+            top = torch.argsort(tau, descending=True, stable=True)[: budgets[c]]
             flagged[index[top]] = True
         return SpectralResult(scores, flagged, budgets)
 
 
-def spectral_variants(built: "SpectralSignatures") -> dict:
+def spectral_variants(built: SpectralSignatures) -> dict:
     """The configured detector and the other score form, each on the pooled features and on the last block
     flattened (the layer BackdoorBench takes), all at the configured budget."""
     other = "reference" if built.score == "paper" else "paper"
@@ -119,12 +126,19 @@ def spectral_variants(built: "SpectralSignatures") -> dict:
     return {f"{form}-{layer}": (detector, layer) for form, detector in forms.items() for layer in ("pooled", "block")}
 
 
-@register_detector("spectral", rule="the top eps_multiplier x expected_rate x class size scores of each class "
-                                    "(Tran et al. 2018)", variants=spectral_variants)
+@DETECTORS.register(
+    "spectral",
+    reference="Tran, Li, Madry, NeurIPS 2018; ART SpectralSignatureDefense",
+    rule="the top eps_multiplier x expected_rate x class size scores of each class (Tran et al. 2018)",
+    variants=spectral_variants,
+    seeded=False,
+)
 def spectral(*, eps_multiplier: float = 1.5, expected_rate: float = 0.1, score: str = "paper") -> SpectralSignatures:
     """``expected_rate``: the fraction of each class the defender assumes poisoned (Tran et al.'s epsilon) when
     no expected count is given; 0.1 here, an upper bound for the rates the CPU presets use (ART's
     ``expected_pp_poison`` defaults to 0.33)."""
-    return SpectralSignatures(float(number("spectral", "eps_multiplier", eps_multiplier, low=0.0)),
-                              float(number("spectral", "expected_rate", expected_rate, low=0.0, high=1.0)),
-                              choice("spectral", "score", score, SCORES))
+    return SpectralSignatures(
+        float(DETECTORS.number("spectral", "eps_multiplier", eps_multiplier, low=0.0)),
+        float(DETECTORS.number("spectral", "expected_rate", expected_rate, low=0.0, high=1.0)),
+        DETECTORS.choice("spectral", "score", score, SCORES),
+    )

@@ -39,13 +39,13 @@ Differences from them:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from . import number, register_detector
+from . import DETECTORS
 from .result import DetectionResult
 
 PredictLogits = Callable[[torch.Tensor], torch.Tensor]
@@ -73,9 +73,16 @@ def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(log_p.exp() * log_p).sum(dim=1)
 
 
-def blend_entropy(predict_logits: PredictLogits, inputs: torch.Tensor, pool: torch.Tensor,
-                  generator: torch.Generator, *, num_blends: int = 64, alpha: float = 0.5,
-                  batch_size: int = 256) -> torch.Tensor:
+def blend_entropy(
+    predict_logits: PredictLogits,
+    inputs: torch.Tensor,
+    pool: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    num_blends: int = 64,
+    alpha: float = 0.5,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """float64 (N,): each uint8 input's entropy averaged over ``num_blends`` blends with pool images."""
     _check_images("inputs", inputs)
     _check_images("pool", pool, tuple(inputs.shape[1:]))
@@ -111,8 +118,14 @@ class Strip:
     num_inputs: int = 500  # a pipeline scores this many triggered and this many clean test inputs
     num_clean: int = 1000  # and gives this many clean images to blend, and as many to set the threshold
 
-    def __call__(self, predict_logits: PredictLogits, inputs: torch.Tensor, pool: torch.Tensor,
-                 generator: torch.Generator, clean: torch.Tensor | None = None) -> StripResult:
+    def __call__(
+        self,
+        predict_logits: PredictLogits,
+        inputs: torch.Tensor,
+        pool: torch.Tensor,
+        generator: torch.Generator,
+        clean: torch.Tensor | None = None,
+    ) -> StripResult:
         """Score uint8 ``inputs`` (N, C, H, W). ``predict_logits`` maps float [0, 1] images to logits;
         ``pool``: clean uint8 images to blend with; ``clean``: clean held-out inputs that set the
         threshold (default: ``pool``). The held-out inputs draw from ``generator`` first, then ``inputs``."""
@@ -124,14 +137,30 @@ class Strip:
         return StripResult(-entropy, entropy < threshold, entropy, threshold, clean_entropy)
 
 
-@register_detector("strip", kind="inputs", rule="entropy below the false_rejection_rate quantile of the defender's "
-                                               "clean inputs (Gao et al. 2019)")
-def strip(*, num_blends: int = 64, alpha: float = 0.5, false_rejection_rate: float = 0.05,
-          batch_size: int = 256, num_inputs: int = 500, num_clean: int = 1000) -> Strip:
-    return Strip(num_blends=int(number("strip", "num_blends", num_blends, low=2, integer=True)),
-                 alpha=float(number("strip", "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)),
-                 false_rejection_rate=float(number("strip", "false_rejection_rate", false_rejection_rate,
-                                                   low=0.0, high=1.0, high_open=True)),
-                 batch_size=int(number("strip", "batch_size", batch_size, low=1, integer=True)),
-                 num_inputs=int(number("strip", "num_inputs", num_inputs, low=1, integer=True)),
-                 num_clean=int(number("strip", "num_clean", num_clean, low=2, integer=True)))
+@DETECTORS.register(
+    "strip",
+    kind="inputs",
+    reference="Gao et al., ACSAC 2019; BackdoorBench detection_infer/strip.py",
+    rule="entropy below the false_rejection_rate quantile of the defender's clean inputs (Gao et al. 2019)",
+    score_columns=("entropy",),
+)
+def strip(
+    *,
+    num_blends: int = 64,
+    alpha: float = 0.5,
+    false_rejection_rate: float = 0.05,
+    batch_size: int = 256,
+    num_inputs: int = 500,
+    num_clean: int = 1000,
+) -> Strip:
+    name = "strip"
+    return Strip(
+        num_blends=int(DETECTORS.number(name, "num_blends", num_blends, low=2, integer=True)),
+        alpha=float(DETECTORS.number(name, "alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)),
+        false_rejection_rate=float(
+            DETECTORS.number(name, "false_rejection_rate", false_rejection_rate, low=0.0, high=1.0, high_open=True)
+        ),
+        batch_size=int(DETECTORS.number(name, "batch_size", batch_size, low=1, integer=True)),
+        num_inputs=int(DETECTORS.number(name, "num_inputs", num_inputs, low=1, integer=True)),
+        num_clean=int(DETECTORS.number(name, "num_clean", num_clean, low=2, integer=True)),
+    )

@@ -1,11 +1,13 @@
 """Fine-tuning methods: how the defender fine-tunes a model on its clean images (``finetune.method``, grid axis
 ``ft_method``).
 
-Adding a method is one module with a factory and one ``@register_method`` line (and its import at the bottom).
-A factory takes the method's own settings (``params.yaml: finetune_methods.<name>``) as keyword arguments with
-defaults, validates them and returns ``run(tuning) -> record``: it fine-tunes ``tuning.clf`` in place and returns
-at least ``steps``, the optimizer updates it took (the budget to compare methods by). A method's settings block
-may also override the shared loop settings of ``finetune:`` (``weight_decay: 0.0`` for FST, whose code has none).
+Adding a method is one module with a factory under ``@METHODS.register(name, reference=...)`` and its import at
+the bottom of this file. A factory takes the method's own settings (``params.yaml: finetune_methods.<name>``) as
+keyword-only arguments with defaults (the one place a default lives), validates them (``METHODS.number``,
+``METHODS.choice``) and returns ``run(tuning) -> record``: it fine-tunes ``tuning.clf`` in place and returns at
+least ``steps``, the optimizer updates it took (the budget to compare methods by). A method's settings block may
+also override the shared loop settings of ``finetune:``; the values its source uses are its ``loop`` fact
+(``weight_decay: 0.0`` for FST, whose code has none), which params.yaml's block carries.
 
 =================  ==================  =====================================================================
 name               module              source
@@ -23,22 +25,22 @@ Each module's docstring names its reference code and every difference from it.
 
 from __future__ import annotations
 
-import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..classifier import Classifier
-from ..config import FinetuneConfig
 from ..datasets import Dataset
-from ..errors import choices_error
+from ..defence_settings import FinetuneConfig
 from ..loop import fit
 from ..models import classifier_head
+from ..registry import Registry
 from ..seeding import derive_seed
-from ..validation import check_keys, check_number, setting_names
 
 LOOP_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f.name not in ("clean_size", "method", "eval_every"))
 
@@ -60,59 +62,63 @@ class Tuning:
 
     def fit(self, **options: Any) -> int:
         """``backdoor.loop.fit`` on the clean images with these settings; returns the optimizer steps."""
-        return fit(self.clf, self.images, self.labels, self.cfg, seed=self.seed, on_epoch_end=self.on_epoch_end,
-                   progress=self.progress, **options)
+        return fit(
+            self.clf,
+            self.images,
+            self.labels,
+            self.cfg,
+            seed=self.seed,
+            on_epoch_end=self.on_epoch_end,
+            progress=self.progress,
+            **options,
+        )
 
 
 Method = Callable[[Tuning], dict[str, Any]]
 MethodFactory = Callable[..., Method]
-METHODS: dict[str, MethodFactory] = {}
-
-
-def register_method(name: str) -> Callable[[MethodFactory], MethodFactory]:
-    def add(factory: MethodFactory) -> MethodFactory:
-        METHODS[name] = factory
-        return factory
-    return add
+METHODS: Registry[MethodFactory] = Registry(
+    "finetune.method",
+    section="finetune_methods",
+    facts={
+        # the shared loop settings (finetune:) its source sets otherwise, which params.yaml's block for it carries; the
+        # loop itself applies what the block holds (a block without them runs with finetune:'s values)
+        "loop": MappingProxyType({}),
+    },
+)
 
 
 def method_defaults(name: str) -> dict[str, Any]:
     """The method's own settings and their defaults, from its factory's signature."""
-    if name not in METHODS:
-        raise choices_error("finetune.method", name, sorted(METHODS))
-    params = inspect.signature(METHODS[name]).parameters
-    return {key: params[key].default for key in setting_names(METHODS[name])}
+    return METHODS.defaults(name)
 
 
 def split_settings(name: str, settings: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``finetune_methods.<name>`` checked, split into the method's own settings and overrides of the loop's."""
     settings = dict(settings or {})
-    check_keys(f"finetune_methods.{name}", settings, [*method_defaults(name), *LOOP_KEYS])
-    return ({k: v for k, v in settings.items() if k not in LOOP_KEYS},
-            {k: v for k, v in settings.items() if k in LOOP_KEYS})
+    METHODS.check_keys(name, settings, extra=LOOP_KEYS)
+    return (
+        {k: v for k, v in settings.items() if k not in LOOP_KEYS},
+        {k: v for k, v in settings.items() if k in LOOP_KEYS},
+    )
 
 
 def tuning_config(cfg: FinetuneConfig, name: str, settings: dict[str, Any] | None) -> FinetuneConfig:
     """The loop settings a method runs with: ``finetune:`` with its block's overrides, validated."""
     _, overrides = split_settings(name, settings)
     tuned = replace(cfg, **overrides)
-    tuned.validate(f"finetune_methods.{name}")
+    tuned.validate(METHODS.where(name))
     return tuned
 
 
 def build_method(name: str, settings: dict[str, Any] | None = None) -> Method:
     own, _ = split_settings(name, settings)
-    return METHODS[name](**own)
+    return METHODS.build(name, **own)
 
 
 def check_method(name: str, settings: dict[str, Any] | None, cfg: FinetuneConfig | None = None) -> None:
     """Raise ``ConfigError`` for an unknown method or a bad setting, before any work."""
     build_method(name, settings)
     tuning_config(cfg or FinetuneConfig(), name, settings)
-
-
-def number(name: str, key: str, value: object, **bounds: Any) -> float:
-    return check_number(f"finetune_methods.{name}.{key}", value, **bounds)
 
 
 # ------------------------------------------------------------- the head: what LP, FE-tuning, FST and FP work on
@@ -145,10 +151,23 @@ def keep_head_norm(model: nn.Module) -> Callable[[], None]:
     @torch.no_grad()
     def rescale() -> None:
         head.weight.mul_(norm.to(head.weight.device) / head.weight.norm())
+
     return rescale
 
 
 from . import fe_tuning, fine_pruning, fst, ft, lp, super_ft  # noqa: E402,F401  (register the methods)
 
-__all__ = ["METHODS", "Tuning", "build_method", "check_method", "method_defaults", "register_method",
-           "tuning_config"]
+__all__ = [
+    "LOOP_KEYS",
+    "METHODS",
+    "Method",
+    "Tuning",
+    "build_method",
+    "check_method",
+    "head_and_backbone",
+    "keep_head_norm",
+    "method_defaults",
+    "reinit_head",
+    "split_settings",
+    "tuning_config",
+]

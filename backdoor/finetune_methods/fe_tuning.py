@@ -10,13 +10,19 @@ Differences: the cosine decays per step, not per epoch; the re-initialisation is
 
 from __future__ import annotations
 
-from . import Method, Tuning, head_and_backbone, register_method, reinit_head
+from . import METHODS, Method, Tuning, head_and_backbone, reinit_head
 
 
-@register_method("fe-tuning")
+@METHODS.register(
+    "fe-tuning",
+    reference="Min et al. NeurIPS 2023 code, --ft_mode fe-tuning "
+    "(github.com/AISafety-HKUST/stable_backdoor_purification)",
+    loop={"weight_decay": 0.0},
+)
 def fe_tuning() -> Method:
     def run(tuning: Tuning) -> dict:
         reinit_head(tuning.clf.model, tuning.seed)
         _, backbone = head_and_backbone(tuning.clf.model)
         return {"steps": tuning.fit(params=backbone)}
+
     return run

@@ -28,9 +28,8 @@ import math
 import torch
 import torch.nn.utils.prune as prune
 
-from . import Method, Tuning, number, register_method
 from ..models import classifier_head, prunable_layer
-from ..validation import check_choice
+from . import METHODS, Method, Tuning
 
 
 @torch.inference_mode()
@@ -40,8 +39,10 @@ def head_inputs(tuning: Tuning, images: torch.Tensor) -> torch.Tensor:
 
     model = tuning.clf.model.eval()
     device = next(model.parameters()).device
-    parts = [model.forward_head(model.forward_features(tuning.clf.normalizer(batch.to(device))), pre_logits=True)
-             for batch in images.split(inference_batch(device))]
+    parts = [
+        model.forward_head(model.forward_features(tuning.clf.normalizer(batch.to(device))), pre_logits=True)
+        for batch in images.split(inference_batch(device))
+    ]
     return torch.cat(parts).float()
 
 
@@ -53,23 +54,25 @@ def prune_mask(order: torch.Tensor, num_pruned: int, shape: torch.Size) -> torch
     """The head weight's mask with the ``num_pruned - 1`` least active channels (columns) zeroed, as fp.py does."""
     mask = torch.ones(shape)
     if num_pruned:
-        mask[:, order[:num_pruned - 1]] = 0
+        mask[:, order[: num_pruned - 1]] = 0
     return mask
 
 
-@register_method("fine-pruning")
+@METHODS.register("fine-pruning", reference="Liu, Dolan-Gavitt, Garg, RAID 2018; BackdoorBench defense/fp.py")
 def fine_pruning(*, acc_ratio: float = 0.1, once_prune_ratio: float = 0.01, stop_on: str = "clean") -> Method:
-    acc_ratio = float(number("fine-pruning", "acc_ratio", acc_ratio, low=0.0, high=1.0, low_open=True))
-    once = float(number("fine-pruning", "once_prune_ratio", once_prune_ratio, low=0.0, high=1.0, low_open=True))
-    stop_on = check_choice("finetune_methods.fine-pruning.stop_on", stop_on, ("clean", "test"))
+    name = "fine-pruning"
+    acc_ratio = float(METHODS.number(name, "acc_ratio", acc_ratio, low=0.0, high=1.0, low_open=True))
+    once = float(METHODS.number(name, "once_prune_ratio", once_prune_ratio, low=0.0, high=1.0, low_open=True))
+    stop_on = METHODS.choice(name, "stop_on", stop_on, ("clean", "test"))
 
     def run(tuning: Tuning) -> dict:
         model = tuning.clf.model
         head = classifier_head(model)
         layer, channels = prunable_layer(model)
         order = torch.argsort(head_inputs(tuning, tuning.images).mean(dim=0), stable=True)
-        judged = (tuning.images, tuning.labels) if stop_on == "clean" else (tuning.data.test.images,
-                                                                            tuning.data.test.labels)
+        judged = (
+            (tuning.images, tuning.labels) if stop_on == "clean" else (tuning.data.test.images, tuning.data.test.labels)
+        )
         features, labels = head_inputs(tuning, judged[0]), judged[1].to(head.weight.device)
         weight, bias = head.weight.detach(), head.bias.detach() if head.bias is not None else 0
 
@@ -87,6 +90,14 @@ def fine_pruning(*, acc_ratio: float = 0.1, once_prune_ratio: float = 0.01, stop
         prune.custom_from_mask(head, "weight", mask.to(weight.device))
         steps = tuning.fit()
         prune.remove(head, "weight")  # the mask baked into the weight: a plain state dict again
-        return {"steps": steps, "pruned_layer": layer, "pruned_channels": pruned, "channels": channels,
-                "prune_stop_on": stop_on, "prune_accuracy_before": start, "prune_accuracy_after": reached}
+        return {
+            "steps": steps,
+            "pruned_layer": layer,
+            "pruned_channels": pruned,
+            "channels": channels,
+            "prune_stop_on": stop_on,
+            "prune_accuracy_before": start,
+            "prune_accuracy_after": reached,
+        }
+
     return run

@@ -18,13 +18,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import Method, Tuning, keep_head_norm, number, register_method, reinit_head
 from ..models import classifier_head
+from . import METHODS, Method, Tuning, keep_head_norm, reinit_head
 
 
-@register_method("fst")
+@METHODS.register(
+    "fst",
+    reference="Min et al. NeurIPS 2023, github.com/AISafety-HKUST/stable_backdoor_purification",
+    loop={"weight_decay": 0.0},
+)
 def fst(*, alpha: float = 0.2) -> Method:
-    alpha = float(number("fst", "alpha", alpha, low=0.0))
+    alpha = float(METHODS.number("fst", "alpha", alpha, low=0.0))
 
     def run(tuning: Tuning) -> dict:
         model = tuning.clf.model
@@ -39,4 +43,5 @@ def fst(*, alpha: float = 0.2) -> Method:
             return F.cross_entropy(net(x), y, label_smoothing=smoothing) + alpha * shift
 
         return {"steps": tuning.fit(loss_fn=loss, after_step=rescale)}
+
     return run

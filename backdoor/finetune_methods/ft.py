@@ -12,11 +12,12 @@ decay (BackdoorBench decays every parameter); fp32 on a CPU where BackdoorBench 
 
 from __future__ import annotations
 
-from . import Method, Tuning, register_method
+from . import METHODS, Method, Tuning
 
 
-@register_method("ft")
+@METHODS.register("ft", reference="BackdoorBench defense/ft.py (SCLBD/BackdoorBench @ f02e353)")
 def ft() -> Method:
     def run(tuning: Tuning) -> dict:
         return {"steps": tuning.fit()}
+
     return run

@@ -12,12 +12,17 @@ default lr 0.01, 10 epochs on 2 % of the data: set them there; ``weight_decay: 0
 
 from __future__ import annotations
 
-from . import Method, Tuning, head_and_backbone, keep_head_norm, register_method
+from . import METHODS, Method, Tuning, head_and_backbone, keep_head_norm
 
 
-@register_method("lp")
+@METHODS.register(
+    "lp",
+    reference="Min et al. NeurIPS 2023 code, --ft_mode lp (github.com/AISafety-HKUST/stable_backdoor_purification)",
+    loop={"weight_decay": 0.0},
+)
 def lp() -> Method:
     def run(tuning: Tuning) -> dict:
         head, _ = head_and_backbone(tuning.clf.model)
         return {"steps": tuning.fit(params=head, after_step=keep_head_norm(tuning.clf.model))}
+
     return run

@@ -10,30 +10,36 @@ used. The defaults are that guide's numbers, not the authors'; compare the sched
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from . import Method, Tuning, number, register_method
+from . import METHODS, Method, Tuning
 
 
 def super_ft_lr(base_lr: float, max_lr: float, final_lr: float, rise_fraction: float) -> Callable[[int, int], float]:
     """The lr at optimizer step ``step`` of ``total`` (absolute, not a factor)."""
+
     def lr(step: int, total: int) -> float:
         rise = max(1, round(rise_fraction * total))
         if step < rise:
             return base_lr + (max_lr - base_lr) * step / rise
         return max_lr + (final_lr - max_lr) * (step - rise) / max(1, total - rise)
+
     return lr
 
 
-@register_method("super-ft")
-def super_ft(*, base_lr: float = 3e-4, max_lr: float = 0.1, final_lr: float = 1e-3,
-             rise_fraction: float = 0.5) -> Method:
-    lrs = {key: float(number("super-ft", key, value, low=0.0, low_open=True))
-           for key, value in (("base_lr", base_lr), ("max_lr", max_lr), ("final_lr", final_lr))}
-    rise = float(number("super-ft", "rise_fraction", rise_fraction, low=0.0, high=1.0, low_open=True))
+@METHODS.register("super-ft", reference="Sha et al. 2022, arXiv 2212.09067 (no code published)")
+def super_ft(
+    *, base_lr: float = 3e-4, max_lr: float = 0.1, final_lr: float = 1e-3, rise_fraction: float = 0.5
+) -> Method:
+    lrs = {
+        key: float(METHODS.number("super-ft", key, value, low=0.0, low_open=True))
+        for key, value in (("base_lr", base_lr), ("max_lr", max_lr), ("final_lr", final_lr))
+    }
+    rise = float(METHODS.number("super-ft", "rise_fraction", rise_fraction, low=0.0, high=1.0, low_open=True))
     schedule = super_ft_lr(lrs["base_lr"], lrs["max_lr"], lrs["final_lr"], rise)
 
     def run(tuning: Tuning) -> dict:
         base = tuning.cfg.lr  # LambdaLR scales the optimizer's lr: give it the absolute lr as a factor of it
         return {"steps": tuning.fit(schedule=lambda step, total: schedule(step, total) / base)}
+
     return run

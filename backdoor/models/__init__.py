@@ -1,29 +1,26 @@
-"""Model registry: ``create_model(name, num_classes=..., in_chans=..., image_size=...)``.
+"""Model registry: ``create_model(name, num_classes=..., in_chans=..., image_size=..., **settings)``.
 
-Our own families register here; any other name is looked up in timm and adapted to the input
-(channels, and a small-image stem below 64 px). Every model exposes timm's interface:
-``forward_features``, ``forward_head(x, pre_logits=...)`` and ``feature_info`` (hidden layers by
-module name), which is how regularizers reach hidden layers of any model.
+Our own families register in ``MODELS`` (a module each; a model's settings, such as its widths, are its factory's
+keyword-only parameters, set under ``models.<name>`` in params.yaml); any other name is looked up in timm and
+adapted to the input (channels, and a small-image stem below 64 px). Every model exposes timm's interface:
+``forward_features``, ``forward_head(x, pre_logits=...)`` and ``feature_info`` (hidden layers by module name),
+which is how regularizers, detectors and defences reach hidden layers of any model.
+
+An entry's facts: ``has_weights`` (ImageNet weights exist for ``train.pretrained``) and ``data_init`` (how many of
+its training images part of the model is computed from, by ``model.init_from_data(images)``, into the layer
+``model.data_layer``: airbench's whitening; 0 for none).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch.nn as nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-ModelBuilder = Callable[..., nn.Module]
 SMALL_IMAGE = 64  # below this, stems are adapted: an ImageNet stem (stride-2 conv + pool) throws away most pixels
-MODELS: dict[str, ModelBuilder] = {}
-
-
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    def add(builder: ModelBuilder) -> ModelBuilder:
-        MODELS[name] = builder
-        return builder
-    return add
+MODELS = Registry("arch", section="models", built_in=("num_classes", "in_chans", "image_size"),
+                  facts={"has_weights": False, "data_init": 0})
 
 
 def is_known_arch(name: str) -> bool:
@@ -36,20 +33,39 @@ def is_known_arch(name: str) -> bool:
 
 def check_arch(name: str) -> None:
     if not is_known_arch(name):
-        raise ConfigError(f"arch: unknown value {name!r}; valid choices: {', '.join(sorted(MODELS))}, "
+        raise ConfigError(f"arch: unknown value {name!r}; valid choices: {', '.join(MODELS.names())}, "
                           f"or any timm model name (python -c 'import timm; print(timm.list_models())')")
 
 
-def create_model(name: str, *, num_classes: int, in_chans: int, image_size: int,
-                 pretrained: bool = False, **kwargs) -> nn.Module:
+def check_model_settings(name: str, settings: dict, pretrained: bool = False) -> None:
+    """A model's settings (``models.<name>``) and ``train.pretrained`` against what it has, before any work."""
     check_arch(name)
+    if name not in MODELS:
+        if settings:
+            raise ConfigError(f"models.{name}: settings are for this project's models ({', '.join(MODELS.names())}); "
+                              f"a timm model takes none here")
+        return
+    MODELS.check_keys(name, settings)
+    if pretrained and not MODELS.get(name).has_weights:
+        raise ConfigError(f"train.pretrained: {name} has no pretrained weights; set it to false")
+
+
+def create_model(name: str, *, num_classes: int, in_chans: int, image_size: int,
+                 pretrained: bool = False, **settings) -> nn.Module:
+    check_model_settings(name, settings, pretrained)
     if name in MODELS:
-        return MODELS[name](num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                            pretrained=pretrained, **kwargs)
+        extra = {"pretrained": pretrained} if MODELS.get(name).has_weights else {}
+        return MODELS.build(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **extra,
+                            **settings)
     from .timm_models import create_timm_model
 
     return create_timm_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                             pretrained=pretrained, **kwargs)
+                             pretrained=pretrained)
+
+
+def data_init_images(name: str) -> int:
+    """How many training images the model's ``init_from_data`` reads (0: it has none)."""
+    return MODELS.get(name).data_init if name in MODELS else 0
 
 
 def hidden_layers(model: nn.Module) -> list[str]:
@@ -92,6 +108,4 @@ def prunable_layer(model: nn.Module) -> tuple[str, int]:
     return last["module"], int(last["num_chs"])
 
 
-from . import small_cnn  # noqa: E402,F401  (registers small-cnn)
-from . import nasnet  # noqa: E402,F401  (registers nasnet-mobile, nasnet-large)
-from . import cpu_resnet  # noqa: E402,F401  (registers resnet6-cpu)
+from . import airbench, cpu_resnet, nasnet, small_cnn  # noqa: E402,F401  (each registers its models)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from . import register_model
+from . import MODELS
 from .small_cnn import StagedCNN, conv_bn
 
 
@@ -48,9 +48,7 @@ class CPUResNet(StagedCNN):
         super().__init__(stages, widths, num_classes)
 
 
-@register_model("resnet6-cpu")
-def resnet6_cpu(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False,
-                widths: tuple[int, ...] = (32, 64, 128), residual: tuple[int, ...] = (0, 0, 1)) -> nn.Module:
-    if pretrained:
-        raise ConfigError("train.pretrained: resnet6-cpu has no pretrained weights; set it to false")
+@MODELS.register("resnet6-cpu", reference="this project's CPU ResNet (docs/cpu-recipes.md), after Page's ResNet-9")
+def resnet6_cpu(*, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128),
+                residual: tuple[int, ...] = (0, 0, 1)) -> nn.Module:
     return CPUResNet(num_classes, in_chans, tuple(widths), tuple(residual))

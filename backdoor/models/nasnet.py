@@ -25,8 +25,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from . import SMALL_IMAGE, hidden_layers, register_model
-
+from . import MODELS, SMALL_IMAGE, hidden_layers
 
 
 class NASNetA(nn.Module):
@@ -119,39 +118,34 @@ def adapt_nasnet_stem(model: nn.Module, image_size: int) -> None:
     model.feature_info = [dict(info, reduction=max(1, info["reduction"] // 2)) for info in model.feature_info]
 
 
-@register_model("nasnet-mobile")
-def nasnet_mobile(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False,
-                  **kwargs) -> nn.Module:
-    if pretrained:
-        raise ConfigError("train.pretrained: nasnet-mobile has no pretrained weights here (timm ships none); "
-                          "set it to false, or use nasnet-large")
-    model = NASNetA(num_classes, in_chans, cells_per_stage=4, num_features=1056, stem_size=32, **kwargs)
+@MODELS.register("nasnet-mobile", reference="Zoph et al. 2018, TF-slim mobile_imagenet_config, from timm's cells")
+def nasnet_mobile(*, num_classes: int, in_chans: int, image_size: int, drop_rate: float = 0.0) -> nn.Module:
+    """No pretrained weights here (timm ships none; use nasnet-large for ImageNet weights)."""
+    model = NASNetA(num_classes, in_chans, cells_per_stage=4, num_features=1056, stem_size=32, drop_rate=drop_rate)
     adapt_nasnet_stem(model, image_size)
     return model
 
 
-@register_model("nasnet-cpu")
-def nasnet_cpu(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False, **kwargs) -> nn.Module:
+@MODELS.register("nasnet-cpu", reference="NASNet-A (Zoph et al. 2018) at 2 @ 576, from timm's cells")
+def nasnet_cpu(*, num_classes: int, in_chans: int, image_size: int, drop_rate: float = 0.0) -> nn.Module:
     """NASNet-A with 2 normal cells per stage and 576 penultimate filters (24 per branch in the first stage, a
     32-filter stem): 755,996 parameters at 10 classes against NASNet-A Mobile's 4,243,548. Why narrower, measured
     on CIFAR-10's held-out training images (docs/cpu-recipes.md): at 32 px Mobile trains at about 130 images/s on
     2 cores here, so 5 epochs take 33 minutes, over a 25-minute cell, and its 3 epochs reach 0.673 validation
     accuracy; this one reaches 0.756 in 4 epochs at about 255 images/s. Same cells, same stem adaptation."""
-    if pretrained:
-        raise ConfigError("train.pretrained: nasnet-cpu has no pretrained weights; set it to false")
-    model = NASNetA(num_classes, in_chans, cells_per_stage=2, num_features=576, stem_size=32, **kwargs)
+    model = NASNetA(num_classes, in_chans, cells_per_stage=2, num_features=576, stem_size=32, drop_rate=drop_rate)
     adapt_nasnet_stem(model, image_size)
     return model
 
 
-@register_model("nasnet-large")
+@MODELS.register("nasnet-large", has_weights=True, reference="timm's nasnetalarge (Zoph et al. 2018)")
 def nasnet_large(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False,
-                 **kwargs) -> nn.Module:
+                 drop_rate: float = 0.0) -> nn.Module:
     """timm's ``nasnetalarge`` (6 @ 4032, 88.8M parameters at 1000 classes), ImageNet weights if pretrained."""
     from .timm_models import create_timm_model
 
     model = create_timm_model("nasnetalarge", num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                              pretrained=pretrained, **kwargs)
+                              pretrained=pretrained, drop_rate=drop_rate)
     adapt_nasnet_stem(model, image_size)
     model.block_layers = after_stem(hidden_layers(model))
     return model

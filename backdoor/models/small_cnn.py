@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
-from . import register_model
+from . import MODELS
 
 
 def conv_bn(in_chans: int, out_chans: int, pool: bool = False) -> nn.Sequential:
@@ -54,9 +53,6 @@ class SmallCNN(StagedCNN):
         super().__init__(stages, widths, num_classes)
 
 
-@register_model("small-cnn")
-def small_cnn(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False,
-              widths: tuple[int, ...] = (32, 64, 128)) -> nn.Module:
-    if pretrained:
-        raise ConfigError("train.pretrained: small-cnn has no pretrained weights; set it to false")
+@MODELS.register("small-cnn", reference="this project's CPU default")
+def small_cnn(*, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Module:
     return SmallCNN(num_classes, in_chans, tuple(widths))

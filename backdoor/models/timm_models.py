@@ -8,7 +8,6 @@ from ..errors import ConfigError
 from . import SMALL_IMAGE
 
 
-
 def adapt_resnet_stem(model: nn.Module, in_chans: int) -> None:
     """CIFAR-style stem: 3x3 stride-1 conv, no max-pool (timm ResNet family)."""
     old = model.conv1

@@ -48,7 +48,7 @@ def _imported(root: Path, path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1] if package else []
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
                 base = ".".join(anchor + ([node.module] if node.module else []))
             else:
                 base = node.module or ""

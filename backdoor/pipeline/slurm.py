@@ -25,17 +25,17 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from backdoor.errors import ConfigError
 from backdoor.pipeline import workspace
-from backdoor.pipeline.stage_depth import Plan, layered, plan
 from backdoor.pipeline.slurm_options import LOG_DIR, Checked, Options, SlurmError, check_options
+from backdoor.pipeline.stage_depth import Plan, layered, plan
 
-COMMENT = "backdoor-slurm:"          # job comment: marks our arrays and names their stage list
+COMMENT = "backdoor-slurm:"  # job comment: marks our arrays and names their stage list
 
 
 def check_cluster(checked: Checked, partition: str | None) -> None:
@@ -43,13 +43,17 @@ def check_cluster(checked: Checked, partition: str | None) -> None:
     accepts the options (``sbatch --test-only``, which submits nothing)."""
     names = sorted(set(_run(["sinfo", "-h", "-o", "%R"], "cannot reach the SLURM controller").split()))
     if partition and partition not in names:
-        raise ConfigError(f"--partition (PARTITION): no partition {partition!r} on this cluster "
-                          f"(sinfo lists: {', '.join(names) or 'none'})")
-    test = subprocess.run(["sbatch", "--test-only", *checked.sbatch], input="#!/bin/sh\ntrue\n",
-                          capture_output=True, text=True)
+        raise ConfigError(
+            f"--partition (PARTITION): no partition {partition!r} on this cluster "
+            f"(sinfo lists: {', '.join(names) or 'none'})"
+        )
+    test = subprocess.run(
+        ["sbatch", "--test-only", *checked.sbatch], input="#!/bin/sh\ntrue\n", capture_output=True, text=True
+    )
     if test.returncode:
-        message = " ".join(line.removeprefix("sbatch: error: ").strip() for line in test.stderr.splitlines()
-                           if line.strip())
+        message = " ".join(
+            line.removeprefix("sbatch: error: ").strip() for line in test.stderr.splitlines() if line.strip()
+        )
         raise ConfigError(f"sbatch options {checked.shown}: sbatch --test-only refuses them: {message}")
 
 
@@ -80,7 +84,7 @@ def in_flight(log_dir: Path, sha: str) -> dict[str, str]:
         array_id, task, comment = (row.split("|", 2) + ["", ""])[:3]
         if not comment.startswith(COMMENT) or not task.isdigit():
             continue
-        path = Path(comment[len(COMMENT):])
+        path = Path(comment[len(COMMENT) :])
         if path.parent.parent != root or not _folder_commit(path.parent.name) == sha[:10] or not path.is_file():
             continue
         lines = lists.setdefault(path, path.read_text().splitlines())
@@ -143,7 +147,8 @@ on_signal() {
     exit 143
 }
 trap on_signal TERM INT
-say "stage $STAGE${CELL:+ (cell $CELL)}: task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname), commit $SHA; log: $LOG"
+TASK="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+say "stage $STAGE${CELL:+ (cell $CELL)}: task $TASK on $(hostname), commit $SHA; log: $LOG"
 [ -n "$STAGE" ] || { say "no stage on line $((SLURM_ARRAY_TASK_ID + 1)) of $LIST"; exit 2; }
 export PATH="$VENV:$PATH" DVC_NO_ANALYTICS=1
 WORK=$(mktemp -d "$SCRATCH/backdoor-${SLURM_JOB_ID}.XXXXXX") || exit 1
@@ -162,9 +167,15 @@ wait "$CHILD"
 
 def job_script(root: Path, sha: str, cache: Path, venv: Path, cache_type: str, scratch: str | None) -> str:
     config = workspace.local_config(cache, cache_type, Path("$WORK/site"), shared="group")
-    values = {"@REPO@": shlex.quote(str(root)), "@SHA@": sha, "@CACHE@": shlex.quote(str(cache)),
-              "@CACHE_TYPE@": cache_type, "@VENV@": shlex.quote(str(venv)),
-              "@SCRATCH@": scratch or "${SLURM_TMPDIR:-${TMPDIR:-/tmp}}", "@CONFIG@": config}
+    values = {
+        "@REPO@": shlex.quote(str(root)),
+        "@SHA@": sha,
+        "@CACHE@": shlex.quote(str(cache)),
+        "@CACHE_TYPE@": cache_type,
+        "@VENV@": shlex.quote(str(venv)),
+        "@SCRATCH@": scratch or "${SLURM_TMPDIR:-${TMPDIR:-/tmp}}",
+        "@CONFIG@": config,
+    }
     text = JOB_SCRIPT
     for key, value in values.items():
         text = text.replace(key, value)
@@ -176,7 +187,7 @@ class Layer:
     index: int
     stages: list[str]
     list_file: Path
-    after: list[str] = field(default_factory=list)   # in-flight array jobs it also waits for
+    after: list[str] = field(default_factory=list)  # in-flight array jobs it also waits for
 
     @property
     def name(self) -> str:
@@ -191,8 +202,15 @@ class Layer:
 def sbatch_command(layer: Layer, checked: Checked, script: Path, previous: str | None) -> list[str]:
     """The sbatch command of one layer (``previous``: the array job id of the layer before, or a placeholder)."""
     after = ([previous] if previous else []) + layer.after
-    cmd = ["sbatch", "--parsable", f"--job-name={layer.name}", f"--array=0-{len(layer.stages) - 1}%{checked.max_jobs}",
-           f"--output={layer.log_prefix}-%A_%a.log", "--open-mode=append", f"--comment={COMMENT}{layer.list_file}"]
+    cmd = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={layer.name}",
+        f"--array=0-{len(layer.stages) - 1}%{checked.max_jobs}",
+        f"--output={layer.log_prefix}-%A_%a.log",
+        "--open-mode=append",
+        f"--comment={COMMENT}{layer.list_file}",
+    ]
     if after:
         cmd += [f"--dependency=afterok:{':'.join(after)}", "--kill-on-invalid-dep=yes"]
     return cmd + checked.sbatch + [str(script), str(layer.list_file), str(layer.log_prefix)]
@@ -232,8 +250,9 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     checked = check_options(options, root)
     has_sbatch = shutil.which("sbatch") is not None
     if not has_sbatch and not options.dry_run:
-        raise ConfigError("sbatch: not found on PATH: submit from a SLURM login node (or --dry-run to print the "
-                          "sbatch commands)")
+        raise ConfigError(
+            "sbatch: not found on PATH: submit from a SLURM login node (or --dry-run to print the sbatch commands)"
+        )
     if has_sbatch:
         check_cluster(checked, options.partition)
     workspace.require_committed(root)
@@ -244,13 +263,19 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     planned = plan_in_clone(root, sha, cache, checked.targets)
     layers_, deferred = layered(planned.stale, exclude=running)
     pending = [s for s in planned.stale if s in running]
-    after_collect = (f"; collecting (`dvc repro`) then runs here what cannot be run-cached: {describe(deferred)}"
-                     if deferred else "")
+    after_collect = (
+        f"; collecting (`dvc repro`) then runs here what cannot be run-cached: {describe(deferred)}" if deferred else ""
+    )
     if not layers_:
-        waiting = (f"{count(len(pending), 'stale stage')} already queued or running in SLURM jobs (squeue --me); "
-                   if pending else "")
-        say(f"nothing to submit at {sha[:10]}: {waiting}{count(len(planned.restored), 'stage')} in the run-cache, "
-            f"{planned.up_to_date} up to date{after_collect}")
+        waiting = (
+            f"{count(len(pending), 'stale stage')} already queued or running in SLURM jobs (squeue --me); "
+            if pending
+            else ""
+        )
+        say(
+            f"nothing to submit at {sha[:10]}: {waiting}{count(len(planned.restored), 'stage')} in the run-cache, "
+            f"{planned.up_to_date} up to date{after_collect}"
+        )
         return []
 
     folder = submission_folder(checked.log_dir, sha)
@@ -260,9 +285,11 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
         layers.append(Layer(index, stages, folder / f"layer-{index}.stages", after))
     script = folder / "job.sh"
     total = sum(len(layer.stages) for layer in layers)
-    say(f"{count(total, 'stage')} to run at commit {sha[:10]} in {count(len(layers), 'job array')} (at most "
+    say(
+        f"{count(total, 'stage')} to run at commit {sha[:10]} in {count(len(layers), 'job array')} (at most "
         f"{checked.max_jobs} tasks at once), cache {cache}"
-        + (f"; {len(pending)} more already queued or running" if pending else ""))
+        + (f"; {len(pending)} more already queued or running" if pending else "")
+    )
 
     if options.dry_run:
         say(f"dry run: nothing written or submitted; the job script would be {script}")
@@ -282,7 +309,9 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     for layer in layers:
         layer.list_file.write_text("".join(f"{s}\t{planned.stale[s].cell}\n" for s in layer.stages))
     if checked.cache and workspace.set_cache_dir(root, cache):
-        say(f"this workspace now uses the cache {cache} (dvc config --local cache.dir), so `dvc repro` collects from it")
+        say(
+            f"this workspace now uses the cache {cache} (dvc config --local cache.dir), so `dvc repro` collects from it"
+        )
 
     job_ids: list[str] = []
     commands = []
@@ -292,21 +321,37 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
         if result.returncode:
             if job_ids:
                 subprocess.run(["scancel", *job_ids])
-            raise SlurmError(f"sbatch refused layer {layer.index} ({(result.stderr or result.stdout).strip()})"
-                             + (f"; cancelled the arrays already submitted ({', '.join(job_ids)})" if job_ids else ""))
+            raise SlurmError(
+                f"sbatch refused layer {layer.index} ({(result.stderr or result.stdout).strip()})"
+                + (f"; cancelled the arrays already submitted ({', '.join(job_ids)})" if job_ids else "")
+            )
         job_ids.append(result.stdout.strip().split(";")[0])
         commands.append(cmd)
-        say(f"layer {layer.index}: array {job_ids[-1]} ({layer.name}), {count(len(layer.stages), 'stage')}: "
-            f"{describe(layer.stages)}")
-    (folder / "submitted.json").write_text(json.dumps(
-        {"commit": sha, "cache": str(cache), "jobs": job_ids, "commands": commands,
-         "layers": [layer.stages for layer in layers], "deferred": deferred}, indent=1) + "\n")
+        say(
+            f"layer {layer.index}: array {job_ids[-1]} ({layer.name}), {count(len(layer.stages), 'stage')}: "
+            f"{describe(layer.stages)}"
+        )
+    (folder / "submitted.json").write_text(
+        json.dumps(
+            {
+                "commit": sha,
+                "cache": str(cache),
+                "jobs": job_ids,
+                "commands": commands,
+                "layers": [layer.stages for layer in layers],
+                "deferred": deferred,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     say(f"watch: squeue --me; logs: {folder}; when no job is left: make collect (dvc repro){after_collect}")
     return job_ids
 
 
-def collect(cache: str | None = None, targets: Sequence[str] = (), cwd: str | Path = ".",
-            say: Callable[[str], None] = print) -> int:
+def collect(
+    cache: str | None = None, targets: Sequence[str] = (), cwd: str | Path = ".", say: Callable[[str], None] = print
+) -> int:
     """`dvc repro` in the workspace once every run-cacheable stage is in the run-cache; its exit status."""
     root = workspace.toplevel(cwd)
     workspace.require_committed(root)
@@ -322,9 +367,18 @@ def collect(cache: str | None = None, targets: Sequence[str] = (), cwd: str | Pa
     if missing:
         running = in_flight(root / LOG_DIR, sha) if shutil.which("sbatch") else {}
         queued = sum(s in running for s in missing)
-        raise SlurmError(f"{count(len(missing), 'stage')} not in the run-cache yet ({describe(missing)}"
-                         + (f"; {queued} of them queued or running: see squeue --me" if queued else "")
-                         + "): `dvc repro` would run them here; wait for the jobs, or submit again (make slurm)")
-    say(f"every cached stage is in the run-cache ({len(planned.restored)} to restore, {planned.up_to_date} up to date); "
-        + (f"`dvc repro` runs only what cannot be run-cached: {describe(deferred)}" if deferred else "`dvc repro` runs nothing"))
+        raise SlurmError(
+            f"{count(len(missing), 'stage')} not in the run-cache yet ({describe(missing)}"
+            + (f"; {queued} of them queued or running: see squeue --me" if queued else "")
+            + "): `dvc repro` would run them here; wait for the jobs, or submit again (make slurm)"
+        )
+    say(
+        f"every cached stage is in the run-cache ({len(planned.restored)} to restore, "
+        f"{planned.up_to_date} up to date); "
+        + (
+            f"`dvc repro` runs only what cannot be run-cached: {describe(deferred)}"
+            if deferred
+            else "`dvc repro` runs nothing"
+        )
+    )
     return subprocess.run([*workspace.dvc_command(), "repro", *targets], cwd=root).returncode

@@ -7,18 +7,34 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from backdoor.errors import ConfigError
 
-LOG_DIR = "logs/slurm"               # submissions: job script, stage lists, job logs
+LOG_DIR = "logs/slurm"  # submissions: job script, stage lists, job logs
 CACHE_TYPES = ("symlink", "hardlink", "copy", "reflink")
 TIME = re.compile(r"^(\d+(-\d+)?(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$")
 # Options the submission sets itself; --sbatch-args may not override them.
-CONTROLLED = ("-a", "--array", "-d", "--dependency", "-o", "--output", "-e", "--error", "--parsable",
-              "-J", "--job-name", "--comment", "--kill-on-invalid-dep", "--open-mode", "--wrap", "--test-only")
+CONTROLLED = (
+    "-a",
+    "--array",
+    "-d",
+    "--dependency",
+    "-o",
+    "--output",
+    "-e",
+    "--error",
+    "--parsable",
+    "-J",
+    "--job-name",
+    "--comment",
+    "--kill-on-invalid-dep",
+    "--open-mode",
+    "--wrap",
+    "--test-only",
+)
 
 
 class SlurmError(RuntimeError):
@@ -28,6 +44,7 @@ class SlurmError(RuntimeError):
 @dataclass
 class Options:
     """What the user chooses (Makefile: PARTITION, ACCOUNT, TIME, GPUS_PER_JOB, MAX_JOBS, CACHE, SBATCH_ARGS)."""
+
     partition: str | None = None
     account: str | None = None
     time: str | None = None
@@ -35,8 +52,8 @@ class Options:
     max_jobs: str | int = 32
     cache: str | None = None
     sbatch_args: str = ""
-    venv: str | None = None           # default: the directory of the running interpreter
-    scratch: str | None = None        # on the node ($VARIABLES expand there); default $SLURM_TMPDIR, $TMPDIR or /tmp
+    venv: str | None = None  # default: the directory of the running interpreter
+    scratch: str | None = None  # on the node ($VARIABLES expand there); default $SLURM_TMPDIR, $TMPDIR or /tmp
     cache_type: str = "symlink"
     log_dir: str = LOG_DIR
     targets: Sequence[str] = ()
@@ -46,7 +63,8 @@ class Options:
 @dataclass
 class Checked:
     """Options after validation."""
-    sbatch: list[str]                 # the user's sbatch options: --partition ... and --sbatch-args
+
+    sbatch: list[str]  # the user's sbatch options: --partition ... and --sbatch-args
     max_jobs: int
     cache: Path | None
     venv: Path
@@ -54,7 +72,7 @@ class Checked:
     cache_type: str
     log_dir: Path
     targets: list[str]
-    shown: str                        # the user's cluster options as typed, for error messages
+    shown: str  # the user's cluster options as typed, for error messages
 
 
 def _int(value, name: str, minimum: int) -> int:
@@ -70,15 +88,19 @@ def check_options(options: Options, root: Path) -> Checked:
     max_jobs = _int(options.max_jobs, "--max-jobs (MAX_JOBS)", 1)
     gpus = _int(options.gpus_per_job, "--gpus-per-job (GPUS_PER_JOB)", 0)
     sbatch: list[str] = []
-    for name, make_var, value in (("--partition", "PARTITION", options.partition),
-                                  ("--account", "ACCOUNT", options.account)):
+    for name, make_var, value in (
+        ("--partition", "PARTITION", options.partition),
+        ("--account", "ACCOUNT", options.account),
+    ):
         if value is not None and value != "":
             if not re.fullmatch(r"[\w.,+-]+", value):
                 raise ConfigError(f"{name} ({make_var}): not a valid name: {value!r}")
             sbatch.append(f"{name}={value}")
     if options.time:
         if not TIME.fullmatch(options.time):
-            raise ConfigError(f"--time (TIME): {options.time!r} is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS)")
+            raise ConfigError(
+                f"--time (TIME): {options.time!r} is not a SLURM time limit (minutes, HH:MM:SS, D-HH:MM:SS)"
+            )
         sbatch.append(f"--time={options.time}")
     if gpus:
         sbatch.append(f"--gres=gpu:{gpus}")
@@ -96,7 +118,9 @@ def check_options(options: Options, root: Path) -> Checked:
             raise ConfigError(f"--sbatch-args (SBATCH_ARGS): {name} is set by the submission itself")
     sbatch += extra
     if options.cache_type not in CACHE_TYPES:
-        raise ConfigError(f"--cache-type: unknown value {options.cache_type!r}; valid choices: {', '.join(CACHE_TYPES)}")
+        raise ConfigError(
+            f"--cache-type: unknown value {options.cache_type!r}; valid choices: {', '.join(CACHE_TYPES)}"
+        )
     cache = None
     if options.cache:
         cache = Path(options.cache).expanduser().resolve()
@@ -111,9 +135,20 @@ def check_options(options: Options, root: Path) -> Checked:
         if not os.access(venv / tool, os.X_OK):
             raise ConfigError(f"--venv: no executable {tool} in {venv} (jobs run the stages with this environment)")
     if options.scratch and not re.fullmatch(r"/[\w./${}-]*", options.scratch):
-        raise ConfigError(f"--scratch: an absolute path on the node is needed ($VARIABLES allowed), got {options.scratch!r}")
+        raise ConfigError(
+            f"--scratch: an absolute path on the node is needed ($VARIABLES allowed), got {options.scratch!r}"
+        )
     log_dir = Path(options.log_dir)
     log_dir = log_dir if log_dir.is_absolute() else root / log_dir
     shown = " ".join(shlex.quote(a) for a in sbatch) or "(none)"
-    return Checked(sbatch, max_jobs, cache, venv, options.scratch or None, options.cache_type, log_dir,
-                   list(options.targets), shown)
+    return Checked(
+        sbatch,
+        max_jobs,
+        cache,
+        venv,
+        options.scratch or None,
+        options.cache_type,
+        log_dir,
+        list(options.targets),
+        shown,
+    )

@@ -21,9 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from backdoor.errors import ConfigError
 
@@ -32,15 +32,15 @@ DEFAULT_TARGETS = ("dvc.yaml",)  # what a bare `dvc repro` reproduces (with ever
 
 @dataclass(frozen=True)
 class PlannedStage:
-    address: str                 # "grid/shard-03/dvc.yaml:train-...", relative to the repository root
-    upstream: frozenset[str]     # the stale stages it depends on directly
+    address: str  # "grid/shard-03/dvc.yaml:train-...", relative to the repository root
+    upstream: frozenset[str]  # the stale stages it depends on directly
     run_cacheable: bool
-    cell: str = ""               # the `--cell AXIS=VALUE ...` arguments of its command, if any
+    cell: str = ""  # the `--cell AXIS=VALUE ...` arguments of its command, if any
 
 
 @dataclass
 class Plan:
-    stale: dict[str, PlannedStage]                   # in the order `dvc repro` would run them
+    stale: dict[str, PlannedStage]  # in the order `dvc repro` would run them
     restored: list[str] = field(default_factory=list)  # changed, but found in the run-cache (restore=True)
     up_to_date: int = 0
 
@@ -100,7 +100,7 @@ def cell_of(cmd: str | list | None) -> str:
     words = shlex.split(" ".join(cmd) if isinstance(cmd, list) else cmd)
     if "--cell" not in words:
         return ""
-    rest = words[words.index("--cell") + 1:]
+    rest = words[words.index("--cell") + 1 :]
     return " ".join(word for word in _until_option(rest))
 
 
@@ -150,7 +150,9 @@ def plan(root: str | Path, targets: Iterable[str] = (), restore: bool = False) -
         result = Plan(stale={})
         for stage in plan_repro(graph, stages):
             name = address(stage, root)
-            stale_upstream = frozenset(u for u in (address(s, root) for s in graph.successors(stage)) if u in result.stale)
+            stale_upstream = frozenset(
+                u for u in (address(s, root) for s in graph.successors(stage)) if u in result.stale
+            )
             cacheable = run_cacheable(stage)
             if not stale_upstream:
                 if not stage.changed():

@@ -9,9 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from backdoor.errors import ConfigError
 
@@ -72,8 +72,9 @@ def require_committed(root: Path) -> None:
     changed = uncommitted(root)
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise ConfigError(f"uncommitted changes ({shown}): jobs run a commit, so commit them (git commit) or "
-                          "stash them first")
+        raise ConfigError(
+            f"uncommitted changes ({shown}): jobs run a commit, so commit them (git commit) or stash them first"
+        )
 
 
 def grid_staleness(root: Path) -> list[str]:
@@ -83,24 +84,32 @@ def grid_staleness(root: Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="plan-") as tmp:
         fresh = Path(tmp) / GRID_DIR
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        result = subprocess.run([sys.executable, PLANNER, "--grid-dir", str(fresh)], cwd=root, env=env,
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, PLANNER, "--grid-dir", str(fresh)], cwd=root, env=env, capture_output=True, text=True
+        )
         if result.returncode:
             raise ConfigError(f"params.yaml: the grid cannot be planned: {result.stderr.strip().splitlines()[-1:]}")
         planned = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file()}
         tracked = git(root, "ls-files", "-co", "--exclude-standard", "-z", "--", GRID_DIR).split("\0")
-        current = {Path(p).relative_to(GRID_DIR).as_posix() for p in tracked
-                   if p and Path(p).name not in ("dvc.lock", ".gitignore") and (root / p).is_file()}
-        differ = sorted((planned ^ current) | {f for f in planned & current
-                                               if not filecmp.cmp(fresh / f, root / GRID_DIR / f, shallow=False)})
+        current = {
+            Path(p).relative_to(GRID_DIR).as_posix()
+            for p in tracked
+            if p and Path(p).name not in ("dvc.lock", ".gitignore") and (root / p).is_file()
+        }
+        differ = sorted(
+            (planned ^ current)
+            | {f for f in planned & current if not filecmp.cmp(fresh / f, root / GRID_DIR / f, shallow=False)}
+        )
     return differ
 
 
 def require_planned(root: Path) -> None:
     differ = grid_staleness(root)
     if differ:
-        raise ConfigError(f"grid/ is out of date with params.yaml ({', '.join(differ[:3])}"
-                          f"{' ...' if len(differ) > 3 else ''}): run `make grid` (python {PLANNER}) and commit")
+        raise ConfigError(
+            f"grid/ is out of date with params.yaml ({', '.join(differ[:3])}"
+            f"{' ...' if len(differ) > 3 else ''}): run `make grid` (python {PLANNER}) and commit"
+        )
 
 
 def cache_dir(root: Path) -> Path:
@@ -128,7 +137,13 @@ def dvc_command() -> list[str]:
 def local_config(cache: Path, cache_type: str, site_cache: Path, shared: str | None = "group") -> str:
     """The ``.dvc/config.local`` of a throwaway clone: the shared cache, how outputs are linked from it, and
     DVC's per-repository state kept inside the clone (it is keyed by path, and would pile up elsewhere)."""
-    lines = ["[core]", f'    site_cache_dir = "{site_cache}"', "[cache]", f'    dir = "{cache}"', f"    type = {cache_type}"]
+    lines = [
+        "[core]",
+        f'    site_cache_dir = "{site_cache}"',
+        "[cache]",
+        f'    dir = "{cache}"',
+        f"    type = {cache_type}",
+    ]
     if shared:
         lines.append(f"    shared = {shared}")
     return "\n".join(lines) + "\n"

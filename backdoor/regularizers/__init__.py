@@ -22,37 +22,23 @@ cross-entropy and its own term), which the training stage logs per epoch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
-from ..errors import choices_error
-from ..validation import check_keys, check_number, setting_names
+from ..registry import Registry
 
 Loss = Callable[[nn.Module, "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 RegularizerFactory = Callable[..., Loss]
-REGULARIZERS: dict[str, RegularizerFactory] = {}
-
-BUILT_IN = ("model", "label_smoothing", "generator")  # passed by the caller, not settings
-SNNL_EPS = 1e-5  # cleverhans SNNLCrossEntropy.STABILITY_EPS
-SNNL_TEMPERATURE_STEP = 0.1  # cleverhans optimized_temp_SNNL: t <- t - 0.1 * dSNNL/dt
-
-
-def register_regularizer(name: str) -> Callable[[RegularizerFactory], RegularizerFactory]:
-    def add(factory: RegularizerFactory) -> RegularizerFactory:
-        REGULARIZERS[name] = factory
-        return factory
-    return add
+REGULARIZERS: Registry[RegularizerFactory] = Registry(
+    "regularizer", section="regularizers", built_in=("model", "label_smoothing", "generator")
+)
 
 
 def build_regularizer(name: str, model: nn.Module | None = None, label_smoothing: float = 0.0, **settings) -> Loss:
     """Validate ``settings`` and return the loss. ``model`` lets a factory check layer names."""
-    if name not in REGULARIZERS:
-        raise choices_error("regularizer", name, sorted(REGULARIZERS))
-    check_keys(f"regularizers.{name}", {k: v for k, v in settings.items() if k not in BUILT_IN},
-               setting_names(REGULARIZERS[name], BUILT_IN))
-    return REGULARIZERS[name](model=model, label_smoothing=label_smoothing, **settings)
+    return REGULARIZERS.build(name, model=model, label_smoothing=label_smoothing, **settings)
 
 
 def check_regularizer(name: str, settings: dict) -> None:
@@ -61,22 +47,21 @@ def check_regularizer(name: str, settings: dict) -> None:
 
 def regularizer_defaults(name: str) -> dict:
     """A regularizer's settings with their defaults (its factory's keyword-only arguments)."""
-    import inspect
-
-    params = inspect.signature(REGULARIZERS[name]).parameters
-    return {key: params[key].default for key in setting_names(REGULARIZERS[name], BUILT_IN)}
+    return REGULARIZERS.defaults(name)
 
 
-# ---------------------------------------------------------------- settings validation
-
-def _number(name: str, key: str, value: object, **bounds) -> float:
-    return float(check_number(f"regularizers.{name}.{key}", value, **bounds))
+# ---------------------------------------------------------------- helpers for regularizer modules
 
 
-def _fp32(tensor: torch.Tensor) -> torch.autocast:
+def number(name: str, key: str, value: object, **bounds) -> float:
+    """``regularizers.<name>.<key>`` checked as a finite number in the interval, as a float."""
+    return float(REGULARIZERS.number(name, key, value, **bounds))
+
+
+def fp32(tensor: torch.Tensor) -> torch.autocast:
     """A region where matmuls stay float32 even inside the training loop's bf16 autocast."""
     return torch.autocast(device_type=tensor.device.type, enabled=False)
 
 
-# Importing the regularizer modules registers them (they use register_regularizer and the helpers above).
+# Importing the regularizer modules registers them (each with @REGULARIZERS.register and the helpers above).
 from . import contrastive, logit_squeeze, manifold_mixup, none, snnl  # noqa: E402,F401

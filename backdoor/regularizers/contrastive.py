@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import Loss, _fp32, _number, register_regularizer
+from . import REGULARIZERS, Loss, fp32, number
 
 
 def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
@@ -19,7 +18,7 @@ def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: flo
     n = len(labels)
     if n < 2:
         return embeddings.sum() * 0.0
-    with _fp32(embeddings):
+    with fp32(embeddings):
         e = F.normalize(embeddings.flatten(1).float(), dim=1)
         sq = (e * e).sum(1)
         d2 = (sq[:, None] + sq[None, :] - 2 * e @ e.T).clamp_min(0)
@@ -30,7 +29,9 @@ def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: flo
         return pair[off_diagonal].mean()  # each unordered pair twice: the same mean
 
 
-@register_regularizer("contrastive")
+@REGULARIZERS.register(
+    "contrastive", reference="Hadsell, Chopra and LeCun 2006 (on L2-normalised penultimate embeddings)"
+)
 def contrastive(*, model=None, label_smoothing: float = 0.0, weight: float = 1.0, margin: float = 1.0) -> Loss:
     """CE + weight * contrastive loss on the penultimate embedding (``forward_head(..., pre_logits=True)``).
 
@@ -40,13 +41,15 @@ def contrastive(*, model=None, label_smoothing: float = 0.0, weight: float = 1.0
     tf.contrib.losses.metric_learning.contrastive_loss and pytorch-metric-learning's ContrastiveLoss
     (neg_margin=1.0). Weight 1.0: CE and the contrastive term counted equally (no published value).
     """
-    weight = _number("contrastive", "weight", weight, low=0)
-    margin = _number("contrastive", "margin", margin, low=0, low_open=True)
+    weight = number("contrastive", "weight", weight, low=0)
+    margin = number("contrastive", "margin", margin, low=0, low_open=True)
 
     def loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         features = net.forward_features(x)
         logits = net.forward_head(features)
         embeddings = net.forward_head(features, pre_logits=True)
         return F.cross_entropy(logits, y, label_smoothing=label_smoothing) + weight * contrastive_loss(
-            embeddings, y, margin)
+            embeddings, y, margin
+        )
+
     return loss

@@ -12,14 +12,21 @@ from ..errors import ConfigError
 from ..hooks import INPUT, Layers, layer_names, replace_output, unwrap
 from ..models import block_layers
 from ..validation import check_choice
-from . import Loss, _fp32, _number, register_regularizer
-
+from . import REGULARIZERS, Loss, fp32, number
 
 MIXUP_LOSSES = ("bce", "ce")
 
 
-def mixup_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, lam: float,
-               perm: torch.Tensor, label_smoothing: float = 0.0, kind: str = "bce") -> torch.Tensor:
+def mixup_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    layer: str,
+    lam: float,
+    perm: torch.Tensor,
+    label_smoothing: float = 0.0,
+    kind: str = "bce",
+) -> torch.Tensor:
     """One manifold-mixup step with its draws given: mix at ``layer`` (``"input"``: the batch itself).
 
     ``h -> lam * h + (1 - lam) * h[perm]`` at that layer's output, and the one-hot targets mixed the same
@@ -29,6 +36,7 @@ def mixup_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, l
     reweighted_target)``); ``kind="ce"``: cross-entropy against ``t``, i.e. ``lam * CE(out, y) + (1 - lam)
     * CE(out, y[perm])`` (the usual mixup loss).
     """
+
     def mix(h: torch.Tensor) -> torch.Tensor:
         return lam * h + (1 - lam) * h[perm]
 
@@ -40,7 +48,7 @@ def mixup_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layer: str, l
     classes = out.shape[1]
     onehot = F.one_hot(y, classes).float() * (1 - label_smoothing) + label_smoothing / classes
     target = lam * onehot + (1 - lam) * onehot[perm]
-    with _fp32(out):
+    with fp32(out):
         if kind == "ce":
             return -(target * out.float().log_softmax(dim=1)).sum(dim=1).mean()
         return F.binary_cross_entropy(out.float().softmax(dim=1), target)
@@ -54,14 +62,15 @@ class ManifoldMixup:
     ``fit`` seeds, when it is None.
     """
 
-    def __init__(self, alpha: float, layers: Layers, label_smoothing: float, kind: str,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self, alpha: float, layers: Layers, label_smoothing: float, kind: str, generator: torch.Generator | None = None
+    ):
         self.alpha, self.layers, self.label_smoothing, self.kind = alpha, layers, label_smoothing, kind
         self.generator = generator
 
     def sample(self, n: int, layers: list[str]) -> tuple[str, float, torch.Tensor]:
         """(layer, lam, permutation of range(n)) for one batch."""
-        rng = random.Random(int(torch.randint(0, 2 ** 62, (1,), generator=self.generator)))
+        rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
         layer = layers[rng.randrange(len(layers))]
         lam = rng.betavariate(self.alpha, self.alpha) if self.alpha > 0 else 1.0
         return layer, lam, torch.randperm(n, generator=self.generator)
@@ -78,9 +87,16 @@ def reference_mixup_layers(model: nn.Module) -> list[str]:
     return [INPUT, *block_layers(model)[:2]]
 
 
-@register_regularizer("manifold-mixup")
-def manifold_mixup(*, model=None, label_smoothing: float = 0.0, generator: torch.Generator | None = None,
-                   alpha: float = 2.0, layers: list[str] | None = None, loss: str = "bce") -> Loss:
+@REGULARIZERS.register("manifold-mixup", reference="Verma et al. 2019, github.com/vikasverma1077/manifold_mixup")
+def manifold_mixup(
+    *,
+    model=None,
+    label_smoothing: float = 0.0,
+    generator: torch.Generator | None = None,
+    alpha: float = 2.0,
+    layers: list[str] | None = None,
+    loss: str = "bce",
+) -> Loss:
     """Manifold mixup (Verma et al. 2019) as in vikasverma1077/manifold_mixup (supervised/).
 
     alpha 2.0 is --mixup_alpha of the supervised manifold-mixup command (supervised/README.md, CIFAR-10
@@ -88,7 +104,7 @@ def manifold_mixup(*, model=None, label_smoothing: float = 0.0, generator: torch
     list of ``input`` and the model's hidden layers can be given. ``loss``: ``bce`` as the reference trains,
     or ``ce`` (see ``mixup_loss``).
     """
-    alpha = _number("manifold-mixup", "alpha", alpha, low=0)
+    alpha = number("manifold-mixup", "alpha", alpha, low=0)
     names = layer_names("manifold-mixup", layers, allow_input=True)
     kind = check_choice("regularizers.manifold-mixup.loss", loss, MIXUP_LOSSES)
     if generator is not None and not isinstance(generator, torch.Generator):

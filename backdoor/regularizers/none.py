@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import torch.nn.functional as F
 
-from . import Loss, register_regularizer
+from . import REGULARIZERS, Loss
 
 
-@register_regularizer("none")
+@REGULARIZERS.register("none", reference="plain cross-entropy")
 def no_regularizer(*, model=None, label_smoothing: float = 0.0) -> Loss:
     return lambda net, x, y: F.cross_entropy(net(x), y, label_smoothing=label_smoothing)

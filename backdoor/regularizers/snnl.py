@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -10,11 +9,19 @@ import torch.nn.functional as F
 from ..hooks import Layers, capture_outputs, layer_names, unwrap
 from ..models import hidden_layers
 from ..validation import check_bool
-from . import SNNL_EPS, SNNL_TEMPERATURE_STEP, Loss, _fp32, _number, register_regularizer
+from . import REGULARIZERS, Loss, fp32, number
+
+SNNL_EPS = 1e-5  # cleverhans SNNLCrossEntropy.STABILITY_EPS
+SNNL_TEMPERATURE_STEP = 0.1  # cleverhans optimized_temp_SNNL: t <- t - 0.1 * dSNNL/dt
 
 
-def soft_nearest_neighbor_loss(hidden: torch.Tensor, labels: torch.Tensor, temperature: float | torch.Tensor,
-                               cos_distance: bool = False, stabilized: bool = False) -> torch.Tensor:
+def soft_nearest_neighbor_loss(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+    cos_distance: bool = False,
+    stabilized: bool = False,
+) -> torch.Tensor:
     """SNNL of Frosst, Papernot & Hinton (2019) as cleverhans' ``SNNLCrossEntropy.SNNL``.
 
     On flattened activations ``h``: distances ``d_ij = |h_j|^2 + |h_i|^2 - 2 h_i.h_j`` (or ``1 - cos``);
@@ -35,7 +42,7 @@ def soft_nearest_neighbor_loss(hidden: torch.Tensor, labels: torch.Tensor, tempe
     n = len(labels)
     if n < 2:
         return hidden.sum() * 0.0
-    with _fp32(hidden):
+    with fp32(hidden):
         h = hidden.flatten(1).double()
         if cos_distance:
             unit = F.normalize(h, dim=1)
@@ -51,8 +58,9 @@ def soft_nearest_neighbor_loss(hidden: torch.Tensor, labels: torch.Tensor, tempe
             f = torch.exp(-d / temperature) - eye
         pick = f / (SNNL_EPS + f.sum(dim=1, keepdim=True))
         same = (labels[:, None] == labels[None, :]).to(h.dtype)
-        return (-torch.log(SNNL_EPS + (pick * same).sum(dim=1)).mean()).to(hidden.dtype if hidden.is_floating_point()
-                                                                            else torch.float32)
+        return (-torch.log(SNNL_EPS + (pick * same).sum(dim=1)).mean()).to(
+            hidden.dtype if hidden.is_floating_point() else torch.float32
+        )
 
 
 class SoftNearestNeighbourLoss:
@@ -65,8 +73,16 @@ class SoftNearestNeighbourLoss:
     flows into the model through the update, as TF's Assign op has none).
     """
 
-    def __init__(self, temperature: float, factor: float, layers: Layers, optimize_temperature: bool,
-                 cos_distance: bool, stabilized: bool, label_smoothing: float):
+    def __init__(
+        self,
+        temperature: float,
+        factor: float,
+        layers: Layers,
+        optimize_temperature: bool,
+        cos_distance: bool,
+        stabilized: bool,
+        label_smoothing: float,
+    ):
         self.temperature, self.factor, self.layers = temperature, factor, layers
         self.optimize_temperature, self.cos_distance, self.stabilized = optimize_temperature, cos_distance, stabilized
         self.label_smoothing = label_smoothing
@@ -78,11 +94,14 @@ class SoftNearestNeighbourLoss:
             return soft_nearest_neighbor_loss(hidden, y, self.temperature, self.cos_distance, self.stabilized)
         with torch.enable_grad():  # the update needs dSNNL/dt even where the caller computes no gradients
             t = torch.tensor(self.t.get(name, 1.0), device=hidden.device, requires_grad=True)
-            probe = soft_nearest_neighbor_loss(hidden.detach(), y, self.temperature / t, self.cos_distance,
-                                               self.stabilized)
+            probe = soft_nearest_neighbor_loss(
+                hidden.detach(), y, self.temperature / t, self.cos_distance, self.stabilized
+            )
             (grad,) = torch.autograd.grad(probe, t)
         self.t[name] = float(t.detach() - SNNL_TEMPERATURE_STEP * grad)
-        return soft_nearest_neighbor_loss(hidden, y, self.temperature / self.t[name], self.cos_distance, self.stabilized)
+        return soft_nearest_neighbor_loss(
+            hidden, y, self.temperature / self.t[name], self.cos_distance, self.stabilized
+        )
 
     def terms(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy and ``factor * sum of SNNL`` (one temperature step per layer, as in training)."""
@@ -112,10 +131,18 @@ class SoftNearestNeighbourLoss:
         return means | {f"temperature_{name}": self.temperature / t for name, t in self.t.items()}
 
 
-@register_regularizer("snnl")
-def snnl(*, model=None, label_smoothing: float = 0.0, temperature: float = 100.0, factor: float = -10.0,
-         layers: list[str] | None = None, optimize_temperature: bool = True, cos_distance: bool = False,
-         stabilized: bool = False) -> Loss:
+@REGULARIZERS.register("snnl", reference="Frosst, Papernot and Hinton 2019, cleverhans SNNLCrossEntropy")
+def snnl(
+    *,
+    model=None,
+    label_smoothing: float = 0.0,
+    temperature: float = 100.0,
+    factor: float = -10.0,
+    layers: list[str] | None = None,
+    optimize_temperature: bool = True,
+    cos_distance: bool = False,
+    stabilized: bool = False,
+) -> Loss:
     """Soft nearest neighbour loss (Frosst, Papernot & Hinton 2019) as cleverhans' ``SNNLCrossEntropy``:
     temperature 100, factor -10 (SNNL maximized: classes entangled in the hidden layers), optimized
     temperature and Euclidean distance are its defaults.
@@ -124,12 +151,16 @@ def snnl(*, model=None, label_smoothing: float = 0.0, temperature: float = 100.0
     ``layers`` (None) is the model's hidden stages (timm's feature_info), e.g. the three conv stages of
     small-cnn. ``stabilized`` is not in the reference (see ``soft_nearest_neighbor_loss``).
     """
-    temperature = _number("snnl", "temperature", temperature, low=0, low_open=True)
-    factor = _number("snnl", "factor", factor)
+    temperature = number("snnl", "temperature", temperature, low=0, low_open=True)
+    factor = number("snnl", "factor", factor)
     names = layer_names("snnl", layers, allow_input=False)
-    for key, value in (("optimize_temperature", optimize_temperature), ("cos_distance", cos_distance),
-                       ("stabilized", stabilized)):
+    for key, value in (
+        ("optimize_temperature", optimize_temperature),
+        ("cos_distance", cos_distance),
+        ("stabilized", stabilized),
+    ):
         check_bool(f"regularizers.snnl.{key}", value)
     resolved = Layers("snnl", names, model, allow_input=False, default=hidden_layers)
-    return SoftNearestNeighbourLoss(temperature, factor, resolved, optimize_temperature, cos_distance, stabilized,
-                                    label_smoothing)
+    return SoftNearestNeighbourLoss(
+        temperature, factor, resolved, optimize_temperature, cos_distance, stabilized, label_smoothing
+    )

@@ -1,9 +1,11 @@
 """Trigger registry: a trigger is a function of a uint8 batch (N, C, H, W) that returns a new batch.
 
-Adding a trigger is one module with a factory and one ``@register_trigger`` line (and its import at the bottom of
-this file). A factory receives the image
-shape, a seed for any fixed random pattern, the patch size and location, and its own settings from
-``params.yaml: triggers.<name>``; it validates them and returns the function that stamps images.
+Adding a trigger is one module and one import line (at the bottom of this file). The module's factory is
+registered with ``@TRIGGERS.register("<name>", patch=..., reference=...)``; it receives the image shape, a
+seed for any fixed random pattern, the patch size and location, and its own settings from ``params.yaml:
+triggers.<name>`` as keyword-only parameters, whose defaults are the settings' defaults. ``build_trigger``
+refuses a setting the factory does not take; the factory checks the values (``TRIGGERS.number``,
+``check_patch``, ``fixed_place``) and returns the function that stamps images.
 
 The zoo (settings and their defaults in brackets):
 
@@ -24,24 +26,25 @@ The zoo (settings and their defaults in brackets):
 ``wanet``    fixed smooth warp (Nguyen and Tran 2021). ``strength`` [0.5] (s), ``grid_size`` [4] (k),
              ``noise_mode`` [false], ``cross_ratio`` [2]. See ``WarpTrigger``.
 
-Patch triggers (``register_trigger(..., patch=True)``: checker, square, noise) use ``trigger_size`` and
-``trigger_location``; art-pattern and
-the full-image triggers (blend, sig, wanet) ignore both, and reject ``trigger_location: random``.
-Every trigger keeps uint8, works for any channel count and image size, and is a pure function of
-(seed, settings, images, generator): the fixed pattern comes from ``generator(seed, "trigger-pattern")``,
-per-image randomness (random patch location, WaNet cross noise) from the generator passed in.
+Patch triggers (fact ``patch=True``, listed by ``TRIGGERS.names(patch=True)``: checker, noise, square) use
+``trigger_size`` and ``trigger_location``; art-pattern and the full-image triggers (blend, sig, wanet) ignore
+both, and reject ``trigger_location: random``. Every trigger keeps uint8, works for any channel count and
+image size, and is a pure function of (seed, settings, images, generator): the fixed pattern comes from
+``generator(seed, "trigger-pattern")``, per-image randomness (random patch location, WaNet cross noise) from
+the generator passed in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
 from ..errors import ConfigError, choices_error
+from ..registry import Registry
 from ..seeding import generator as make_generator
-from ..validation import check_keys, check_number, setting_names
 
 LOCATIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "random")
 
@@ -62,69 +65,70 @@ class Trigger(Protocol):
 
 
 TriggerFactory = Callable[..., Trigger]
-TRIGGERS: dict[str, TriggerFactory] = {}
-PATCH_TRIGGERS: list[str] = []  # the triggers that take trigger_size and trigger_location (patch=True)
+
+# patch: the trigger stamps a ``trigger_size`` patch at ``trigger_location`` (else it has a fixed place).
+TRIGGERS: Registry[TriggerFactory] = Registry(
+    "trigger", section="triggers", built_in=("shape", "seed", "size", "location"), facts={"patch": False}
+)
 
 
-def register_trigger(name: str, patch: bool = False) -> Callable[[TriggerFactory], TriggerFactory]:
-    """Register a trigger's factory; ``patch``: it stamps a ``trigger_size`` patch at ``trigger_location``."""
-    def add(factory: TriggerFactory) -> TriggerFactory:
-        TRIGGERS[name] = factory
-        if patch:
-            PATCH_TRIGGERS.append(name)
-        return factory
-    return add
-
-
-def build_trigger(name: str, shape: tuple[int, int, int], *, seed: int = 0, size: int = 3,
-                  location: str = "bottom-right", **settings) -> Trigger:
+def build_trigger(
+    name: str, shape: tuple[int, int, int], *, seed: int = 0, size: int = 3, location: str = "bottom-right", **settings
+) -> Trigger:
     """Validate and build trigger ``name`` for images of ``shape`` = (C, H, W)."""
-    if name not in TRIGGERS:
-        raise choices_error("trigger", name, sorted(TRIGGERS))
+    TRIGGERS.get(name)  # an unknown name first, then the location, then the settings
     if location not in LOCATIONS:
         raise choices_error("trigger_location", location, LOCATIONS)
-    return TRIGGERS[name](tuple(shape), seed=seed, size=size, location=location, **settings)
+    return TRIGGERS.build(name, tuple(shape), seed=seed, size=size, location=location, **settings)
 
 
-# ---------------------------------------------------------------- validation helpers
-
-BUILT_IN = ("shape", "seed", "size", "location")  # what build_trigger passes every factory
+# ---------------------------------------------------------------- helpers for trigger modules
 
 
-def _keys(name: str, settings: dict) -> None:
-    """Reject settings the factory does not take as keywords, naming ``triggers.<name>.<key>``."""
-    check_keys(f"triggers.{name}", settings, setting_names(TRIGGERS[name], BUILT_IN))
+def check_patch(shape: tuple[int, int, int], size: int) -> None:
+    """A patch trigger's ``trigger_size``: a positive integer that fits the image."""
+    _, height, width = shape
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"trigger_size: must be a positive integer, got {size!r}")
+    if size > min(height, width):
+        raise ConfigError(f"trigger_size: {size} px is larger than the {height}x{width} image")
 
 
-def _number(name: str, key: str, value: object, **bounds) -> float:
-    return check_number(f"triggers.{name}.{key}", value, **bounds)
-
-
-def _fixed_place(location: str) -> None:
+def fixed_place(location: str) -> None:
+    """Refuse ``trigger_location: random`` for a trigger that is not a patch."""
     if location == "random":
-        raise ConfigError("trigger_location: random is only for patch triggers "
-                          f"({', '.join(sorted(PATCH_TRIGGERS))}); the others have a fixed place")
+        raise ConfigError(
+            "trigger_location: random is only for patch triggers "
+            f"({', '.join(TRIGGERS.names(patch=True))}); the others have a fixed place"
+        )
 
 
-def _check_shape(images: torch.Tensor, shape: tuple[int, int, int], name: str) -> None:
+def check_shape(images: torch.Tensor, shape: tuple[int, int, int], name: str) -> None:
+    """A batch must have the (C, H, W) the trigger was built for (a ValueError: a bug, not a setting)."""
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
-        raise ValueError(f"{name} trigger was built for images of shape {tuple(shape)}, "
-                         f"got a batch of shape {tuple(images.shape)}")
+        raise ValueError(
+            f"{name} trigger was built for images of shape {tuple(shape)}, got a batch of shape {tuple(images.shape)}"
+        )
 
 
-def _chunked(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+def chunked(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """``fn`` applied CHUNK images at a time (bounded float memory); always a new tensor."""
     if len(images) == 0:
         return images.clone()
-    return torch.cat([fn(images[start:start + CHUNK]) for start in range(0, len(images), CHUNK)])
+    return torch.cat([fn(images[start : start + CHUNK]) for start in range(0, len(images), CHUNK)])
 
 
-def _to_uint8(values: torch.Tensor) -> torch.Tensor:
+def to_uint8(values: torch.Tensor) -> torch.Tensor:
     """Round half to even (``torch.round``), saturate to [0, 255]."""
     return values.round().clamp_(0, 255).to(torch.uint8)
 
 
-# ---------------------------------------------------------------- patch triggers (the stamp, its checks)
+def random_pattern(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform uint8 pattern in [0, 255] drawn from ``generator(seed, "trigger-pattern")``."""
+    return torch.randint(0, 256, tuple(shape), generator=make_generator(seed, "trigger-pattern"), dtype=torch.uint8)
+
+
+# ---------------------------------------------------------------- the patch stamp
 
 
 @dataclass
@@ -143,28 +147,29 @@ class PatchTrigger:
             tops = torch.randint(0, height - size + 1, (len(images),), generator=generator).tolist()
             lefts = torch.randint(0, width - size + 1, (len(images),), generator=generator).tolist()
             for i, (top, left) in enumerate(zip(tops, lefts)):
-                out[i, :, top:top + size, left:left + size] = pattern
+                out[i, :, top : top + size, left : left + size] = pattern
             return out
         top = 0 if self.location.startswith("top") else height - size
         left = 0 if self.location.endswith("left") else width - size
-        out[:, :, top:top + size, left:left + size] = pattern
+        out[:, :, top : top + size, left : left + size] = pattern
         return out
 
 
-def _check_patch(shape: tuple[int, int, int], size: int) -> None:
-    _, height, width = shape
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise ConfigError(f"trigger_size: must be a positive integer, got {size!r}")
-    if size > min(height, width):
-        raise ConfigError(f"trigger_size: {size} px is larger than the {height}x{width} image")
-
-
-def random_pattern(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform uint8 pattern in [0, 255] drawn from ``generator(seed, "trigger-pattern")``."""
-    return torch.randint(0, 256, tuple(shape), generator=make_generator(seed, "trigger-pattern"), dtype=torch.uint8)
-
-
-# Importing the trigger modules registers them (they use register_trigger and the helpers above).
+# Importing the trigger modules registers them (they use TRIGGERS and the helpers above).
 from . import art_pattern, blend, checker, noise, sig, square, wanet  # noqa: E402,F401
 
-__all__ = ["LOCATIONS", "PATCH_TRIGGERS", "TRIGGERS", "PatchTrigger", "Trigger", "build_trigger", "register_trigger"]
+__all__ = [
+    "CHUNK",
+    "LOCATIONS",
+    "TRIGGERS",
+    "PatchTrigger",
+    "Trigger",
+    "TriggerFactory",
+    "build_trigger",
+    "check_patch",
+    "check_shape",
+    "chunked",
+    "fixed_place",
+    "random_pattern",
+    "to_uint8",
+]

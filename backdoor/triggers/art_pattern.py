@@ -6,13 +6,17 @@ from dataclasses import dataclass
 
 import torch
 
-from . import Trigger, _check_shape, _fixed_place, _keys, _number, register_trigger
+from . import TRIGGERS, Trigger, check_shape, fixed_place
 
 
 def art_pattern_pixels(height: int, width: int, distance: int) -> list[tuple[int, int]]:
     """The (row, column) of each pixel ART's ``add_pattern_bd`` sets, for ``distance`` d from the bottom-right."""
-    return [(height - distance, width - distance), (height - distance - 1, width - distance - 1),
-            (height - distance, width - distance - 2), (height - distance - 2, width - distance)]
+    return [
+        (height - distance, width - distance),
+        (height - distance - 1, width - distance - 1),
+        (height - distance, width - distance - 2),
+        (height - distance - 2, width - distance),
+    ]
 
 
 @dataclass
@@ -24,22 +28,24 @@ class PixelTrigger:
     shape: tuple[int, int, int]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _check_shape(images, (images.shape[1], *self.shape[1:]) if images.dim() == 4 else (), "art-pattern")
+        check_shape(images, (images.shape[1], *self.shape[1:]) if images.dim() == 4 else (), "art-pattern")
         out = images.clone()
         for row, col in self.pixels:
             out[:, :, row, col] = self.value
         return out
 
 
-@register_trigger("art-pattern")
-def art_pattern(shape, *, seed, size, location, distance: int = 2, pixel_value: int = 255, **settings) -> Trigger:
-    """ART's add_pattern_bd (art/attacks/poisoning/perturbations/image_perturbations.py), pixel for pixel."""
-    _keys("art-pattern", settings)
+@TRIGGERS.register(
+    "art-pattern",
+    reference="IBM Adversarial Robustness Toolbox, add_pattern_bd "
+    "(art/attacks/poisoning/perturbations/image_perturbations.py)",
+)
+def art_pattern(
+    shape: tuple[int, int, int], *, seed: int, size: int, location: str, distance: int = 2, pixel_value: int = 255
+) -> Trigger:
+    """ART's add_pattern_bd, pixel for pixel."""
     _, height, width = shape
-    _number("art-pattern", "distance", distance, low=1, high=min(height, width) - 2, integer=True)
-    _number("art-pattern", "pixel_value", pixel_value, low=0, high=255, integer=True)
-    _fixed_place(location)
+    TRIGGERS.number("art-pattern", "distance", distance, low=1, high=min(height, width) - 2, integer=True)
+    TRIGGERS.number("art-pattern", "pixel_value", pixel_value, low=0, high=255, integer=True)
+    fixed_place(location)
     return PixelTrigger(art_pattern_pixels(height, width, distance), pixel_value, tuple(shape))
-
-
-# ---------------------------------------------------------------- full-image triggers

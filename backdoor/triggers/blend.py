@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import Trigger, _check_shape, _chunked, _fixed_place, _keys, _number, _to_uint8, random_pattern, register_trigger
+from . import TRIGGERS, Trigger, check_shape, chunked, fixed_place, random_pattern, to_uint8
 
 
 @dataclass
@@ -17,14 +17,17 @@ class BlendTrigger:
     alpha: float
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _check_shape(images, tuple(self.pattern.shape), "blend")
+        check_shape(images, tuple(self.pattern.shape), "blend")
         pattern = self.pattern.to(images.device, torch.float32) * self.alpha
-        return _chunked(lambda x: _to_uint8(x.float() * (1.0 - self.alpha) + pattern), images)
+        return chunked(lambda x: to_uint8(x.float() * (1.0 - self.alpha) + pattern), images)
 
 
-@register_trigger("blend")
-def blend(shape, *, seed, size, location, alpha: float = 0.2, **settings) -> Trigger:
-    _keys("blend", settings)
-    _number("blend", "alpha", alpha, low=0, low_open=True, high=1)
-    _fixed_place(location)
+@TRIGGERS.register(
+    "blend",
+    reference="Chen et al. 2017, Targeted Backdoor Attacks on Deep Learning Systems Using "
+    "Data Poisoning (blended injection; a seeded uniform pattern, not their photo)",
+)
+def blend(shape: tuple[int, int, int], *, seed: int, size: int, location: str, alpha: float = 0.2) -> Trigger:
+    TRIGGERS.number("blend", "alpha", alpha, low=0, low_open=True, high=1)
+    fixed_place(location)
     return BlendTrigger(random_pattern(seed, shape), float(alpha))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import PatchTrigger, Trigger, _check_patch, _keys, register_trigger
+from . import TRIGGERS, PatchTrigger, Trigger, check_patch
 
 
 def checker_pattern(size: int, channels: int) -> torch.Tensor:
@@ -14,8 +14,11 @@ def checker_pattern(size: int, channels: int) -> torch.Tensor:
     return board.expand(channels, size, size).clone()
 
 
-@register_trigger("checker", patch=True)
-def checker(shape, *, seed, size, location, **settings) -> Trigger:
-    _keys("checker", settings)
-    _check_patch(shape, size)
+@TRIGGERS.register(
+    "checker",
+    patch=True,
+    reference="Gu et al. 2017, BadNets (arXiv:1708.06733): a checkerboard like its pattern backdoor",
+)
+def checker(shape: tuple[int, int, int], *, seed: int, size: int, location: str) -> Trigger:
+    check_patch(shape, size)
     return PatchTrigger(checker_pattern(size, shape[0]), location)

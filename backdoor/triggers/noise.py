@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from . import TRIGGERS, PatchTrigger, Trigger, check_patch, random_pattern
 
-from . import PatchTrigger, Trigger, _check_patch, _keys, random_pattern, register_trigger
 
-
-@register_trigger("noise", patch=True)
-def noise(shape, *, seed, size, location, **settings) -> Trigger:
+@TRIGGERS.register("noise", patch=True, reference="a BadNets-style patch (Gu et al. 2017) of seeded uniform noise")
+def noise(shape: tuple[int, int, int], *, seed: int, size: int, location: str) -> Trigger:
     """A fixed uniform-noise patch, independent per channel, drawn once from the seed."""
-    _keys("noise", settings)
-    _check_patch(shape, size)
+    check_patch(shape, size)
     return PatchTrigger(random_pattern(seed, (shape[0], size, size)), location)

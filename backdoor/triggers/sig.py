@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import Trigger, _check_shape, _chunked, _fixed_place, _keys, _number, register_trigger
+from . import TRIGGERS, Trigger, check_shape, chunked, fixed_place
 
 
 def sig_signal(width: int, amplitude: float, frequency: float) -> torch.Tensor:
@@ -24,20 +24,25 @@ class AdditiveTrigger:
     shape: tuple[int, int, int]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        _check_shape(images, self.shape, "sig")
+        check_shape(images, self.shape, "sig")
         signal = self.signal.to(images.device)
-        return _chunked(lambda x: (x.to(torch.int16) + signal).clamp_(0, 255).to(torch.uint8), images)
+        return chunked(lambda x: (x.to(torch.int16) + signal).clamp_(0, 255).to(torch.uint8), images)
 
 
-@register_trigger("sig")
-def sig(shape, *, seed, size, location, amplitude: float = 20, frequency: float = 6, **settings) -> Trigger:
+@TRIGGERS.register(
+    "sig",
+    reference="Barni et al. 2019, A New Backdoor Attack in CNNs by Training Set Corruption "
+    "Without Label Poisoning (its sinusoidal signal)",
+)
+def sig(
+    shape: tuple[int, int, int], *, seed: int, size: int, location: str, amplitude: float = 20, frequency: float = 6
+) -> Trigger:
     """Barni et al. 2019: the same horizontal sinusoid on every row and channel.
 
     The signal is rounded to integers once, then added with saturation, so the change to a pixel
     never depends on its value (except where it clips).
     """
-    _keys("sig", settings)
-    _number("sig", "amplitude", amplitude, low=0, low_open=True, high=255)
-    _number("sig", "frequency", frequency, low=0, low_open=True)
-    _fixed_place(location)
+    TRIGGERS.number("sig", "amplitude", amplitude, low=0, low_open=True, high=255)
+    TRIGGERS.number("sig", "frequency", frequency, low=0, low_open=True)
+    fixed_place(location)
     return AdditiveTrigger(sig_signal(shape[2], float(amplitude), float(frequency)), tuple(shape))

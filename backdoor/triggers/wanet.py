@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..seeding import generator as make_generator
-from ..validation import check_bool
-from . import CHUNK, Trigger, _check_shape, _chunked, _fixed_place, _keys, _number, _to_uint8, register_trigger
+from . import CHUNK, TRIGGERS, Trigger, check_shape, chunked, fixed_place, to_uint8
 
 
 @dataclass
@@ -33,7 +32,7 @@ class WarpTrigger:
     the network learns the *exact* warp, not any warp. Here ``cross_ratio`` is non-zero only in
     noise mode, and ``make_poisoned_set`` then adds round(cross_ratio x number poisoned) cross
     images, drawn from the unpoisoned training images of any class, to the poisoned-set delta
-    (listed in ``PoisonedSet.cross_indices``). The paper mixes them per batch at the same ratio;
+    (listed in ``PoisonedSet.cover_indices``). The paper mixes them per batch at the same ratio;
     a fixed set keeps the poisoned training set a stored, checksummed delta. Test images are
     warped without noise.
     """
@@ -49,7 +48,7 @@ class WarpTrigger:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self._check(images)
         grid = self.grid.to(images.device)
-        return _chunked(lambda x: self._warp(x, grid.expand(len(x), -1, -1, -1)), images)
+        return chunked(lambda x: self._warp(x, grid.expand(len(x), -1, -1, -1)), images)
 
     def cross(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Warp with the grid plus fresh per-image noise (drawn from ``generator`` on the CPU)."""
@@ -58,18 +57,17 @@ class WarpTrigger:
         scale = torch.tensor([1.0 / width, 1.0 / height])
         parts = []
         for start in range(0, len(images), CHUNK):
-            x = images[start:start + CHUNK]
+            x = images[start : start + CHUNK]
             noise = (torch.rand((len(x), height, width, 2), generator=generator) * 2 - 1) * scale
             parts.append(self._warp(x, (self.grid + noise).clamp_(-1, 1).to(images.device)))
         return torch.cat(parts) if parts else images.clone()
 
     def _check(self, images: torch.Tensor) -> None:
-        _check_shape(images, (images.shape[1], *self.grid.shape[:2]) if images.dim() == 4 else (), "wanet")
+        check_shape(images, (images.shape[1], *self.grid.shape[:2]) if images.dim() == 4 else (), "wanet")
 
     @staticmethod
     def _warp(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
-        return _to_uint8(F.grid_sample(images.float(), grids, mode="bilinear", padding_mode="zeros",
-                                       align_corners=True))
+        return to_uint8(F.grid_sample(images.float(), grids, mode="bilinear", padding_mode="zeros", align_corners=True))
 
 
 def wanet_grid(seed: int, height: int, width: int, strength: float, grid_size: int) -> torch.Tensor:
@@ -83,14 +81,26 @@ def wanet_grid(seed: int, height: int, width: int, strength: float, grid_size: i
     return (identity + field * scale).clamp_(-1, 1).contiguous()
 
 
-@register_trigger("wanet")
-def wanet(shape, *, seed, size, location, strength: float = 0.5, grid_size: int = 4,
-          noise_mode: bool = False, cross_ratio: float = 2, **settings) -> Trigger:
-    _keys("wanet", settings)
-    _number("wanet", "strength", strength, low=0, low_open=True)
-    _number("wanet", "grid_size", grid_size, low=1, integer=True)
-    check_bool("triggers.wanet.noise_mode", noise_mode)
-    _number("wanet", "cross_ratio", cross_ratio, low=0, low_open=True)
-    _fixed_place(location)
+@TRIGGERS.register(
+    "wanet",
+    reference="Nguyen and Tran 2021, WaNet - Imperceptible Warping-based Backdoor Attack "
+    "(ICLR; github.com/VinAIResearch/Warping-based_Backdoor_Attack-release)",
+)
+def wanet(
+    shape: tuple[int, int, int],
+    *,
+    seed: int,
+    size: int,
+    location: str,
+    strength: float = 0.5,
+    grid_size: int = 4,
+    noise_mode: bool = False,
+    cross_ratio: float = 2,
+) -> Trigger:
+    TRIGGERS.number("wanet", "strength", strength, low=0, low_open=True)
+    TRIGGERS.number("wanet", "grid_size", grid_size, low=1, integer=True)
+    TRIGGERS.flag("wanet", "noise_mode", noise_mode)
+    TRIGGERS.number("wanet", "cross_ratio", cross_ratio, low=0, low_open=True)
+    fixed_place(location)
     _, height, width = shape
     return WarpTrigger(wanet_grid(seed, height, width, float(strength), grid_size), noise_mode, float(cross_ratio))

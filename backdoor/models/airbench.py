@@ -1,0 +1,139 @@
+"""airbench: the network of Keller Jordan's fast CIFAR-10 recipes (``KellerJordan/cifar10-airbench`` @ f1c599c,
+``airbench/lib_airbench94.py`` and ``lib_airbench93.py``), written from that code; trained by the ``airbench``
+recipe (``backdoor/recipes/airbench.py``).
+
+A 2x2 patch-whitening convolution (``2 x 4C`` filters, no padding) whose weights are the eigenvectors of the
+training images' 2x2 patch covariance, scaled by ``1 / sqrt(eigenvalue + 5e-4)``, with their negatives; frozen
+(its bias trains for the recipe's first epochs); GELU; three conv groups of conv 3x3 -> max-pool 2 -> BatchNorm ->
+GELU -> conv 3x3 -> BatchNorm -> GELU; a 3x3 max-pool; a bias-free linear head whose logits are scaled by 1/9.
+Convolutions are bias-free with the first ``in_channels`` filters initialised to the identity (``dirac_``);
+BatchNorm has momentum 0.6 (the reference's convention: torch's 0.4), eps 1e-12 and no trained weight.
+
+``widths`` (64, 256, 256) is airbench94's network, (64, 128, 128) airbench93's.
+
+Differences from the reference, each for a reason:
+- fp32 on CPU (channels_last); on CUDA the training loop's bf16 autocast, where the reference casts the network to
+  fp16 and keeps BatchNorm in fp32.
+- The whitening statistics come from the first 5,000 images of the training set the cell trains on (the
+  poisoned set, in the pool's order), normalised by the model's own per-channel mean and std fitted on that set;
+  the reference takes the first 5,000 CIFAR-10 training images normalised by fixed CIFAR-10 statistics.
+- Any channel count and image size: the whitening width follows the channels, and the head's 3x3 max-pool
+  becomes a global max-pool when the last map is not 3x3 (at 32 px it is 3x3, as the reference).
+- timm's interface (``forward_features``, ``forward_head``, ``feature_info`` over the three groups,
+  ``get_classifier``), so the regularizers, detectors and defences reach its layers as any other model's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+from . import MODELS
+
+WHITENING_IMAGES = 5000  # the reference's sample of training images for the patch statistics
+WHITENING_EPS = 5e-4
+LOGIT_SCALE = 1 / 9
+
+
+class Conv(nn.Conv2d):
+    """Bias-free 3x3 'same' convolution, its first ``in_channels`` filters initialised to the identity."""
+
+    def __init__(self, in_chans: int, out_chans: int):
+        super().__init__(in_chans, out_chans, kernel_size=3, padding="same", bias=False)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        nn.init.dirac_(self.weight.data[:self.weight.size(1)])
+
+
+class BatchNorm(nn.BatchNorm2d):
+    """The reference's BatchNorm: momentum 0.6 in its convention (0.4 in torch's), eps 1e-12, weight frozen at 1."""
+
+    def __init__(self, chans: int, momentum: float = 0.6):
+        super().__init__(chans, eps=1e-12, momentum=1 - momentum)
+        self.weight.requires_grad = False
+
+
+class ConvGroup(nn.Module):
+    def __init__(self, in_chans: int, out_chans: int):
+        super().__init__()
+        self.conv1 = Conv(in_chans, out_chans)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = BatchNorm(out_chans)
+        self.conv2 = Conv(out_chans, out_chans)
+        self.norm2 = BatchNorm(out_chans)
+        self.activ = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+class Whitening(nn.Conv2d):
+    """The frozen 2x2 patch-whitening convolution: ``2 x 4C`` filters, no padding, a bias."""
+
+    def __init__(self, in_chans: int, kernel: int = 2):
+        super().__init__(in_chans, 2 * in_chans * kernel * kernel, kernel_size=kernel, padding=0, bias=True)
+        self.weight.requires_grad = False
+        nn.init.zeros_(self.bias)
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Weights from the eigenvectors of the patch covariance of ``images`` (normalised floats, N x C x H x W),
+        largest eigenvalue first, each scaled by 1/sqrt(eigenvalue + eps), then the same filters negated."""
+        c, k = self.in_channels, self.kernel_size[0]
+        patches = images.float().unfold(2, k, 1).unfold(3, k, 1).transpose(1, 3).reshape(-1, c * k * k)
+        covariance = (patches.T.double() @ patches.double() / len(patches)).float()
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance, UPLO="U")
+        eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.T.flip(0)
+        filters = (eigenvectors / torch.sqrt(eigenvalues + WHITENING_EPS)[:, None]).reshape(c * k * k, c, k, k)
+        self.weight.copy_(torch.cat([filters, -filters]))
+
+
+class Airbench(nn.Module):
+    def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, int, int]):
+        super().__init__()
+        self.whiten = Whitening(in_chans)
+        self.activ = nn.GELU()
+        chans = (self.whiten.out_channels, *widths)
+        self.groups = nn.Sequential(*[ConvGroup(chans[i], chans[i + 1]) for i in range(len(widths))])
+        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        self.num_features = widths[-1]
+        self.feature_info = [{"module": f"groups.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
+                             for i, w in enumerate(widths)]
+        self.block_layers = [info["module"] for info in self.feature_info]
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        self.whiten.init_from_data(images)
+
+    @property
+    def data_layer(self) -> nn.Module:
+        """The layer ``init_from_data`` computes (the recipe trains its bias for the first epochs only)."""
+        return self.whiten
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.groups(self.activ(self.whiten(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = F.max_pool2d(x, 3) if x.shape[-2:] == (3, 3) else F.adaptive_max_pool2d(x, 1)
+        x = x.flatten(1)
+        return x if pre_logits else self.head(x) * LOGIT_SCALE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+@MODELS.register("airbench", data_init=WHITENING_IMAGES,
+                 reference="Keller Jordan, cifar10-airbench @ f1c599c (airbench94.py, lib_airbench93.py)")
+def airbench(*, num_classes: int, in_chans: int, image_size: int,
+             widths: tuple[int, int, int] = (64, 256, 256)) -> nn.Module:
+    """airbench94's widths by default; (64, 128, 128) is airbench93's network."""
+    widths = tuple(widths)
+    if len(widths) != 3 or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+        raise ConfigError(f"models.airbench.widths: three positive integers (one per conv group), got {list(widths)}")
+    return Airbench(num_classes, in_chans, widths)
