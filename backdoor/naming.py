@@ -33,7 +33,7 @@ SCRATCH = "scratch"  # the init axis value of a model trained from random weight
 
 
 def slug(value: Any) -> str:
-    """A path- and stage-name-safe form of an axis value (``folder:/x/y`` -> ``folder-x-y``)."""
+    """A path- and stage-name-safe form of an axis value (``folder:/x/y`` -> ``folder-x-y``, 0.10 -> ``0.1``)."""
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
 
@@ -63,7 +63,7 @@ def cell_name(cell: dict[str, Any], with_rate: bool = True) -> str:
             f"s{cell['seed']}",
             *init_part(cell.get("init", SCRATCH)),
             *epochs_part(cell["train_epochs"]),
-            "ftlr" + slug(float(cell["ft_lr"])),
+            "ftlr" + slug(cell["ft_lr"]),  # a number, or a multiple of the training peak lr ("1x")
             "ftn" + slug(cell["ft_clean_size"]),
             slug(cell.get("ft_method", "ft")),
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,7 +45,14 @@ def train_model(
     recipe = build_recipe(exp.recipe, **exp.recipe_settings)
     loss = build_regularizer(exp.regularizer, clf.model, recipe.label_smoothing(exp.train), **exp.regularizer_settings)
 
+    started = time.perf_counter()
+
     def on_epoch_end(epoch: int, train_loss: float) -> None:
+        if progress:  # one line an epoch: a long CPU training shows how far it is in the stage's log
+            print(
+                f"epoch {epoch}/{exp.train.epochs}: loss {train_loss:.4f}, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
         if log is None:
             return
         values = {"train_loss": train_loss, **getattr(loss, "epoch_terms", lambda: {})()}
