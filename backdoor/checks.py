@@ -7,19 +7,28 @@ scripts themselves check only the parts they use, so that their code dependencie
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
+import torch
+
 from .datasets.registry import dataset_spec
 from .defence_settings import DefenceExperiment, FinetuneConfig, check_finetuning
 from .detectors import DETECTORS, check_detector
 from .errors import ConfigError, choices_error
+from .files import load_tensors, read_json
 from .finetune_methods import METHODS, check_method
-from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_shards
+from .grid import Cell, check_plan, grid_axes, grid_cells, grid_detectors, grid_relearn, grid_shards
 from .models import MODELS, check_arch, check_model_settings
-from .naming import FT_AXES
+from .naming import FT_AXES, slug
 from .params import init_settings
+from .poisoned_set import training_pool
 from .poisoning import STRATEGIES, build_strategy, eligible_count
 from .recipes import RECIPES, check_recipe
 from .regularizers import REGULARIZERS, check_regularizer
 from .settings import check_poison_rate, check_training, poison_count, pool_size
+from .strategies import check_focus_strategy, check_strategy_settings
 from .triggers import TRIGGERS, build_trigger
 from .validation import check_choice, check_keys, check_number, check_text
 
@@ -31,6 +40,7 @@ def validate_experiment(exp: DefenceExperiment) -> None:
     spec = dataset_spec(exp.dataset, exp.image_size)
     if exp.arch is not None:
         check_model_settings(exp.arch, exp.model_settings, exp.train.pretrained)
+        check_model_builds(exp.arch, exp.model_settings, spec.num_classes, spec.channels, spec.image_size)
     check_recipe(exp.recipe, exp.recipe_settings, exp.train)
     if exp.strategy is not None:
         build_strategy(exp.strategy, exp.target, exp.source, spec.num_classes)
@@ -53,6 +63,58 @@ def validate_experiment(exp: DefenceExperiment) -> None:
         check_finetuning(exp.finetune, pool_size(exp.subset, spec.num_train), exp.poison_rate)
 
 
+@functools.cache
+def _builds(arch: str, settings: str, num_classes: int, channels: int, image_size: int) -> None:
+    with torch.device("meta"):  # the factory's own checks, without allocating or initialising weights
+        try:
+            MODELS.build(
+                arch, num_classes=num_classes, in_chans=channels, image_size=image_size, **json.loads(settings)
+            )
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as exc:  # a setting of the wrong kind, caught by torch itself
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"models.{arch}: {settings} does not build the model ({first_line})") from None
+
+
+def check_model_builds(arch: str, settings: dict, num_classes: int, channels: int, image_size: int) -> None:
+    """One of our models built once at the dataset's shape with its settings (``models.<arch>``): what its factory
+    refuses (three widths for airbench ...) fails here, before any stage."""
+    if arch in MODELS:
+        _builds(arch, json.dumps(settings, sort_keys=True), num_classes, channels, image_size)
+
+
+def stored_labels(raw_dir: str | Path | None, exp: DefenceExperiment) -> torch.Tensor | None:
+    """The training labels of the dataset stored in ``raw_dir`` when it is the one ``exp`` asks for (its source and
+    image size), else None. Not stored yet means nothing downstream of it exists to lose: the poison stage judges
+    the same rule before it writes anything."""
+    manifest = Path(raw_dir or "") / "manifest.json"
+    if raw_dir is None or not manifest.is_file():
+        return None
+    stored = read_json(manifest)
+    spec = dataset_spec(exp.dataset, exp.image_size)
+    if stored.get("source") != exp.dataset or stored.get("shape", [None])[-1] != spec.image_size:
+        return None
+    return load_tensors(Path(raw_dir) / "train.pt", stored["sha256"]["train.pt"])["labels"]
+
+
+def check_pool(exp: DefenceExperiment, labels: torch.Tensor) -> None:
+    """The rules only the stored data can judge, on the training pool the cell will draw (``train.subset``, seed):
+    the poison count against the images the strategy may poison, and the defender's clean set and re-learning
+    poisons against what is left."""
+    pool = training_pool(len(labels), exp.subset, exp.seed)
+    if exp.strategy is not None and exp.poison_rate > 0:
+        strategy = build_strategy(exp.strategy, exp.target, exp.source, int(labels.max()) + 1)
+        count, eligible = poison_count(len(pool), exp.poison_rate), int(strategy.train_mask(labels[pool]).sum())
+        if count > eligible:
+            raise ConfigError(
+                f"poison_rate: {exp.poison_rate:g} asks for {count} poisoned images but only {eligible} of the "
+                f"{len(pool)} training images in the pool are eligible under {exp.strategy}"
+            )
+        if exp.relearn.poisons > count:
+            raise ConfigError(f"relearn.poisons: {exp.relearn.poisons} asked, but the cell poisons {count} images")
+
+
 def _check_eligible(exp: DefenceExperiment, num_train: int, class_counts: tuple[int, ...], num_classes: int) -> None:
     """The poison count against the images the strategy may poison (its own ``train_mask`` over the class counts).
     Exact when the whole training set is the pool; with ``train.subset`` the pool's classes are known only once the
@@ -66,7 +128,7 @@ def _check_eligible(exp: DefenceExperiment, num_train: int, class_counts: tuple[
         )
 
 
-OPTIONAL_SECTIONS = ("finetune_methods", "models", "recipes")
+OPTIONAL_SECTIONS = ("finetune_methods", "models", "recipes", "strategies")
 
 
 def validate_methods(params: dict, exp: DefenceExperiment) -> None:
@@ -79,6 +141,7 @@ def validate_methods(params: dict, exp: DefenceExperiment) -> None:
         init_settings(params, name)
     for section, registry in (
         ("triggers", TRIGGERS),
+        ("strategies", STRATEGIES),
         ("regularizers", REGULARIZERS),
         ("detectors", DETECTORS),
         ("finetune_methods", METHODS),
@@ -103,12 +166,15 @@ def validate_methods(params: dict, exp: DefenceExperiment) -> None:
             if section == "triggers":
                 location = exp.trigger_location if name in TRIGGERS.names(patch=True) else "bottom-right"
                 build_trigger(name, shape, seed=exp.seed, size=exp.trigger_size, location=location, **(settings or {}))
+            elif section == "strategies":
+                check_strategy_settings(name, settings or {})
             elif section == "regularizers":
                 check_regularizer(name, settings or {})
             elif section == "finetune_methods":
                 check_method(name, settings or {}, exp.finetune)
             elif section == "models":
                 check_model_settings(name, settings or {})
+                check_model_builds(name, settings or {}, spec.num_classes, spec.channels, spec.image_size)
             elif section == "recipes":
                 check_recipe(name, settings or {}, exp.train)
             else:
@@ -158,6 +224,7 @@ def validate_grid(params: dict) -> list[Cell]:
     check_keys("grid.settings", settings, CELL_SETTINGS)
     axes = grid_axes(params)
     grid_shards(params)
+    grid_relearn(params)
     for name in grid_detectors(params):
         check_choice("grid.detectors", name, sorted(DETECTORS))
     for axis, values in axes.items():
@@ -184,9 +251,17 @@ def validate_grid(params: dict) -> list[Cell]:
     return cells
 
 
-def validate_params(params: dict, plan: dict | None = None, settings: dict | None = None) -> list[Cell]:
+def validate_params(
+    params: dict,
+    plan: dict | None = None,
+    settings: dict | None = None,
+    focus_raw: str | Path | None = None,
+    grid_raw: str | Path | None = None,
+) -> list[Cell]:
     """The whole params.yaml: the focus experiment, every method's settings, every grid cell, and (given the
-    planned grid/plan.json and grid/settings.json) that the grid was planned from it. Returns the cells."""
+    planned grid/plan.json and grid/settings.json) that the grid was planned from it; with ``focus_raw`` and
+    ``grid_raw`` (the stored datasets' folders), the rules only the data can judge, where the data is stored.
+    Returns the cells."""
     exp = DefenceExperiment(params)
     if exp.train.init is not None:  # dvc.yaml's focus stages are fixed: a file named in params cannot be a dependency
         raise ConfigError(
@@ -194,8 +269,24 @@ def validate_params(params: dict, plan: dict | None = None, settings: dict | Non
             "use a grid cell (grid.init with its source under inits:), whose model is a DVC dependency"
         )
     validate_experiment(exp)
+    check_focus_strategy(exp.strategy)
     validate_methods(params, exp)
     cells = validate_grid(params)
     if plan is not None:
         check_plan(params, plan, settings or {})
+    labels = stored_labels(focus_raw, exp)
+    if labels is not None:
+        check_pool(exp, labels)
+    for dataset in dict.fromkeys(cell.dataset for cell in cells):
+        first = next(cell for cell in cells if cell.dataset == dataset)
+        labels = stored_labels(
+            Path(grid_raw or "") / slug(dataset) if grid_raw else None, DefenceExperiment(params, first.as_dict())
+        )
+        if labels is None:
+            continue
+        for cell in (cell for cell in cells if cell.dataset == dataset):
+            try:
+                check_pool(DefenceExperiment(params, cell.as_dict()), labels)
+            except ConfigError as exc:
+                raise ConfigError(f"grid: the combination {cell.name} cannot work: {exc}") from None
     return cells

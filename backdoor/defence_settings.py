@@ -135,7 +135,7 @@ class DefenceExperiment(Experiment):
     """The experiment as a defence stage reads it: the training side, plus the fine-tuning and re-learning settings
     (for a grid cell, ``grid.settings.finetune`` with the ``ft_`` axes)."""
 
-    PARTS = (*Experiment.PARTS, "finetune", "method_settings")
+    PARTS = (*Experiment.PARTS, "finetune", "method_settings", "relearn")
 
     @cached_property
     def finetune(self) -> FinetuneConfig:

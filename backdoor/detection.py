@@ -16,9 +16,14 @@ computed later without running the detector again:
   ranks) and over all images (scores of different classes compared as they are), and the target class's
   poisoned share. Scores: one row per image (pool index, label as trained, poisoned), a score and a flag column
   per variant.
+  A detector whose scores take two values within a class (activation clustering: fact ``ranking``) has its
+  AUROC within the target class named for what it is, ``balanced_accuracy_target``, and ``balanced_accuracy`` (of
+  its flags, over all images) instead of the AUROC over all images.
 - ``inputs`` detectors (STRIP) score triggered and clean test inputs; the threshold comes from the defender's
   clean images. A triggered input the model does not obey (it is not classified as the target) carries no
-  working trigger: TPR and AUROC are given over all triggered inputs and over those that fire.
+  working trigger: TPR and AUROC are given over all triggered inputs and over those that fire. A row per variant
+  (STRIP's two superpositions), each with its own threshold, on the same draws; the scores table holds the
+  configured one's columns and each other variant's with its name appended.
 - ``model`` detectors (Neural Cleanse) judge the model: a poisoned model counts as found when the attack's
   target is among the flagged classes; a clean baseline flagged at all is a false alarm. Scores: a row per class.
 
@@ -116,19 +121,32 @@ def _counts(flagged: torch.Tensor, truth: torch.Tensor, prefix: str = "") -> dic
     return {f"{prefix}{k}": v for k, v in detection_counts(flagged, truth)._asdict().items()}
 
 
+def balanced_accuracy(flagged: torch.Tensor, truth: torch.Tensor) -> float:
+    """(TPR + TNR) / 2 of the flags; NaN when ``truth`` holds one class only."""
+    counts = detection_counts(flagged, truth)
+    return (counts.tpr + 1 - counts.fpr) / 2
+
+
 def image_metrics(
-    scores: torch.Tensor, flagged: torch.Tensor, truth: torch.Tensor, labels: torch.Tensor, target: int | None
+    scores: torch.Tensor,
+    flagged: torch.Tensor,
+    truth: torch.Tensor,
+    labels: torch.Tensor,
+    target: int | None,
+    ranking: str = "auroc",
 ) -> dict[str, Any]:
-    """A training-data detector's numbers from its scores and flags (see the module doc)."""
+    """A training-data detector's numbers from its scores and flags (see the module doc); ``ranking``
+    "balanced_accuracy" names the within-target AUROC of two-valued scores for what it is."""
     scores, flagged, truth, labels = (t.cpu() for t in (scores.double(), flagged, truth, labels))
-    metrics = _counts(flagged, truth) | {"auroc": auroc(scores, truth)}
+    overall = auroc(scores, truth) if ranking == "auroc" else balanced_accuracy(flagged, truth)
+    metrics = _counts(flagged, truth) | {ranking: overall}
     metrics |= {
         f"oracle_{k}": v
         for k, v in detection_counts(oracle_flags(scores, truth, labels), truth)._asdict().items()
         if k in ("tpr", "fpr", "precision")
     }
     in_target = labels == target if target is not None else torch.zeros(len(labels), dtype=torch.bool)
-    metrics["auroc_target"] = auroc(scores[in_target], truth[in_target]) if bool(in_target.any()) else math.nan
+    metrics[f"{ranking}_target"] = auroc(scores[in_target], truth[in_target]) if bool(in_target.any()) else math.nan
     metrics["target_poisoned_share"] = float(truth[in_target].double().mean()) if bool(in_target.any()) else math.nan
     return metrics
 
@@ -190,7 +208,7 @@ def judge_training_data(entry: Entry, detector: Callable[..., Any], case: Case) 
             {
                 "variant": variant,
                 "features": layer,
-                **image_metrics(result.scores, result.flagged, truth, labels, case.target),
+                **image_metrics(result.scores, result.flagged, truth, labels, case.target, entry.ranking),
                 **_columns(entry, result),
             }
         )
@@ -199,7 +217,8 @@ def judge_training_data(entry: Entry, detector: Callable[..., Any], case: Case) 
 
 
 def judge_inputs(entry: Entry, detector: InputDetector, case: Case) -> tuple[dict, pd.DataFrame]:
-    """Triggered and clean test inputs scored, the threshold set on the defender's clean images."""
+    """Triggered and clean test inputs scored by each variant on the same draws, the threshold set on the
+    defender's clean images."""
     rng = case.rng()
     clean_images, _ = defender_clean_images(case.data, case.pool, case.poisoned, 2 * detector.num_clean, case.seed)
     blend_pool, held_out = clean_images[: detector.num_clean], clean_images[detector.num_clean :]
@@ -214,22 +233,26 @@ def judge_inputs(entry: Entry, detector: InputDetector, case: Case) -> tuple[dic
     fires = torch.cat(
         [logits(triggered.float() / 255).argmax(1).cpu() == wanted, torch.zeros(len(clean_inputs), dtype=torch.bool)]
     )
-    result = detector(logits, inputs, blend_pool, rng, clean=held_out)
-    row = {
-        "variant": "configured",
-        **input_metrics(result.scores, result.flagged, truth, fires),
-        **_columns(entry, result),
-    }
     table = pd.DataFrame(
-        {
-            "triggered": truth.numpy(),
-            "fires": fires.numpy(),
-            "class": torch.cat([wanted, clean_labels]).numpy(),
-            **_score_columns(entry, result),
-            "flagged": result.flagged.numpy(),
-        }
+        {"triggered": truth.numpy(), "fires": fires.numpy(), "class": torch.cat([wanted, clean_labels]).numpy()}
     )
-    return {"clean_data": len(clean_images), "threshold": result.threshold, "rows": [row]}, table
+    state, rows, thresholds = rng.get_state(), [], []
+    for variant, (variant_detector, _) in detector_variants(entry.name, detector).items():
+        rng.set_state(state)  # every variant draws the same pool images
+        result = variant_detector(logits, inputs, blend_pool, rng, clean=held_out)
+        thresholds.append(result.threshold)
+        rows.append(
+            {
+                "variant": variant,
+                **input_metrics(result.scores, result.flagged, truth, fires),
+                "threshold": result.threshold,
+                **_columns(entry, result),
+            }
+        )
+        suffix = "" if variant == "configured" else f"_{variant}"
+        for column, values in {**_score_columns(entry, result), "flagged": result.flagged.numpy()}.items():
+            table[f"{column}{suffix}"] = values
+    return {"clean_data": len(clean_images), "threshold": thresholds[0], "rows": rows}, table
 
 
 def judge_model(entry: Entry, detector: ModelDetector, case: Case) -> tuple[dict, pd.DataFrame]:

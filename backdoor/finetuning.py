@@ -70,7 +70,7 @@ def finetune_model(
 
     if cfg.epochs > 0:
         tuning = Tuning(
-            clf, data.train.images[keep], data.train.labels[keep], cfg, exp.seed, data, on_epoch_end, progress
+            clf, data.train.images[keep], data.train.labels[keep], cfg, exp.seed, data, on_epoch_end, progress, poisoned
         )
         record = build_method(exp.finetune.method, exp.method_settings)(tuning)
         if record["steps"] != curve[-1]["steps"]:

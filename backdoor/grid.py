@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .naming import AXES, SCRATCH, cell_name, epochs_part, init_part, slug
-from .validation import check_number
+from .validation import check_bool, check_number
 
 FLOAT_AXES = ("poison_rate", "ft_lr")  # 0.1 and 0.10 are one value; ft_clean_size keeps counts (int) apart
 
@@ -167,6 +167,11 @@ def grid_detectors(params: dict) -> list[str]:
     return values
 
 
+def grid_relearn(params: dict) -> bool:
+    """``grid.relearn``: re-learning after every defence (keeps each defended model; stages/relearn.py)."""
+    return check_bool("grid.relearn", (params.get("grid") or {}).get("relearn", False))
+
+
 def grid_cells(params: dict) -> list[Cell]:
     """Every combination of the axes, in the order of the lists (not validated: see checks.validate_grid)."""
     axes = grid_axes(params)
@@ -191,6 +196,7 @@ def grid_settings(params: dict) -> dict:
     return {
         "grid": {"settings": (params.get("grid") or {}).get("settings") or {}},
         "triggers": params.get("triggers") or {},
+        "strategies": params.get("strategies") or {},
         "regularizers": params.get("regularizers") or {},
         "detectors": params.get("detectors") or {},
         "finetune_methods": params.get("finetune_methods") or {},
@@ -202,9 +208,11 @@ def grid_settings(params: dict) -> dict:
 
 def check_plan(params: dict, plan: dict, settings: dict) -> None:
     """Refuse results planned from another version of params.yaml (edited without re-planning)."""
-    stale = [cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]] or grid_detectors(
-        params
-    ) != plan.get("detectors", [])
+    stale = (
+        [cell.name for cell in grid_cells(params)] != [cell["name"] for cell in plan["cells"]]
+        or grid_detectors(params) != plan.get("detectors", [])
+        or grid_relearn(params) != plan.get("relearn", False)
+    )
     if stale or grid_settings(params) != settings:
         raise ConfigError(
             "grid/ is out of date with params.yaml (grid, triggers, regularizers or detectors): run `make grid` "

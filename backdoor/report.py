@@ -16,9 +16,38 @@ from .errors import ConfigError
 from .files import read_json
 from .naming import AXES
 
-METRICS = ("clean_acc", "asr", "robust_acc", "ft_clean_acc", "ft_asr", "ft_robust_acc")
-BASELINE_KEYS = ("dataset", "arch", "regularizer", "seed", "init", "ft_lr", "ft_clean_size", "ft_method")
+METRICS = (
+    "clean_acc",
+    "asr",
+    "robust_acc",
+    "ft_clean_acc",
+    "ft_asr",
+    "ft_robust_acc",
+    "relearn_asr",
+    "clean_model_relearn_asr",
+)
+BASELINE_KEYS = (
+    "dataset",
+    "arch",
+    "regularizer",
+    "seed",
+    "init",
+    "train_epochs",
+    "ft_lr",
+    "ft_clean_size",
+    "ft_method",
+)
 ASR_REMOVED = 0.2  # "the backdoor no longer works": ASR below this after fine-tuning
+RA_RECOVERED = 0.10  # removed, not redirected: robust accuracy within this of the clean model's on the same trigger
+VERDICTS = ("removed", "redirected", "kept")
+RELEARN_COLUMNS = (
+    "relearn_clean_acc",
+    "relearn_asr",
+    "relearn_robust_acc",
+    "clean_model_relearn_clean_acc",
+    "clean_model_relearn_asr",
+    "clean_model_relearn_robust_acc",
+)
 Z95 = 1.959964
 T95 = {
     1: 12.706,
@@ -74,9 +103,52 @@ def epoch_stays_below(curve: list[dict], key: str = "asr", threshold: float = AS
     return epoch
 
 
-def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
-    """One row per planned cell, from ``cell_results``."""
+def relearn_results(plan: dict, cells_dir: str | Path) -> dict[str, dict]:
+    """Each poisoned cell's re-learning metrics (stages/relearn.py), when the grid re-learns (``grid.relearn``)."""
+    if not plan.get("relearn"):
+        return {}
+    results: dict[str, dict] = {}
+    for family in dict.fromkeys(cell["family_key"] for cell in plan["cells"] if cell["poison_rate"] > 0):
+        path = Path(cells_dir) / "relearn" / f"{family}.json"
+        if not path.is_file():
+            raise ConfigError(f"missing re-learning results {path}: run its relearn stage (dvc repro)")
+        results |= read_json(path)
+    return results
+
+
+def verdict(ft_asr: float, ft_robust_acc: float, clean_robust_acc: float) -> str | None:
+    """What a defence did to a backdoor, from ASR and robust accuracy together: ``removed`` (ASR below 0.2 and RA
+    within 10 points of the clean model's on the same trigger), ``redirected`` (ASR below 0.2, RA not recovered:
+    triggered images still go to wrong classes), ``kept``; None when a number is missing (a diverged model, a grid
+    without the clean model)."""
+    if any(v is None or pd.isna(v) for v in (ft_asr, ft_robust_acc)):
+        return None
+    if ft_asr >= ASR_REMOVED:
+        return "kept"
+    if clean_robust_acc is None or pd.isna(clean_robust_acc):
+        return None
+    return "removed" if ft_robust_acc >= clean_robust_acc - RA_RECOVERED else "redirected"
+
+
+def add_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """``clean_model_ft_robust_acc``: the robust accuracy of the clean model (the family's rate-0 cell: same
+    dataset, arch, seed, training length and defence) on the same trigger after the same defence, and each poisoned
+    cell's ``verdict`` against it. The clean model after the same defence, so that what a defence costs every model
+    (a pruned or re-initialised head) is not counted against the backdoored one."""
+    keys = [*BASELINE_KEYS, "trigger", "strategy"]
+    clean = table[table["poison_rate"] == 0].groupby(keys)["ft_robust_acc"].first().rename("clean_model_ft_robust_acc")
+    table = table.join(clean, on=keys)
+    table["verdict"] = [
+        verdict(row.ft_asr, row.ft_robust_acc, row.clean_model_ft_robust_acc) if row.poison_rate > 0 else None
+        for row in table.itertuples()
+    ]
+    return table
+
+
+def collect(plan: dict, results: dict[str, dict], relearned: dict[str, dict] | None = None) -> pd.DataFrame:
+    """One row per planned cell, from ``cell_results`` (and ``relearn_results``)."""
     rows = []
+    relearned = relearned or {}
     for cell in plan["cells"]:
         metrics = results[cell["name"]]
         rows.append(
@@ -94,6 +166,7 @@ def collect(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
                 "num_poisoned": metrics["num_poisoned"],
                 "num_train": metrics["num_train"],
                 "num_test": metrics["num_test"],
+                **{k: relearned.get(cell["name"], {}).get(k) for k in RELEARN_COLUMNS if relearned},
             }
         )
     table = pd.DataFrame(rows)
@@ -121,13 +194,17 @@ def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% interval over seeds for every cell that differs only in its seed."""
+    """Mean and 95% interval over seeds for every cell that differs only in its seed, and how many seeds got each
+    verdict (``verdict_removed`` ...)."""
     keys = [axis for axis in AXES if axis != "seed"]
+    metrics = [m for m in (*METRICS, "clean_acc_gap", "clean_model_ft_robust_acc") if m in table]
     rows = []
     for values, group in table.groupby(keys, sort=False):
         row = dict(zip(keys, values)) | {"n_seeds": len(group)}
-        for metric in METRICS + ("clean_acc_gap",):
-            series = group[metric].dropna() if metric in group else pd.Series(dtype=float)
+        if "verdict" in group:
+            row |= {f"verdict_{v}": int((group["verdict"] == v).sum()) for v in VERDICTS}
+        for metric in metrics:
+            series = group[metric].dropna()
             mean = series.mean() if len(series) else math.nan
             half = (
                 t_critical(len(series) - 1) * series.std(ddof=1) / len(series) ** 0.5 if len(series) > 1 else math.nan
@@ -172,6 +249,8 @@ DETECTION_COLUMNS = (
     "f1",
     "auroc",
     "auroc_target",
+    "balanced_accuracy",
+    "balanced_accuracy_target",
     "oracle_tpr",
     "oracle_fpr",
     "oracle_precision",

@@ -222,15 +222,36 @@ def span(values: pd.Series, digits: int = 2) -> str:
     return low if low == high else f"{low}-{high}"
 
 
-def _kind(detector: str) -> str:
+WORKING_ASR = 0.5  # a backdoor "works" from this ASR on: what a detector of the backdoor's behaviour looks for
+JUDGES_THE_BACKDOOR = ("inputs", "model")  # kinds that look for the trigger's effect (STRIP, Neural Cleanse)
+
+
+def _fact(detector: str, fact: str):
     from .detectors import DETECTORS  # the registry: a table needs no edit for a new detector of a known kind
 
-    return DETECTORS.get(detector).kind if detector in DETECTORS else DETECTORS.fact_defaults["kind"]
+    return getattr(DETECTORS.get(detector), fact) if detector in DETECTORS else DETECTORS.fact_defaults[fact]
+
+
+def _kind(detector: str) -> str:
+    return _fact(detector, "kind")
+
+
+def _in_target(detector: str, group: pd.DataFrame) -> pd.Series:
+    """A training-data detector's ranking within the target class: its AUROC, or for two-valued scores (activation
+    clustering) the balanced accuracy it is (files written before that name hold it as ``auroc_target``)."""
+    column = f"{_fact(detector, 'ranking')}_target"
+    return group[column] if column in group and group[column].notna().any() else group["auroc_target"]
+
+
+def _works(rows: pd.DataFrame) -> pd.Series:
+    """The models whose backdoor works (ASR at least ``WORKING_ASR``); all of them in a file without ASR."""
+    return rows["asr"] >= WORKING_ASR if "asr" in rows else pd.Series(True, index=rows.index)
 
 
 def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
     """min-max over seeds of what decides the detector's kind:
-    training data: AUROC within the target class · TPR · FPR at the defender's budget · TPR at the oracle budget;
+    training data: AUROC (balanced accuracy for two-valued scores) within the target class · TPR · FPR at the
+    defender's budget · TPR at the oracle budget;
     inputs: AUROC · TPR · FPR, then TPR over the triggered inputs that fire;
     model: the smallest norm's anomaly index · models flagged on any class (and on the target)."""
     if group.empty:
@@ -249,7 +270,10 @@ def _detector_cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
         return (
             f"{span(group['auroc'])} · {span(group['tpr'])} · {span(group['fpr'])} · firing {span(group['tpr_firing'])}"
         )
-    return f"{span(group['auroc_target'])} · {span(group['tpr'])} · {span(group['fpr'])} · {span(group['oracle_tpr'])}"
+    return (
+        f"{span(_in_target(detector, group))} · {span(group['tpr'])} · {span(group['fpr'])} "
+        f"· {span(group['oracle_tpr'])}"
+    )
 
 
 DETECTION_HEADERS = {
@@ -259,19 +283,35 @@ DETECTION_HEADERS = {
 }
 
 
+def _header(detector: str) -> str:
+    header = DETECTION_HEADERS[_kind(detector)]
+    return header.replace("AUROC", "BA", 1) if _fact(detector, "ranking") == "balanced_accuracy" else header
+
+
 def _detection_rows(detection: pd.DataFrame, columns: list[tuple[str, str]], cell) -> list[list[str]]:
     """A row per trigger and poison rate, the clean baselines first and once (their models do not depend on the
-    trigger; only an input detector's test inputs do); ``cell(detector, group, poisoned)`` fills each column."""
+    trigger; only an input detector's test inputs do); ``cell(detector, group, poisoned)`` fills each column.
+
+    STRIP and Neural Cleanse (``JUDGES_THE_BACKDOOR``) look for a backdoor's effect: their columns count the models
+    whose backdoor works (ASR at least 0.5), and the others of a trigger and rate get a row of their own below it,
+    ``<trigger> (ASR < 0.5)``."""
     clean = detection[detection["poison_rate"] == 0]
     model = ["detector", "variant", "dataset", "arch", "regularizer", "seed"]
     clean = clean[clean["detector"].map(_kind).eq("inputs") | ~clean.duplicated(subset=model)]
     poisoned = detection[detection["poison_rate"] > 0]
     pick = lambda rows, d, v: rows[(rows["detector"] == d) & (rows["variant"] == v)]  # noqa: E731
+    judged = [_kind(d) in JUDGES_THE_BACKDOOR for d, _ in columns]
     rows = []
     if not clean.empty:
         rows.append(["clean baseline", "0 %", *(cell(d, pick(clean, d, v), False) for d, v in columns)])
     for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
-        rows.append([trigger, percent(rate), *(cell(d, pick(group, d, v), True) for d, v in columns)])
+        works = _works(group)
+        counted = [group[works] if j else group for j in judged]
+        rows.append([trigger, percent(rate), *(cell(d, pick(c, d, v), True) for (d, v), c in zip(columns, counted))])
+        if any(judged) and not works.all():
+            apart = group[~works]
+            cells = [cell(d, pick(apart, d, v), True) if j else "-" for (d, v), j in zip(columns, judged)]
+            rows.append([f"{trigger} (ASR < {WORKING_ASR:g})", percent(rate), *cells])
     return rows
 
 
@@ -280,22 +320,26 @@ def detection_table(detection: pd.DataFrame) -> str:
     min-max over seeds; TPR and FPR count the training images (or test inputs) flagged."""
     firsts = detection.drop_duplicates("detector")
     columns = list(zip(firsts["detector"], firsts["variant"]))
-    header = ["trigger", "poison rate", *(f"{d}: {DETECTION_HEADERS[_kind(d)]}" for d, _ in columns)]
+    header = ["trigger", "poison rate", *(f"{d}: {_header(d)}" for d, _ in columns)]
     return markdown(_detection_rows(detection, columns, _detector_cell), header)
 
 
 def detection_variants_table(detection: pd.DataFrame) -> str:
     """Every variant of the training-data detectors (the score forms, the features, each source's rule): the
-    AUROC within the target class · TPR at the defender's budget, min-max over seeds."""
+    AUROC (balanced accuracy for two-valued scores) within the target class · TPR at the defender's budget,
+    min-max over seeds."""
     variants = detection[detection["detector"].map(_kind) == "training-data"]
     columns = list(dict.fromkeys(zip(variants["detector"], variants["variant"])))
 
     def cell(detector: str, group: pd.DataFrame, poisoned: bool) -> str:
         if group.empty:
             return "-"
-        return f"{span(group['auroc_target'])} · {span(group['tpr'])}" if poisoned else f"FPR {span(group['fpr'])}"
+        return (
+            f"{span(_in_target(detector, group))} · {span(group['tpr'])}" if poisoned else f"FPR {span(group['fpr'])}"
+        )
 
-    header = ["trigger", "poison rate", *(f"{d} {v}" for d, v in columns)]
+    ba = lambda d: " (BA)" if _fact(d, "ranking") == "balanced_accuracy" else ""  # noqa: E731
+    header = ["trigger", "poison rate", *(f"{d} {v}{ba(d)}" for d, v in columns)]
     return markdown(_detection_rows(variants, columns, cell), header)
 
 

@@ -1,6 +1,7 @@
-"""Grid stage: one detector on one trained model (backdoor/detection.py): a JSON record (metrics per variant),
-the scores with the truth beside them (``<record>.scores.csv.gz``), and for a model-level detector (Neural
-Cleanse) the reversed trigger as a PNG."""
+"""Grid stage: one detector on one trained model (backdoor/detection.py): a JSON record (metrics per variant: the
+training-data detectors' forms, STRIP's two superpositions), the scores with the truth beside them
+(``<record>.scores.csv.gz``, kept in git with a preset's run), and for a model-level detector (Neural Cleanse) the
+reversed trigger as a PNG."""
 
 import time
 from pathlib import Path
@@ -80,8 +81,8 @@ def main(args) -> None:
         )
     write_json(args.out, record)
     write_csv(scores, scores_path(args.out), float_format="%.6g")
-    first = record["rows"][0]
-    print(f"{args.detector}: TPR {first['tpr']}  FPR {first['fpr']}  AUROC {first.get('auroc')}  ({seconds:.1f} s)")
+    first, ranking = record["rows"][0], DETECTORS.get(args.detector).ranking
+    print(f"{args.detector}: TPR {first['tpr']}  FPR {first['fpr']}  {ranking} {first.get(ranking)}  ({seconds:.1f} s)")
 
 
 if __name__ == "__main__":

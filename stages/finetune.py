@@ -12,6 +12,7 @@ get its weights).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from backdoor.classifier import load_trained
@@ -57,33 +58,45 @@ def main(args: argparse.Namespace) -> None:
     for exp in experiments:
         check_finetuning(exp.finetune, pool_size(exp.subset, len(data.train)), exp.poison_rate)
     report = {}
-    for exp, poisoned_dir, model in zip(experiments, args.poisoned, args.model):
-        poisoned = load_poisoned(poisoned_dir, args.raw)
-        clf = load_trained(model, args.raw, poisoned_dir)
-        if args.out:
-            with atomic_dir(args.out) as tmp:
-                log, close = dvclive_logger(Path(tmp) / "live")
-                curve = finetune_model(exp, clf, data, poisoned, log=log)
-                close()
-                clf.save(Path(tmp) / "model.pt")
-                import pandas as pd  # the focus experiment's curve only: a grid family skips its import
-
-                pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
-        else:
-            curve = finetune_model(exp, clf, data, poisoned)
-        name = cell_name(exp.axes()) if args.report else "focus"
-        report[name] = {
-            **before_after(curve[0], curve[-1], poisoned_counts(poisoned)),
-            "num_test": len(data.test),
-            "curve": curve,
-        }
-        last = curve[-1]
-        print(
-            f"{name}: {exp.finetune.method}, {last['epoch']} epochs = {last['steps']} optimizer steps, "
-            f"ASR {curve[0]['asr']:.3f} -> {last['asr']:.3f}"
-        )
+    defended = atomic_dir(args.defended) if args.defended else contextlib.nullcontext()
+    with defended as defended_dir:
+        for exp, poisoned_dir, model in zip(experiments, args.poisoned, args.model):
+            name, record = defend(args, exp, data, poisoned_dir, model, defended_dir)
+            report[name] = record
     if args.report:
         write_json(args.report, report)  # a diverged model's metrics: null
+
+
+def defend(
+    args: argparse.Namespace, exp: DefenceExperiment, data, poisoned_dir: str, model: str, defended_dir: Path | None
+) -> tuple[str, dict]:
+    """One cell: its model fine-tuned by the defence (kept in ``defended_dir`` when given, for re-learning)."""
+    poisoned = load_poisoned(poisoned_dir, args.raw)
+    clf = load_trained(model, args.raw, poisoned_dir)
+    if args.out:
+        with atomic_dir(args.out) as tmp:
+            log, close = dvclive_logger(Path(tmp) / "live")
+            curve = finetune_model(exp, clf, data, poisoned, log=log)
+            close()
+            clf.save(Path(tmp) / "model.pt")
+            import pandas as pd  # the focus experiment's curve only: a grid family skips its import
+
+            pd.DataFrame(curve).to_csv(Path(tmp) / "curve.csv", index=False)
+    else:
+        curve = finetune_model(exp, clf, data, poisoned)
+    name = cell_name(exp.axes()) if args.report else "focus"
+    if defended_dir is not None:
+        clf.save(Path(defended_dir) / f"{name}.pt")
+    last = curve[-1]
+    print(
+        f"{name}: {exp.finetune.method}, {last['epoch']} epochs = {last['steps']} optimizer steps, "
+        f"ASR {curve[0]['asr']:.3f} -> {last['asr']:.3f}"
+    )
+    return name, {
+        **before_after(curve[0], curve[-1], poisoned_counts(poisoned)),
+        "num_test": len(data.test),
+        "curve": curve,
+    }
 
 
 if __name__ == "__main__":
@@ -98,6 +111,7 @@ if __name__ == "__main__":
         help="with --cell (all other axes): each model's poison rate, one grid cell per model",
     )
     parser.add_argument("--out", help="output folder for a single model: model.pt, curve.csv, live/")
+    parser.add_argument("--defended", help="output folder: each cell's fine-tuned model, <cell name>.pt (re-learning)")
     parser.add_argument(
         "--report", help="output file (JSON): cell name -> metrics before and after and the per-epoch curve"
     )

@@ -14,11 +14,13 @@ from backdoor.params import read_params
 from backdoor.plots import grid_figures
 from backdoor.report import (
     add_baseline_gap,
+    add_verdicts,
     aggregate_metrics,
     cell_results,
     collect,
     detection_table,
     recovery_curves,
+    relearn_results,
     seed_summary,
 )
 
@@ -42,7 +44,7 @@ def main(args) -> None:
     check_plan(params, plan, read_json(args.settings))
     out = Path(args.out)
     results = cell_results(plan, args.cells)
-    table = add_baseline_gap(collect(plan, results))
+    table = add_verdicts(add_baseline_gap(collect(plan, results, relearn_results(plan, args.cells))))
     curves = recovery_curves(plan, results)
     write_csv(table, out / "summary.csv", FLOAT)
     write_csv(seed_summary(table), out / "seeds.csv", FLOAT)

@@ -168,6 +168,8 @@ def test_gpu_benchmark_runs_every_part_at_toy_size_on_the_cpu(tmp_path):
     assert recipe["num_train"] == 36 and len(recipe["epoch_seconds"]) == 1 and 0 <= recipe["test_accuracy"] <= 1
     cell = saved["paper_cell"]
     assert list(cell["stage_seconds"]) == list(gpu.PAPER_STAGES) and 0 <= cell["asr"] <= 1
+    assert set(saved["airbench_cifar10"]) == {"airbench93", "airbench94"}
+    assert all(0 <= run["clean_acc_no_tta"] <= 1 and run["steps"] > 0 for run in saved["airbench_cifar10"].values())
     assert result["paper_cell"]["total_seconds"] == cell["total_seconds"]
 
 

@@ -21,7 +21,7 @@ from backdoor.params import read_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = read_params(ROOT / "params.yaml")
-POOL = PARAMS["train"]["subset"]  # the focus experiment's training pool: the sizes below are checked against it
+POOL = PARAMS["train"]["subset"] or 60_000  # the focus experiment's training pool (all of Fashion-MNIST's by default)
 CLEAN = round(PARAMS["finetune"]["clean_size"] * POOL)
 
 
@@ -42,7 +42,8 @@ BAD = [
     # names
     (
         "trigger=chekcer",
-        "trigger: unknown value 'chekcer'; valid choices: art-pattern, blend, checker, noise, sig, square, wanet",
+        "trigger: unknown value 'chekcer'; valid choices: adaptive-blend, adaptive-patch, art-pattern, blend, checker, "
+        "four-corner, noise, sig, square, wanet",
     ),
     ("trigger=''", "trigger: must be a non-empty name, got ''"),
     ("trigger=3", "trigger: must be a non-empty name, got 3"),
@@ -70,10 +71,7 @@ BAD = [
     ("poison_rate=half", "poison_rate: must be a number in [0, 1], got 'half'"),
     ("poison_rate=[0.1]", "poison_rate: must be a number in [0, 1], got [0.1]"),
     ("poison_rate=true", "poison_rate: must be a number in [0, 1], got True"),
-    (
-        "poison_rate=1",
-        f"finetune.clean_size: asks for {CLEAN} clean images but only 0 of the {POOL} training images are unpoisoned",
-    ),
+    ("poison_rate=1", "poison_rate: 1 asks for 60000 poisoned images but only 54000 training images are eligible"),
     ("trigger_size=40", "trigger_size: 40 px is larger than the 28x28 image"),
     ("trigger_size=0", "trigger_size: must be an integer in [1, inf), got 0"),
     ("seed=-1", "seed: must be an integer in [0, inf), got -1"),
@@ -116,7 +114,10 @@ BAD = [
     ("triggers.wanet.grid_size=0", "triggers.wanet.grid_size: must be an integer in [1, inf), got 0"),
     ("triggers.blend.beta=1", "triggers.blend.beta: unknown setting; valid keys: alpha"),
     ("triggers.art-pattern.distance=30", "triggers.art-pattern.distance: must be an integer in [1, 26], got 30"),
-    ("triggers.stamp={}", "triggers: unknown value 'stamp'; valid choices: art-pattern, blend"),
+    (
+        "triggers.stamp={}",
+        "triggers: unknown value 'stamp'; valid choices: adaptive-blend, adaptive-patch, art-pattern",
+    ),
     ("regularizers.snnl.temperature=0", "regularizers.snnl.temperature: must be a number in (0, inf), got 0"),
     ("regularizers.snnl.factor=abc", "regularizers.snnl.factor: must be a number in (-inf, inf), got 'abc'"),
     ("regularizers.snnl.optimize_temperature=2", "regularizers.snnl.optimize_temperature: must be true or false"),
@@ -258,7 +259,7 @@ def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):
     text = (tmp_path / "params.yaml").read_text()
     params = read_params(tmp_path / "params.yaml")
     assert params["trigger"] == "blend" and params["grid"]["seed"] == [0, 3] and params["arch"] == PARAMS["arch"]
-    assert "# art-pattern | blend | checker" in text and "    - 3" in text  # comments kept, lists block-style
+    assert "# adaptive-blend | adaptive-patch | art-pattern" in text and "    - 3" in text  # comments kept, block lists
     (tmp_path / "presets" / "typo.yaml").write_text("trigerr: blend\n")
     with pytest.raises(ConfigError, match="preset: trigerr is not a key of params.yaml"):
         apply_preset("typo", tmp_path)
@@ -286,5 +287,6 @@ def test_the_choice_lists_follow_a_newly_registered_method():
     assert "zigzag" in names["trigger"]
     text = params_comments((ROOT / "params.yaml").read_text(), names)
     assert (
-        "trigger: checker            # art-pattern | blend | checker | noise | sig | square | wanet | zigzag\n" in text
+        "trigger: checker            # adaptive-blend | adaptive-patch | art-pattern | blend | checker | four-corner | "
+        "noise | sig | square | wanet | zigzag\n" in text
     )

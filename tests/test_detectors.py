@@ -248,6 +248,7 @@ def test_feature_detectors_reject_bad_inputs():
 
 def test_strip_defaults_are_the_references():
     assert detector_defaults("strip") == {
+        "superimpose": "sum",
         "num_blends": 64,
         "alpha": 0.5,
         "false_rejection_rate": 0.05,
@@ -312,7 +313,7 @@ def test_strip_entropies_and_threshold_are_analytic():
     pool = images_with_corner([corner] * 32, seed=1)
     clean = images_with_corner(list(range(100)), seed=2)  # v grows with the index: entropy falls
     inputs = images_with_corner([0, 255, 10, 94, 95], seed=3)
-    result = build_detector("strip", alpha=alpha)(toy_logits, inputs, pool, gen(), clean=clean)
+    result = build_detector("strip", alpha=alpha, superimpose="convex")(toy_logits, inputs, pool, gen(), clean=clean)
 
     def expected(x: int) -> float:
         return entropy_at((1 - alpha) * x / 255 + alpha * corner / 255)
@@ -332,7 +333,7 @@ def test_strip_entropies_and_threshold_are_analytic():
 def test_strip_averages_entropy_over_the_blends():
     pool = images_with_corner([0, 255] * 8, seed=1)  # blends are either uniform-ish or confident
     inputs = images_with_corner([0] * 20, seed=2)
-    strip = build_detector("strip", num_blends=2, alpha=0.5)
+    strip = build_detector("strip", num_blends=2, alpha=0.5, superimpose="convex")
     result = strip(toy_logits, inputs, pool, gen())
     low, high = entropy_at(0.5), entropy_at(0.0)  # blend with a 255 or a 0 corner
     possible = torch.tensor([high, (low + high) / 2, low], dtype=torch.float64)
@@ -348,7 +349,7 @@ def test_strip_threshold_order_statistic_and_bad_inputs():
     assert rejection_threshold(torch.arange(20.0), 0.0) == 0.0
     pool = images_with_corner([0] * 4, seed=1)
     with pytest.raises(ValueError, match="inputs must be a uint8 tensor"):
-        build_detector("strip")(toy_logits, pool.float() / 255, pool, gen())
+        build_detector("strip", superimpose="convex")(toy_logits, pool.float() / 255, pool, gen())
 
 
 # ---------------------------------------------------------------- Neural Cleanse
@@ -566,3 +567,136 @@ def test_input_metrics_count_a_trigger_the_model_ignores_apart():
     metrics = input_metrics(scores, flagged, truth, fires)
     assert metrics["tpr"] == pytest.approx(2 / 3) and metrics["tpr_firing"] == 1.0 and metrics["firing_inputs"] == 2
     assert metrics["auroc"] == pytest.approx(4 / 6) and metrics["auroc_firing"] == 1.0
+
+
+# ---------------------------------------------------------------- STRIP's two superpositions
+
+
+def corner_logits(images: torch.Tensor) -> torch.Tensor:
+    """The toy above on the top-left pixel v, here in [0, 2] (a sum of two images in [0, 1] reaches 2)."""
+    assert 0 <= float(images.min()) and float(images.max()) <= 2
+    v = images[:, 0, 0, 0]
+    return torch.stack([SCALE * v, 0 * v, 0 * v, 0 * v], dim=1)
+
+
+def test_strip_superimposes_as_its_source_by_sum_and_as_before_convexly():
+    from backdoor.detectors.strip import superimposed
+
+    x, b = torch.tensor([0.2, 1.0]), torch.tensor([0.9, 1.0])
+    assert torch.allclose(superimposed(x, b, "sum", 0.5), torch.tensor([1.1, 2.0]))  # unclipped, as cv2 on floats
+    assert torch.allclose(superimposed(x, b, "convex", 0.5), torch.tensor([0.55, 1.0]))  # 0.5 x + 0.5 b
+    corner = 40
+    pool = images_with_corner([corner] * 16, seed=1)
+    inputs = images_with_corner([0, 100, 255], seed=2)
+    summed = build_detector("strip")(corner_logits, inputs, pool, gen(), clean=pool)
+    expected = [entropy_at(v / 255 + corner / 255) for v in (0, 100, 255)]
+    assert torch.allclose(summed.entropy, torch.tensor(expected, dtype=torch.float64))
+    convex = build_detector("strip", superimpose="convex")(corner_logits, inputs, pool, gen(), clean=pool)
+    expected = [entropy_at(0.5 * v / 255 + 0.5 * corner / 255) for v in (0, 100, 255)]
+    assert torch.allclose(convex.entropy, torch.tensor(expected, dtype=torch.float64))
+    fails_in_one_line("strip", {"superimpose": "max"}, "detectors.strip.superimpose: unknown value 'max'")
+
+
+def test_strip_reports_the_other_superposition_as_a_variant_on_the_same_draws():
+    from backdoor.classifier import Classifier
+    from backdoor.datasets import Dataset, Split
+    from backdoor.detection import detect
+
+    variants = detector_variants("strip", build_detector("strip"))
+    assert list(variants) == ["configured", "convex"] and variants["convex"][0].superimpose == "convex"
+    assert list(detector_variants("strip", build_detector("strip", superimpose="convex"))) == ["configured", "sum"]
+
+    images = torch.randint(0, 256, (40, 1, 8, 8), generator=gen(), dtype=torch.uint8)
+    labels = torch.arange(40) % 4
+    data = Dataset("tiny", ("a", "b", "c", "d"), Split(images, labels), Split(images[:12], labels[:12]))
+    clf = Classifier.create("small-cnn", images, 4, seed=0)
+    small = {"num_blends": 4, "num_inputs": 6, "num_clean": 8}
+
+    def run(settings):
+        triggered = images[:12].clone()
+        triggered[:, :, :2, :2] = 255
+        return detect(
+            "strip", {**small, **settings}, clf, data, pool=torch.arange(40), poisoned=torch.tensor([0, 4]),
+            triggered=triggered, triggered_targets=torch.zeros(12, dtype=torch.int64), backdoored=True, target=0,
+            seed=0,
+        )  # fmt: skip
+
+    record, scores = run({})
+    assert [row["variant"] for row in record["rows"]] == ["configured", "convex"]
+    assert record["threshold"] == record["rows"][0]["threshold"]
+    assert list(scores.columns) == [
+        "triggered",
+        "fires",
+        "class",
+        "entropy",
+        "flagged",
+        "entropy_convex",
+        "flagged_convex",
+    ]
+    as_before, before_scores = run({"superimpose": "convex"})  # today's form configured: its numbers, same draws
+    assert as_before["rows"][0] | {"variant": "convex"} == record["rows"][1]
+    assert (before_scores["entropy"] == scores["entropy_convex"]).all()
+
+
+# ---------------------------------------------------------------- activation clustering's balanced accuracy
+
+
+def test_activation_clustering_names_its_two_valued_ranking_a_balanced_accuracy():
+    from backdoor.detection import image_metrics
+
+    assert DETECTORS.get("activation-clustering").ranking == "balanced_accuracy"
+    assert DETECTORS.get("spectral").ranking == "auroc"
+    labels = torch.zeros(8, dtype=torch.int64)
+    truth = torch.tensor([True, True, True, False, False, False, False, False])
+    smaller = torch.tensor([True, True, False, True, False, False, False, False])  # 3 of 8 in the smaller cluster
+    scores = torch.where(smaller, 5 / 8, 3 / 8).double()
+    metrics = image_metrics(scores, smaller, truth, labels, target=0, ranking="balanced_accuracy")
+    assert "auroc_target" not in metrics and "auroc" not in metrics
+    tpr, tnr = 2 / 3, 4 / 5
+    assert metrics["balanced_accuracy_target"] == pytest.approx((tpr + tnr) / 2)  # the AUROC of the two values
+    assert metrics["balanced_accuracy"] == pytest.approx((tpr + tnr) / 2)
+
+
+# ---------------------------------------------------------------- the detection tables and the kept scores
+
+
+def test_strip_and_neural_cleanse_count_working_backdoors_and_list_the_others_apart():
+    import pandas as pd
+
+    from backdoor.tables import detection_table
+
+    rows = []
+    for seed, asr in ((0, 0.95), (1, 0.2), (2, 0.8)):
+        common = {"trigger": "wanet", "poison_rate": 0.01, "seed": seed, "asr": asr, "variant": "configured"}
+        common |= {"dataset": "d", "arch": "a", "regularizer": "none"}
+        rows.append({**common, "detector": "spectral", "auroc_target": 0.7, "tpr": 0.5, "fpr": 0.1, "oracle_tpr": 0.6})
+        rows.append({**common, "detector": "strip", "auroc": asr, "tpr": asr, "fpr": 0.05, "tpr_firing": asr})
+        flagged = "0" if asr > 0.5 else ""
+        rows.append({**common, "detector": "neural-cleanse", "anomaly_index": 3.0, "flagged_classes": flagged,
+                     "target_flagged": asr > 0.5})  # fmt: skip
+    lines = detection_table(pd.DataFrame(rows)).splitlines()
+    # spectral counts the three models; STRIP and Neural Cleanse the two whose backdoor works, the third apart
+    assert lines[2] == (
+        "| wanet | 1 % | 0.70 · 0.50 · 0.10 · 0.60 | 0.80-0.95 · 0.80-0.95 · 0.05 · firing 0.80-0.95 "
+        "| 3.00 · 2/2 flagged, target 2/2 |"
+    )
+    assert (
+        lines[3]
+        == "| wanet (ASR < 0.5) | 1 % | - | 0.20 · 0.20 · 0.05 · firing 0.20 | 3.00 · 0/1 flagged, target 0/1 |"
+    )
+    assert len(lines) == 4
+
+
+def test_the_detector_runs_kept_in_git_keep_their_scores():
+    """Every committed detector run's per-image scores are tracked: no .gitignore under reports/presets hides them."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for run in sorted(p.parent for p in (root / "reports" / "presets").glob("*/detection.csv")):
+        for detector in DETECTORS:
+            path = run / "detection" / detector / "model.scores.csv.gz"
+            ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=root).returncode == 0
+            assert not ignored, f"{path.relative_to(root)} would be ignored"
+    for rules in (root / "reports" / "presets").rglob(".gitignore"):
+        assert "scores.csv.gz" not in rules.read_text(), f"{rules.relative_to(root)} ignores kept scores"

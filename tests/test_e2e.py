@@ -167,23 +167,68 @@ def test_a_folder_dataset_in_the_focus_experiment(repo):
 
 
 @pytest.mark.parametrize(
-    "pair, message",
+    "pairs, message",
     [
-        ("train.lr=abc", "error: train.lr: must be a number in (0, inf), got 'abc'"),
-        ("grid.settings.train.momentum=2", "error: grid.settings.train.momentum: must be a number in [0, 1), got 2"),
+        (["train.lr=abc"], "error: train.lr: must be a number in (0, inf), got 'abc'"),
+        (["grid.settings.train.momentum=2"], "error: grid.settings.train.momentum: must be a number in [0, 1), got 2"),
+        (["train.freeze=backbone"], "error: train.freeze: backbone needs a trained backbone to freeze"),
+        # only the stored data can judge it: 1,380 poisons asked of a 1,500-image pool with ~1,350 non-target images
+        (
+            ["poison_rate=0.92", "finetune.clean_size=50", "finetune.batch_size=32"],
+            "error: poison_rate: 0.92 asks for 1380 poisoned images but only",
+        ),
     ],
 )
-def test_a_rejected_parameter_costs_no_output(repo, pair, message):
+def test_a_rejected_parameter_costs_no_output(repo, pairs, message):
     """DVC removes a stage's outputs before running it: the check stage runs first and fails, so once
     params.yaml is restored, `dvc status` is clean without `dvc checkout`."""
-    result = run(repo, "dvc", "exp", "run", "-S", pair)
+    poisoned = (repo / "data" / "poisoned" / "focus" / "manifest.json").read_text()
+    result = run(repo, "dvc", "exp", "run", *[arg for pair in pairs for arg in ("-S", pair)])
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert message in output and "Traceback" not in output
     assert executed(output) == ["check"]
+    assert (repo / "data" / "poisoned" / "focus" / "manifest.json").read_text() == poisoned  # untouched
     sh(repo, "git", "checkout", "params.yaml")
     assert stale(repo) == set()
     assert (repo / "reports" / "metrics.json").is_file() and (repo / "reports" / "grid" / "summary.csv").is_file()
+
+
+def test_every_stage_declares_every_parameter_it_reads(repo, tmp_path):
+    """Each stage kind runs (focus, grid, every detector kind, a fine-tuning method with settings, an lr multiple,
+    re-learning) and records the keys it read; each must be declared by its stage, or DVC cannot see a stale result.
+    The check is shown to fail on a stage whose declaration lacks a key it reads."""
+    from backdoor.pipeline.declared import undeclared_reads
+
+    def everything(params: dict) -> None:
+        params["finetune"]["method"] = "fst"
+        params["grid"].update(detectors=["spectral", "strip", "neural-cleanse"], relearn=True, ft_lr=[0.01, "1x"])
+        params["grid"]["settings"]["relearn"].update(epochs=1)
+
+    edit_params(repo, everything)
+    sh(repo, "python", "stages/plan_grid.py")
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    sh(repo, "dvc", "repro", "--force", env={**ENV, "BACKDOOR_PARAMS_READ": str(reads)})
+    assert len(list(reads.glob("*.json"))) > 20
+    assert undeclared_reads(repo, reads) == {}
+    summary = pd.read_csv(repo / "reports" / "grid" / "summary.csv")
+    assert {"relearn_asr", "clean_model_relearn_asr", "verdict", "clean_model_ft_robust_acc"} <= set(summary)
+    assert set(summary["ft_lr"].astype(str)) == {"0.01", "1x"}
+
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["finetune"]["params"].remove("finetune_methods")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    assert undeclared_reads(repo, reads) == {"finetune": ["finetune_methods.fst"]}
+
+
+def test_editing_the_chosen_fine_tuning_methods_setting_makes_the_focus_finetune_stale(repo):
+    edit_params(repo, lambda p: p["finetune"].update(method="fst"))
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "fst")
+    edit_params(repo, lambda p: p["finetune_methods"]["fst"].update(alpha=0.3))
+    assert stale(repo) == {"check", "finetune"}  # and, once it re-runs, what reads its outputs
 
 
 def test_an_unknown_key_is_refused_by_dvc_itself(repo):

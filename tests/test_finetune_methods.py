@@ -80,8 +80,19 @@ def head_names(model: torch.nn.Module) -> set[str]:
 
 
 def test_every_method_is_registered_with_a_module_and_validates_its_settings():
-    assert sorted(METHODS) == ["fe-tuning", "fine-pruning", "fst", "ft", "lp", "super-ft"]
-    with pytest.raises(ConfigError, match=r"finetune.method: unknown value 'fine-tune'; valid choices: fe-tuning"):
+    assert sorted(METHODS) == [
+        "anp",
+        "fe-tuning",
+        "fine-pruning",
+        "fst",
+        "ft",
+        "ft-sam",
+        "i-bau",
+        "lp",
+        "nad",
+        "super-ft",
+    ]
+    with pytest.raises(ConfigError, match=r"finetune.method: unknown value 'fine-tune'; valid choices: anp, fe-tuning"):
         check_method("fine-tune", {})
     with pytest.raises(ConfigError, match=r"finetune_methods.fst.alpha: must be a number in \[0, inf\)"):
         check_method("fst", {"alpha": -1})

@@ -53,8 +53,9 @@ def check_images(images: torch.Tensor, indices: torch.Tensor, base: int = 0) -> 
 
 
 def test_registered_strategies():
-    assert set(STRATEGIES) == {"all-to-one", "one-to-one", "all-to-all", "clean-label"}
+    assert set(STRATEGIES) == {"all-to-one", "one-to-one", "all-to-all", "clean-label", "label-consistent"}
     assert STRATEGIES.names(uses_source=True) == ["one-to-one"]
+    assert STRATEGIES.names(perturbed=True) == ["label-consistent"]
     assert STRATEGIES.names(single_target=False) == ["all-to-all"]
     assert all(STRATEGIES.get(name).reference for name in STRATEGIES), "every strategy names its source"
 

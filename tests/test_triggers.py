@@ -19,8 +19,8 @@ from backdoor.triggers.wanet import WarpTrigger, wanet_grid
 
 torch.set_num_threads(1)
 
-FULL_IMAGE = ("blend", "sig", "wanet")
-FIXED_PLACE = ("art-pattern", *FULL_IMAGE)  # no trigger_size, no trigger_location
+FULL_IMAGE = ("blend", "sig", "wanet", "adaptive-blend")
+FIXED_PLACE = ("art-pattern", "four-corner", "adaptive-patch", *FULL_IMAGE)  # no trigger_size, no trigger_location
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -46,7 +46,18 @@ def corner_slices(location: str, h: int, w: int, s: int) -> tuple[slice, slice]:
 
 
 def test_zoo_is_registered():
-    assert set(TRIGGERS) == {"checker", "art-pattern", "square", "noise", "blend", "sig", "wanet"}
+    assert set(TRIGGERS) == {
+        "checker",
+        "art-pattern",
+        "square",
+        "noise",
+        "blend",
+        "sig",
+        "wanet",
+        "four-corner",
+        "adaptive-blend",
+        "adaptive-patch",
+    }
     assert TRIGGERS.names(patch=True) == ["checker", "noise", "square"]
     assert all(TRIGGERS.get(name).reference for name in TRIGGERS), "every trigger names its source"
 
@@ -103,6 +114,9 @@ def test_unknown_setting_names_the_key_and_valid_keys(name):
         "blend": ["alpha"],
         "sig": ["amplitude", "frequency"],
         "wanet": ["strength", "grid_size", "noise_mode", "cross_ratio"],
+        "four-corner": ["amplitude"],
+        "adaptive-blend": ["train_alpha", "test_alpha", "pieces", "mask_rate", "cover_rate"],
+        "adaptive-patch": ["train_alphas", "test_alpha", "cover_rate"],
     }[name]
     if valid:
         assert "valid keys: " + ", ".join(sorted(valid)) in message
@@ -111,7 +125,11 @@ def test_unknown_setting_names_the_key_and_valid_keys(name):
 
 
 def test_unknown_trigger_and_location():
-    with pytest.raises(ConfigError, match="trigger: unknown value 'nope'; valid choices: art-pattern, blend, checker"):
+    with pytest.raises(
+        ConfigError,
+        match="trigger: unknown value 'nope'; valid choices: adaptive-blend, adaptive-patch, art-pattern, blend, "
+        "checker",
+    ):
         build_trigger("nope", (1, 28, 28))
     with pytest.raises(ConfigError, match="trigger_location: unknown value 'middle'"):
         build_trigger("checker", (1, 28, 28), location="middle")
@@ -144,7 +162,7 @@ def test_fixed_place_triggers_reject_a_batch_of_another_shape(name):
         trigger(zeros(1, 1, 8, 9), gen())
 
 
-@pytest.mark.parametrize("name", ["blend", "sig", "wanet"])
+@pytest.mark.parametrize("name", FULL_IMAGE)
 def test_full_image_triggers_give_the_same_result_whatever_the_chunking(name, monkeypatch):
     images = random_images(5, (3, 9, 9))
     trigger = build_trigger(name, (3, 9, 9), seed=2)

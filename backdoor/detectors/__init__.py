@@ -48,14 +48,17 @@ DETECTORS: Registry[DetectorFactory] = Registry(
         "rule": "",  # how it decides what to flag, in one line: detection records carry it
         # training-data: ``variants(built) -> {name: (detector, features)}``, the variants to report, the configured
         # one first; features "pooled" (the penultimate vector) or "block" (the last block flattened). None: the
-        # configured detector on the pooled features alone.
+        # configured detector on the pooled features alone. inputs: the same, features None (STRIP's superpositions).
         "variants": None,
+        # training-data: what its per-image scores rank by, named in the record: "auroc", or "balanced_accuracy" for
+        # scores that take two values within a class (their AUROC there is the balanced accuracy of the split)
+        "ranking": "auroc",
         "seeded": True,  # training-data: called with ``generator=`` (False: a detector that draws no random number)
         "columns": (),  # columns each record row adds to its kind's: attributes of the result, of the same name
         "score_columns": (),  # inputs, model: per-item columns of the kept scores table: attributes of the result
         "reversed_trigger": False,  # model: the result's ``masks`` and ``patterns`` hold a reversed trigger per class
     },
-    fact_choices={"kind": KIND_NAMES},
+    fact_choices={"kind": KIND_NAMES, "ranking": ("auroc", "balanced_accuracy")},
 )
 
 
@@ -124,10 +127,13 @@ def check_detector(name: str, settings: dict[str, Any]) -> None:
     build_detector(name, **settings)
 
 
-def detector_variants(name: str, built: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], str]]:
-    """A training-data detector's variants to report: name -> (detector, the features it reads), configured first."""
+def detector_variants(name: str, built: Callable[..., Any]) -> dict[str, tuple[Callable[..., Any], str | None]]:
+    """A detector's variants to report: name -> (detector, the features it reads: a training-data detector's
+    "pooled" or "block", None for the others), configured first."""
     variants = DETECTORS.get(name).variants
-    return variants(built) if variants is not None else {"configured": (built, "pooled")}
+    if variants is not None:
+        return variants(built)
+    return {"configured": (built, "pooled" if DETECTORS.get(name).kind == "training-data" else None)}
 
 
 def check_features(features: torch.Tensor, labels: torch.Tensor) -> None:

@@ -13,6 +13,9 @@ For each class (by the labels as trained) with at least two images: the features
   rule with its default ``size_threshold=0.35``. A class that 2-means cannot split (share 0) is not.
 * Score of an image: ``1 - (fraction of its class in its own cluster)``, so the smaller cluster of a
   lopsided class scores near 1 and both halves of an even split near 0.5; 0 for an unclustered class.
+  Within a class the score takes two values, so its AUROC there is the balanced accuracy of the split into the
+  two clusters: the record names it ``balanced_accuracy_target`` (fact ``ranking``), and ``balanced_accuracy``
+  over all images is that of the flags.
 
 Settings (default, source): ``nb_dims`` [10] and ``reduce`` [FastICA], ART
 ``activation_defence.cluster_activations(nb_dims=10, reduce="FastICA")`` and Chen et al. (ICA to 10
@@ -142,6 +145,7 @@ def clustering_variants(built: ActivationClustering) -> dict:
     "under size_threshold of its class (Chen et al. 2018, ART)",
     variants=clustering_variants,
     columns=("flagged_classes",),
+    ranking="balanced_accuracy",
 )
 def activation_clustering(
     *, nb_dims: int = 10, reduce: str = "FastICA", cluster_analysis: str = "smaller", size_threshold: float = 0.35

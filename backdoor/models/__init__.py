@@ -19,8 +19,12 @@ from ..errors import ConfigError
 from ..registry import Registry
 
 SMALL_IMAGE = 64  # below this, stems are adapted: an ImageNet stem (stride-2 conv + pool) throws away most pixels
-MODELS = Registry("arch", section="models", built_in=("num_classes", "in_chans", "image_size"),
-                  facts={"has_weights": False, "data_init": 0})
+MODELS = Registry(
+    "arch",
+    section="models",
+    built_in=("num_classes", "in_chans", "image_size", "pretrained"),
+    facts={"has_weights": False, "data_init": 0},
+)
 
 
 def is_known_arch(name: str) -> bool:
@@ -33,8 +37,10 @@ def is_known_arch(name: str) -> bool:
 
 def check_arch(name: str) -> None:
     if not is_known_arch(name):
-        raise ConfigError(f"arch: unknown value {name!r}; valid choices: {', '.join(MODELS.names())}, "
-                          f"or any timm model name (python -c 'import timm; print(timm.list_models())')")
+        raise ConfigError(
+            f"arch: unknown value {name!r}; valid choices: {', '.join(MODELS.names())}, "
+            f"or any timm model name (python -c 'import timm; print(timm.list_models())')"
+        )
 
 
 def check_model_settings(name: str, settings: dict, pretrained: bool = False) -> None:
@@ -42,25 +48,40 @@ def check_model_settings(name: str, settings: dict, pretrained: bool = False) ->
     check_arch(name)
     if name not in MODELS:
         if settings:
-            raise ConfigError(f"models.{name}: settings are for this project's models ({', '.join(MODELS.names())}); "
-                              f"a timm model takes none here")
+            raise ConfigError(
+                f"models.{name}: settings are for this project's models ({', '.join(MODELS.names())}); "
+                f"a timm model takes none here"
+            )
         return
     MODELS.check_keys(name, settings)
     if pretrained and not MODELS.get(name).has_weights:
         raise ConfigError(f"train.pretrained: {name} has no pretrained weights; set it to false")
 
 
-def create_model(name: str, *, num_classes: int, in_chans: int, image_size: int,
-                 pretrained: bool = False, **settings) -> nn.Module:
+def create_model(
+    name: str, *, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False, **settings
+) -> nn.Module:
     check_model_settings(name, settings, pretrained)
     if name in MODELS:
         extra = {"pretrained": pretrained} if MODELS.get(name).has_weights else {}
-        return MODELS.build(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **extra,
-                            **settings)
+        return MODELS.build(
+            name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, **extra, **settings
+        )
     from .timm_models import create_timm_model
 
-    return create_timm_model(name, num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                             pretrained=pretrained)
+    return create_timm_model(
+        name, num_classes=num_classes, in_chans=in_chans, image_size=image_size, pretrained=pretrained
+    )
+
+
+def check_widths(name: str, key: str, widths: object, count: int | None = None, low: int = 1) -> tuple[int, ...]:
+    """A model setting that lists one positive integer per stage (``models.<name>.<key>``), as a tuple."""
+    values = tuple(widths) if isinstance(widths, (list, tuple)) else None
+    ok = values is not None and (count is None or len(values) == count) and len(values) > 0
+    if not ok or any(not isinstance(w, int) or isinstance(w, bool) or w < low for w in values):
+        what = f"{count} integers" if count else "a list of integers"
+        raise ConfigError(f"models.{name}.{key}: {what} of at least {low} (one per stage), got {widths!r}")
+    return values
 
 
 def data_init_images(name: str) -> int:
@@ -88,8 +109,10 @@ def classifier_head(model: nn.Module) -> nn.Linear:
     FE-tuning and FST re-initialise and fine-pruning masks."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(head, nn.Linear):
-        raise ConfigError(f"{type(model).__name__}: its classifier is {type(head).__name__}, not one linear layer: "
-                          f"the fine-tuning methods that work on the head (lp, fe-tuning, fst, fine-pruning) need one")
+        raise ConfigError(
+            f"{type(model).__name__}: its classifier is {type(head).__name__}, not one linear layer: "
+            f"the fine-tuning methods that work on the head (lp, fe-tuning, fst, fine-pruning) need one"
+        )
     return head
 
 
@@ -103,8 +126,10 @@ def prunable_layer(model: nn.Module) -> tuple[str, int]:
     last = (layers if isinstance(layers, list) else layers.info)[-1]
     head = classifier_head(model)
     if last["num_chs"] != head.in_features:
-        raise ConfigError(f"{type(model).__name__}: its last stage {last['module']} has {last['num_chs']} channels but "
-                          f"the head takes {head.in_features} features: fine-pruning cannot map one to the other")
+        raise ConfigError(
+            f"{type(model).__name__}: its last stage {last['module']} has {last['num_chs']} channels but "
+            f"the head takes {head.in_features} features: fine-pruning cannot map one to the other"
+        )
     return last["module"], int(last["num_chs"])
 
 

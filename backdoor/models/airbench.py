@@ -29,8 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from . import MODELS
+from . import MODELS, check_widths
 
 WHITENING_IMAGES = 5000  # the reference's sample of training images for the patch statistics
 WHITENING_EPS = 5e-4
@@ -45,7 +44,7 @@ class Conv(nn.Conv2d):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        nn.init.dirac_(self.weight.data[:self.weight.size(1)])
+        nn.init.dirac_(self.weight.data[: self.weight.size(1)])
 
 
 class BatchNorm(nn.BatchNorm2d):
@@ -101,8 +100,9 @@ class Airbench(nn.Module):
         self.groups = nn.Sequential(*[ConvGroup(chans[i], chans[i + 1]) for i in range(len(widths))])
         self.head = nn.Linear(widths[-1], num_classes, bias=False)
         self.num_features = widths[-1]
-        self.feature_info = [{"module": f"groups.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
-                             for i, w in enumerate(widths)]
+        self.feature_info = [
+            {"module": f"groups.{i}", "num_chs": w, "reduction": 2 ** (i + 1)} for i, w in enumerate(widths)
+        ]
         self.block_layers = [info["module"] for info in self.feature_info]
 
     def init_from_data(self, images: torch.Tensor) -> None:
@@ -128,12 +128,13 @@ class Airbench(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-@MODELS.register("airbench", data_init=WHITENING_IMAGES,
-                 reference="Keller Jordan, cifar10-airbench @ f1c599c (airbench94.py, lib_airbench93.py)")
-def airbench(*, num_classes: int, in_chans: int, image_size: int,
-             widths: tuple[int, int, int] = (64, 256, 256)) -> nn.Module:
-    """airbench94's widths by default; (64, 128, 128) is airbench93's network."""
-    widths = tuple(widths)
-    if len(widths) != 3 or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-        raise ConfigError(f"models.airbench.widths: three positive integers (one per conv group), got {list(widths)}")
-    return Airbench(num_classes, in_chans, widths)
+@MODELS.register(
+    "airbench",
+    data_init=WHITENING_IMAGES,
+    reference="Keller Jordan, cifar10-airbench @ f1c599c (airbench94.py, lib_airbench93.py)",
+)
+def airbench(
+    *, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, int, int] = (64, 256, 256)
+) -> nn.Module:
+    """Keller Jordan's fast CIFAR-10 network: airbench94's widths by default, (64, 128, 128) airbench93's"""
+    return Airbench(num_classes, in_chans, check_widths("airbench", "widths", widths, 3))

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError
-from . import MODELS
+from . import MODELS, check_widths
 from .small_cnn import StagedCNN, conv_bn
 
 
@@ -39,16 +39,31 @@ class CPUResNet(StagedCNN):
     """Stage i: conv-pool-BN-ReLU to ``widths[i]`` channels (half the resolution), then ``residual[i]``
     residual pairs."""
 
-    def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, ...] = (32, 64, 128),
-                 residual: tuple[int, ...] = (0, 0, 1)):
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int,
+        widths: tuple[int, ...] = (32, 64, 128),
+        residual: tuple[int, ...] = (0, 0, 1),
+    ):
         if len(widths) != len(residual):
             raise ConfigError(f"resnet6-cpu: {len(widths)} widths but {len(residual)} residual counts")
-        stages = [nn.Sequential(conv_bn(prev, width, pool=True), *[Residual(width) for _ in range(pairs)])
-                  for prev, width, pairs in zip((in_chans, *widths[:-1]), widths, residual)]
+        stages = [
+            nn.Sequential(conv_bn(prev, width, pool=True), *[Residual(width) for _ in range(pairs)])
+            for prev, width, pairs in zip((in_chans, *widths[:-1]), widths, residual)
+        ]
         super().__init__(stages, widths, num_classes)
 
 
 @MODELS.register("resnet6-cpu", reference="this project's CPU ResNet (docs/cpu-recipes.md), after Page's ResNet-9")
-def resnet6_cpu(*, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128),
-                residual: tuple[int, ...] = (0, 0, 1)) -> nn.Module:
-    return CPUResNet(num_classes, in_chans, tuple(widths), tuple(residual))
+def resnet6_cpu(
+    *,
+    num_classes: int,
+    in_chans: int,
+    image_size: int,
+    widths: tuple[int, ...] = (32, 64, 128),
+    residual: tuple[int, ...] = (0, 0, 1),
+) -> nn.Module:
+    """Three conv-pool-BN-ReLU stages, residual pairs where asked, a linear head: the CPU model for colour images"""
+    widths = check_widths("resnet6-cpu", "widths", widths)
+    return CPUResNet(num_classes, in_chans, widths, check_widths("resnet6-cpu", "residual", residual, len(widths), 0))

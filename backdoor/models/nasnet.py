@@ -31,19 +31,36 @@ from . import MODELS, SMALL_IMAGE, hidden_layers
 class NASNetA(nn.Module):
     """NASNet-A with ``cells_per_stage`` normal cells per stage; timm's module names and interface."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, *, cells_per_stage: int = 4,
-                 num_features: int = 1056, stem_size: int = 32, drop_rate: float = 0.0, pad_type: str = "same"):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        *,
+        cells_per_stage: int = 4,
+        num_features: int = 1056,
+        stem_size: int = 32,
+        drop_rate: float = 0.0,
+        pad_type: str = "same",
+    ):
         super().__init__()
         from timm.layers import ConvNormAct, create_classifier
         from timm.models.nasnet import CellStem0, CellStem1, FirstCell, NormalCell, ReductionCell0, ReductionCell1
 
         if num_features % 24:
-            raise ConfigError(f"nasnet: num_features must be a multiple of 24 (6 branches x 4 at the last stage), "
-                              f"got {num_features}")
+            raise ConfigError(
+                f"nasnet: num_features must be a multiple of 24 (6 branches x 4 at the last stage), got {num_features}"
+            )
         filters = num_features // 24  # width of each branch in the first stage (44 for Mobile, 168 for Large)
         self.num_classes, self.in_chans, self.num_features = num_classes, in_chans, num_features
-        self.conv0 = ConvNormAct(in_chans, stem_size, kernel_size=3, stride=2, padding=0, apply_act=False,
-                                 norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.1))
+        self.conv0 = ConvNormAct(
+            in_chans,
+            stem_size,
+            kernel_size=3,
+            stride=2,
+            padding=0,
+            apply_act=False,
+            norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.1),
+        )
         self.cell_stem_0 = CellStem0(stem_size, num_channels=filters // 4, pad_type=pad_type)  # out: filters
         self.cell_stem_1 = CellStem1(stem_size, num_channels=filters // 2, pad_type=pad_type)  # out: 2 filters
 
@@ -52,21 +69,28 @@ class NASNetA(nn.Module):
         self.layer_names: list[str] = []
         cell = 0
         for stage in range(3):
-            width = filters * 2 ** stage
+            width = filters * 2**stage
             if stage:
                 name = f"reduction_cell_{stage - 1}"
                 reduction = (ReductionCell0 if stage == 1 else ReductionCell1)(
-                    in_chs_left=prev, out_chs_left=width, in_chs_right=cur, out_chs_right=width, pad_type=pad_type)
+                    in_chs_left=prev, out_chs_left=width, in_chs_right=cur, out_chs_right=width, pad_type=pad_type
+                )
                 self.add_module(name, reduction)
                 self.layer_names.append(name)
                 cur = 4 * width  # x_prev stays: the first cell after a reduction reads the same x_prev
             for i in range(cells_per_stage):
                 if i == 0:  # FirstCell: brings x_prev (twice the resolution) down with its two strided paths
-                    module = FirstCell(in_chs_left=prev, out_chs_left=width // 2, in_chs_right=cur,
-                                       out_chs_right=width, pad_type=pad_type)
+                    module = FirstCell(
+                        in_chs_left=prev,
+                        out_chs_left=width // 2,
+                        in_chs_right=cur,
+                        out_chs_right=width,
+                        pad_type=pad_type,
+                    )
                 else:
-                    module = NormalCell(in_chs_left=prev, out_chs_left=width, in_chs_right=cur,
-                                        out_chs_right=width, pad_type=pad_type)
+                    module = NormalCell(
+                        in_chs_left=prev, out_chs_left=width, in_chs_right=cur, out_chs_right=width, pad_type=pad_type
+                    )
                 self.add_module(f"cell_{cell}", module)
                 self.layer_names.append(f"cell_{cell}")
                 prev, cur, cell = cur, 6 * width, cell + 1
@@ -80,7 +104,8 @@ class NASNetA(nn.Module):
         ]
         self.block_layers = after_stem([info["module"] for info in self.feature_info])
         self.global_pool, self.head_drop, self.last_linear = create_classifier(
-            num_features, num_classes, pool_type="avg", drop_rate=drop_rate)
+            num_features, num_classes, pool_type="avg", drop_rate=drop_rate
+        )
 
     def get_classifier(self) -> nn.Module:
         return self.last_linear
@@ -120,7 +145,7 @@ def adapt_nasnet_stem(model: nn.Module, image_size: int) -> None:
 
 @MODELS.register("nasnet-mobile", reference="Zoph et al. 2018, TF-slim mobile_imagenet_config, from timm's cells")
 def nasnet_mobile(*, num_classes: int, in_chans: int, image_size: int, drop_rate: float = 0.0) -> nn.Module:
-    """No pretrained weights here (timm ships none; use nasnet-large for ImageNet weights)."""
+    """NASNet-A Mobile (4 @ 1056) from timm's cells; no pretrained weights (timm ships none: nasnet-large has them)"""
     model = NASNetA(num_classes, in_chans, cells_per_stage=4, num_features=1056, stem_size=32, drop_rate=drop_rate)
     adapt_nasnet_stem(model, image_size)
     return model
@@ -139,13 +164,20 @@ def nasnet_cpu(*, num_classes: int, in_chans: int, image_size: int, drop_rate: f
 
 
 @MODELS.register("nasnet-large", has_weights=True, reference="timm's nasnetalarge (Zoph et al. 2018)")
-def nasnet_large(*, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False,
-                 drop_rate: float = 0.0) -> nn.Module:
+def nasnet_large(
+    *, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False, drop_rate: float = 0.0
+) -> nn.Module:
     """timm's ``nasnetalarge`` (6 @ 4032, 88.8M parameters at 1000 classes), ImageNet weights if pretrained."""
     from .timm_models import create_timm_model
 
-    model = create_timm_model("nasnetalarge", num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                              pretrained=pretrained, drop_rate=drop_rate)
+    model = create_timm_model(
+        "nasnetalarge",
+        num_classes=num_classes,
+        in_chans=in_chans,
+        image_size=image_size,
+        pretrained=pretrained,
+        drop_rate=drop_rate,
+    )
     adapt_nasnet_stem(model, image_size)
     model.block_layers = after_stem(hidden_layers(model))
     return model

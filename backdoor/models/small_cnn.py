@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import MODELS
+from . import MODELS, check_widths
 
 
 def conv_bn(in_chans: int, out_chans: int, pool: bool = False) -> nn.Sequential:
@@ -26,8 +26,9 @@ class StagedCNN(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = widths[-1]
         self.fc = nn.Linear(widths[-1], num_classes)
-        self.feature_info = [{"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)}
-                             for i, w in enumerate(widths)]
+        self.feature_info = [
+            {"module": f"stages.{i}", "num_chs": w, "reduction": 2 ** (i + 1)} for i, w in enumerate(widths)
+        ]
         self.block_layers = [info["module"] for info in self.feature_info]
 
     def get_classifier(self) -> nn.Module:
@@ -48,11 +49,16 @@ class SmallCNN(StagedCNN):
     """Per stage: 3x3 conv, BN, ReLU, 2x2 max-pool."""
 
     def __init__(self, num_classes: int, in_chans: int, widths: tuple[int, ...] = (32, 64, 128)):
-        stages = [nn.Sequential(conv_bn(prev, width), nn.MaxPool2d(2))
-                  for prev, width in zip((in_chans, *widths[:-1]), widths)]
+        stages = [
+            nn.Sequential(conv_bn(prev, width), nn.MaxPool2d(2))
+            for prev, width in zip((in_chans, *widths[:-1]), widths)
+        ]
         super().__init__(stages, widths, num_classes)
 
 
 @MODELS.register("small-cnn", reference="this project's CPU default")
-def small_cnn(*, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128)) -> nn.Module:
-    return SmallCNN(num_classes, in_chans, tuple(widths))
+def small_cnn(
+    *, num_classes: int, in_chans: int, image_size: int, widths: tuple[int, ...] = (32, 64, 128)
+) -> nn.Module:
+    """Three conv-BN-ReLU-pool stages and a linear head: the CPU default"""
+    return SmallCNN(num_classes, in_chans, check_widths("small-cnn", "widths", widths))

@@ -19,16 +19,19 @@ def adapt_resnet_stem(model: nn.Module, in_chans: int) -> None:
     model.maxpool = nn.Identity()
 
 
-def create_timm_model(name: str, *, num_classes: int, in_chans: int, image_size: int,
-                      pretrained: bool = False, **kwargs) -> nn.Module:
+def create_timm_model(
+    name: str, *, num_classes: int, in_chans: int, image_size: int, pretrained: bool = False, **kwargs
+) -> nn.Module:
     import timm
 
     try:
         model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except (OSError, RuntimeError) as exc:
         if pretrained:
-            raise ConfigError(f"train.pretrained: could not load ImageNet weights for {name} (no internet access?): "
-                              f"{exc}. Place them in the Hugging Face cache (HF_HOME) or set pretrained: false") from exc
+            raise ConfigError(
+                f"train.pretrained: could not load ImageNet weights for {name} (no internet access?): "
+                f"{exc}. Place them in the Hugging Face cache (HF_HOME) or set pretrained: false"
+            ) from exc
         raise
     if image_size < SMALL_IMAGE and hasattr(model, "conv1") and hasattr(model, "maxpool"):
         adapt_resnet_stem(model, in_chans)

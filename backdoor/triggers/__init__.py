@@ -25,13 +25,27 @@ The zoo (settings and their defaults in brackets):
              ``amplitude`` [20] (the paper's delta on the 0-255 scale), ``frequency`` [6].
 ``wanet``    fixed smooth warp (Nguyen and Tran 2021). ``strength`` [0.5] (s), ``grid_size`` [4] (k),
              ``noise_mode`` [false], ``cross_ratio`` [2]. See ``WarpTrigger``.
+``four-corner`` Turner et al. 2019's label-consistent trigger: a 3x3 +-1 pattern in each corner, added at
+             ``amplitude`` [255] (255: stamped, their default; 16, 32, 64: their reduced-visibility forms).
+``adaptive-blend`` Qi et al. 2023's Adap-Blend: the ``blend`` pattern cut into ``pieces`` [16], ``mask_rate``
+             [0.5] of them masked per poisoned or cover image at ``train_alpha`` [0.15]; the whole pattern at
+             ``test_alpha`` [0.2] on test inputs; ``cover_rate`` [0.003] of the pool as cover images.
+``adaptive-patch`` Qi et al. 2023's Adap-Patch: four seeded patches, one per poisoned or cover image at its own
+             opacity ``train_alphas`` [0.5, 0.2, 0.5, 0.3]; two of them at ``test_alpha`` [1] on test inputs;
+             ``cover_rate`` [0.006].
+
+Training-time form and cover images (any trigger may declare them; ``TwoFormTrigger`` holds both): a trigger with
+``train_form()`` stamps poisoned training images (and cover images) with that form and the triggered test set with
+itself; a trigger with ``cover_rate > 0`` asks ``make_poisoned_set`` for round(cover_rate x pool) "cover" images:
+unpoisoned training images of any class that carry the training-time form and keep their labels (Qi et al. 2023).
 
 Patch triggers (fact ``patch=True``, listed by ``TRIGGERS.names(patch=True)``: checker, noise, square) use
-``trigger_size`` and ``trigger_location``; art-pattern and the full-image triggers (blend, sig, wanet) ignore
-both, and reject ``trigger_location: random``. Every trigger keeps uint8, works for any channel count and
-image size, and is a pure function of (seed, settings, images, generator): the fixed pattern comes from
-``generator(seed, "trigger-pattern")``, per-image randomness (random patch location, WaNet cross noise) from
-the generator passed in.
+``trigger_size`` and ``trigger_location``; the fixed-place triggers (art-pattern, four-corner, adaptive-patch) and
+the full-image ones (blend, sig, wanet, adaptive-blend) ignore both, and reject ``trigger_location: random``.
+Every trigger keeps uint8, works for any channel count and image size (four-corner: at least 6 x 6), and is a pure
+function of (seed, settings, images, generator): the fixed pattern comes from ``generator(seed, "trigger-pattern")``,
+per-image randomness (random patch location, WaNet cross noise, adaptive-blend's masked pieces) from the generator
+passed in. adaptive-patch's training form depends on the batch too: the j-th quarter of it gets patch j.
 """
 
 from __future__ import annotations
@@ -58,7 +72,9 @@ class Trigger(Protocol):
 
     A trigger may also have ``cross_ratio`` (float > 0) and ``cross(images, generator)``: then
     ``make_poisoned_set`` adds ``cross_ratio`` x (number poisoned) "cross" samples, made by ``cross``
-    from unpoisoned training images, that keep their true labels (WaNet's noise mode).
+    from unpoisoned training images, that keep their true labels (WaNet's noise mode). It may have
+    ``train_form()``, the trigger its poisoned and cover training images carry, and ``cover_rate``, the
+    fraction of the training pool made cover images (``TwoFormTrigger``).
     """
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
@@ -155,8 +171,56 @@ class PatchTrigger:
         return out
 
 
+# ---------------------------------------------------------------- training-time form and cover images
+
+
+@dataclass
+class TwoFormTrigger:
+    """A trigger whose training images carry another form than its test inputs (Qi et al. 2023's asymmetric
+    triggers), with cover images: calling it stamps ``test``, the full trigger of the triggered test set;
+    ``train_form()`` is ``train``, what poisoned and cover images carry; ``cover_rate`` of the training pool
+    are cover images, which keep their labels."""
+
+    test: Trigger
+    train: Trigger
+    cover_rate: float = 0.0
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.test(images, generator)
+
+    def train_form(self) -> Trigger:
+        return self.train
+
+
+def train_form(trigger: Trigger) -> Trigger:
+    """What a trigger's poisoned and cover training images carry: its ``train_form()``, or the trigger itself."""
+    form = getattr(trigger, "train_form", None)
+    return trigger if form is None else form()
+
+
+def cover_rate(trigger: Trigger) -> float:
+    """The fraction of the training pool a trigger makes cover images (0 for most)."""
+    return float(getattr(trigger, "cover_rate", 0.0))
+
+
+def check_cover_rate(name: str, value: float) -> float:
+    """A trigger's ``cover_rate`` setting: a fraction of the training pool, in [0, 1)."""
+    return float(TRIGGERS.number(name, "cover_rate", value, low=0, high=1, high_open=True))
+
+
 # Importing the trigger modules registers them (they use TRIGGERS and the helpers above).
-from . import art_pattern, blend, checker, noise, sig, square, wanet  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    adaptive_blend,
+    adaptive_patch,
+    art_pattern,
+    blend,
+    checker,
+    four_corner,
+    noise,
+    sig,
+    square,
+    wanet,
+)
 
 __all__ = [
     "CHUNK",
@@ -165,11 +229,15 @@ __all__ = [
     "PatchTrigger",
     "Trigger",
     "TriggerFactory",
+    "TwoFormTrigger",
     "build_trigger",
+    "check_cover_rate",
     "check_patch",
     "check_shape",
     "chunked",
     "fixed_place",
     "random_pattern",
+    "cover_rate",
     "to_uint8",
+    "train_form",
 ]
