@@ -5,6 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 # Stages call `python`: the venv's. No telemetry, no update checks.
@@ -12,9 +13,13 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup repro review test test-fast test-slurm grid exp bench bench-gpu lock-check preset paper clean-venv slurm collect external-data
+.PHONY: setup setup-test repro review test test-fast test-bytes test-slurm lint lock grid exp bench bench-gpu lock-check \
+	preset paper clean-venv slurm collect external-data
 
 setup: $(STAMP) $(FASHION_MNIST)
+
+# The test and lint tools, on top of the run-time packages (requirements-test.txt).
+setup-test: setup $(TEST_STAMP)
 
 # Debian's dataset-fashion-mnist when we can install it; otherwise the download stage falls back to
 # a checksummed download of the same files.
@@ -24,6 +29,8 @@ $(FASHION_MNIST):
 		|| echo "note: could not install dataset-fashion-mnist; the download stage will fetch Fashion-MNIST"; \
 	else echo "note: not root or no apt: the download stage will fetch Fashion-MNIST"; fi
 
+# requirements.txt and requirements-test.txt are full locks (every package, transitive ones included, with its version),
+# compiled from requirements.in and requirements-test.in by `make lock`.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@# No pip cache, temporaries beside the venv: where torch is not on local disk, PyPI's build is several GB, and a
@@ -38,33 +45,77 @@ $(STAMP): requirements.txt pyproject.toml
 	$(VENV)/bin/python -m compileall -q -j 0 -x '/torch/testing/' $(VENV)/lib > /dev/null
 	touch $@
 
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(VENV)/bin/pip install -q --no-cache-dir --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+# Recompile the locks from requirements.in and requirements-test.in (for Python 3.11 on x86-64 Linux); commit both.
+lock: setup-test
+	uv pip compile requirements.in -o requirements.txt --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--no-header -q
+	uv pip compile requirements-test.in -o requirements-test.txt --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-header -q
+
+# ruff's lint rules and its formatter's check (pyproject.toml [tool.ruff]); .ci/run runs it.
+lint: setup-test
+	ruff check .
+	ruff format --check .
+
 grid: setup
 	python stages/plan_grid.py
 
 repro: grid
 	dvc repro
 
+# The shared DVC remote (docs/cluster.md, "A shared DVC remote"): REMOTE=s3://bucket/path or a folder, and
+# REMOTE_ENDPOINT=http://host:port for an S3-compatible server other than AWS. Credentials from the environment
+# (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or AWS_PROFILE); the remote goes to .dvc/config.local (not committed),
+# so later calls need no REMOTE. make push: every output of every dvc.yaml and the run-cache; make pull: the same
+# back (a fresh clone's make repro then runs nothing); make pull RUN=reports/presets/<name> [INTO=dir]: a preset
+# run's outputs at the commit its remote.json names. ALLOW_MISSING=1: leave what the remote lacks to dvc repro.
+# With REMOTE set, make review, make slurm and make collect use the remote too.
+REMOTE ?=
+REMOTE_ENDPOINT ?=
+RUN ?=
+INTO ?=
+ALLOW_MISSING ?=
+GIT_URL ?=
+REMOTE_ARGS = $(if $(REMOTE),--remote '$(REMOTE)') $(if $(REMOTE_ENDPOINT),--endpoint '$(REMOTE_ENDPOINT)')
+.PHONY: push pull
+push: setup
+	python tools/remote.py push $(REMOTE_ARGS)
+
+pull: setup
+	python tools/remote.py pull $(REMOTE_ARGS) $(if $(RUN),--run '$(RUN)') $(if $(INTO),--into '$(INTO)') \
+		$(if $(ALLOW_MISSING),--allow-missing)
+
 # A review report of this branch against BASE (default: the merge base with main): review/report.md and its images
 # (tools/review.py): the params that changed, the focus metrics' deltas, the grid cells that changed, every changed
 # plot base against branch. It runs dvc repro first (cached stages are restored, not run).
 BASE ?=
 review: grid
-	python tools/review.py $(if $(BASE),--base '$(BASE)') --out review
+	python tools/review.py $(if $(BASE),--base '$(BASE)') --out review $(REMOTE_ARGS)
 
 # TEST_WORKERS pytest processes (pytest-xdist), sharing one end-to-end base repository (tests/test_e2e.py); worksteal: an
 # idle worker takes tests queued on the busy one (plain load scheduling left every end-to-end test on one). PASSIVE: idle
 # OpenMP threads sleep instead of spinning, so parallel workers' torch threads do not starve each other.
 TEST_WORKERS ?= 2
-test: setup
+test: setup-test
 	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=8 --timeout 1500 -m "not cluster"
 
-# The edit-test loop: every test but the end-to-end DVC runs and the cluster (marked slow / cluster), a minute or two.
-test-fast: setup
-	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --durations=5 --timeout 300 -m "not slow and not cluster"
+# The edit-test loop: every test but the end-to-end DVC runs, the cluster and the CPU-bytes probe, a minute or two.
+test-fast: setup-test
+	OMP_WAIT_POLICY=PASSIVE python -m pytest -q -n $(TEST_WORKERS) --durations=5 --timeout 300 \
+		-m "not slow and not cluster and not cpu_bytes"
+
+# Does this CPU round as the machines that wrote the committed dvc.lock files do? (tests/test_training.py; make test
+# runs it too). A failure says the locks will not reproduce bit for bit here, not that anything is broken.
+test-bytes: setup-test
+	python -m pytest -q -m cpu_bytes tests/test_training.py
 
 # The SLURM tests (tests/test_slurm.py, marked cluster): install Debian's slurm and munge if missing (root),
 # start a one-node SLURM in a temp folder, run the grid through it, stop it. About 9 minutes on 2 cores.
-test-slurm: setup
+test-slurm: setup-test
 	python -m pytest -q --durations=8 -m cluster tests/test_slurm.py
 
 # Each experiment's changed params with its focus CA, ASR and fine-tuned ASR (dvc exp show has a column per
@@ -107,7 +158,8 @@ paper: setup
 # `squeue --me` shows no job left, `make collect` restores every finished stage from the run-cache.
 #   make slurm PARTITION=gpu GPUS_PER_JOB=1 MAX_JOBS=32 CACHE=/shared/dvc-cache
 # Optional: ACCOUNT, TIME (per stage), SBATCH_ARGS (more sbatch options), TARGETS (default: what dvc repro runs),
-# DRY_RUN=1 (print the sbatch commands, submit nothing).
+# DRY_RUN=1 (print the sbatch commands, submit nothing). No shared file system: REMOTE=s3://... instead of CACHE (jobs
+# pull from and push to it, and clone the commit from GIT_URL, default origin's URL), then make collect REMOTE=...
 PARTITION ?=
 ACCOUNT ?=
 TIME ?=
@@ -118,11 +170,11 @@ SBATCH_ARGS ?=
 TARGETS ?=
 slurm: setup
 	python tools/slurm_grid.py submit $(if $(PARTITION),--partition '$(PARTITION)') $(if $(ACCOUNT),--account '$(ACCOUNT)') \
-		$(if $(TIME),--time '$(TIME)') --gpus-per-job '$(GPUS_PER_JOB)' --max-jobs '$(MAX_JOBS)' \
-		$(if $(CACHE),--cache '$(CACHE)') $(if $(SBATCH_ARGS),--sbatch-args='$(SBATCH_ARGS)') $(if $(DRY_RUN),--dry-run) $(TARGETS)
+		$(if $(TIME),--time '$(TIME)') --gpus-per-job '$(GPUS_PER_JOB)' --max-jobs '$(MAX_JOBS)' $(REMOTE_ARGS) \
+		$(if $(CACHE),--cache '$(CACHE)') $(if $(SBATCH_ARGS),--sbatch-args='$(SBATCH_ARGS)') $(if $(DRY_RUN),--dry-run) $(if $(GIT_URL),--git-url '$(GIT_URL)') $(TARGETS)
 
 collect: setup
-	python tools/slurm_grid.py collect $(if $(CACHE),--cache '$(CACHE)') $(TARGETS)
+	python tools/slurm_grid.py collect $(if $(CACHE),--cache '$(CACHE)') $(REMOTE_ARGS) $(TARGETS)
 
 # The real CIFAR-10 (JPEG) and Flowers (160 px) copies of a machine without internet, $(SHARED)/data/*.tar.gz:
 # checked against their sha256, then extracted to data/external/ for presets/{cifar10,flowers}-cpu.yaml.

@@ -10,6 +10,10 @@ Writes ``<out>/report.md`` and its images, offline (matplotlib, no browser). Two
   git-tracked), when its dvc.lock files match its code (``tools/check_lock.py`` on a worktree of it); otherwise it
   is reproduced in a temporary worktree sharing this repository's DVC cache, and the report says so.
 
+With ``--remote`` (make review REMOTE=...: the shared DVC remote, backdoor.pipeline.remote) each side first pulls
+the cells the remote holds (what it lacks is left to run), then runs ``dvc repro --pull``, which restores a changed
+stage from the remote's run-cache when anyone pushed that run: only what changed and was never pushed runs.
+
 Sections: the parameters that changed (as ``dvc params diff`` lists them), the focus experiment's metrics with their
 deltas (as ``dvc metrics diff``), the grid cells whose results changed (and those added or removed), and every plot
 whose data changed, base against branch in one figure. Nothing changed: a one-line report.
@@ -28,6 +32,9 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+
+from backdoor.errors import ConfigError
+from backdoor.pipeline.remote import Remote, RemoteError, configure, pull
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -64,18 +71,25 @@ def default_base() -> str:
 # ---------------------------------------------------------------- the two sides
 
 
-def reproduce(cwd: Path) -> dict[str, int]:
-    """``dvc repro`` in ``cwd``; how many stages ran and how many came back from the cache or run-cache."""
-    out = sh("dvc", "repro", cwd=cwd)
+def reproduce(cwd: Path, remote: Remote | None = None) -> dict[str, int]:
+    """``dvc repro`` in ``cwd`` (with a remote: its cells pulled first, then ``dvc repro --pull``); how many stages
+    ran and how many came back from the cache, the run-cache or the remote."""
+    if remote:
+        try:
+            pull(cwd, remote, allow_missing=True, say=lambda line: None)
+        except (RemoteError, ConfigError) as exc:
+            sys.exit(f"review: {exc}")
+    out = sh("dvc", "repro", *(["--pull"] if remote else []), cwd=cwd)
+    pulled = len(re.findall(r"Pulling data for", out)) - len(re.findall(r"Unable to pull data for", out))
     return {
         "ran": len(re.findall(r"Running stage '", out)),
-        "restored": len(re.findall(r"is cached - skipping run|Restored stage", out)),
+        "restored": len(re.findall(r"is cached - skipping run|Restored stage", out)) + pulled,
     }
 
 
-def base_side(base: str, keep: Path) -> tuple[Path, str]:
+def base_side(base: str, keep: Path, remote: Remote | None = None) -> tuple[Path, str]:
     """Where to read the base's results from, and how they were obtained: its committed files when its locks
-    match its code; otherwise a worktree of it reproduced against this repository's DVC cache."""
+    match its code; otherwise a worktree of it reproduced against this repository's DVC cache (and the remote)."""
     worktree = keep / "base-worktree"
     sh("git", "worktree", "add", "-q", "--detach", str(worktree), base)
     try:
@@ -89,10 +103,13 @@ def base_side(base: str, keep: Path) -> tuple[Path, str]:
             return worktree, f"committed at {base[:10]}, its dvc.lock files matching its code"
         cache = sh("dvc", "cache", "dir").strip()
         sh("dvc", "config", "--local", "cache.dir", cache, cwd=worktree)
-        counts = reproduce(worktree)
+        if remote:
+            configure(worktree, remote)
+        counts = reproduce(worktree, remote)
         return worktree, (
             f"reproduced from {base[:10]} in a worktree (its committed dvc.lock did not match its "
             f"code): {counts['ran']} stages ran, {counts['restored']} came from the cache"
+            + (f" or {remote.shown}" if remote else "")
         )
     except BaseException:
         sh("git", "worktree", "remove", "--force", str(worktree), check=False)
@@ -280,20 +297,24 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--base", help="the revision to compare with (default: the merge base with main)")
     parser.add_argument("--out", type=Path, default=ROOT / "review")
     parser.add_argument("--no-repro", action="store_true", help="read the workspace as it is (already reproduced)")
+    parser.add_argument("--remote", help="the shared DVC remote to pull both sides' cells from (REMOTE)")
+    parser.add_argument("--endpoint", help="its S3-compatible server, http://host:port (REMOTE_ENDPOINT)")
     args = parser.parse_args(argv)
+    remote = Remote(args.remote, args.endpoint or None) if args.remote else None
     base = sh("git", "rev-parse", args.base or default_base()).strip()
+    source = f"the cache or {remote.shown}" if remote else "the cache"
     branch = (
         "the workspace as it is"
         if args.no_repro
-        else (
-            "the workspace after dvc repro: {ran} stages ran, {restored} came from the cache".format(**reproduce(ROOT))
+        else "the workspace after dvc repro: {ran} stages ran, {restored} came from {source}".format(
+            **reproduce(ROOT, remote), source=source
         )
     )
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="review-") as scratch:
-        base_root, base_source = base_side(base, Path(scratch))
+        base_root, base_source = base_side(base, Path(scratch), remote)
         try:
             summary_old = read_csv(
                 (base_root / "reports/grid/summary.csv").read_bytes()

@@ -5,7 +5,8 @@
     python tools/slurm_grid.py collect
 
 (`make slurm PARTITION=gpu GPUS_PER_JOB=1 MAX_JOBS=32 CACHE=/shared/dvc-cache` and `make collect` call
-these.) The logic lives in backdoor.pipeline.slurm; docs/cluster.md has the set-up.
+these.) Without a shared file system: `--remote s3://bucket/path` (make slurm/collect REMOTE=...) instead of
+--cache. The logic lives in backdoor.pipeline.slurm; docs/cluster.md has the set-up.
 Bad options: one line naming the option, exit status 2, nothing submitted. A cluster or stage that
 refuses: one line, exit status 1.
 """
@@ -16,8 +17,17 @@ import argparse
 import sys
 
 from backdoor.errors import ConfigError
+from backdoor.pipeline.remote import Remote, RemoteError
 from backdoor.pipeline.slurm import collect, submit
 from backdoor.pipeline.slurm_options import LOG_DIR, Options, SlurmError
+
+
+def remote_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        help="no shared file system: the shared DVC remote (s3://bucket/path) jobs pull from and push to (REMOTE)",
+    )
+    parser.add_argument("--endpoint", help="its S3-compatible server, http://host:port (REMOTE_ENDPOINT)")
 
 
 def main() -> None:
@@ -51,11 +61,17 @@ def main() -> None:
     )
     sub.add_argument("--log-dir", default=LOG_DIR, help="job scripts, stage lists and job logs (default %(default)s)")
     sub.add_argument("--dry-run", action="store_true", help="print the sbatch commands; write and submit nothing")
+    remote_options(sub)
+    sub.add_argument(
+        "--git-url", help="with --remote: where jobs clone the commit from (GIT_URL; default: origin's URL)"
+    )
     sub.add_argument("targets", nargs="*", help="stages or dvc.yaml files, as for dvc repro (default: dvc.yaml)")
     col = commands.add_parser("collect", help="dvc repro here once every cached stage is in the run-cache")
     col.add_argument("--cache", help="the shared DVC cache the jobs used (default: this workspace's)")
+    remote_options(col)
     col.add_argument("targets", nargs="*", help="as for dvc repro (default: dvc.yaml)")
     args = parser.parse_args()
+    remote = Remote(args.remote, args.endpoint or None) if args.remote else None
     try:
         if args.command == "submit":
             submit(
@@ -73,14 +89,16 @@ def main() -> None:
                     log_dir=args.log_dir,
                     targets=args.targets,
                     dry_run=args.dry_run,
-                )
+                ),
+                remote=remote,
+                git_url=args.git_url,
             )
         else:
-            sys.exit(collect(args.cache, args.targets))
+            sys.exit(collect(args.cache, args.targets, remote=remote))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except SlurmError as exc:
+    except (SlurmError, RemoteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
 

@@ -14,6 +14,12 @@ Collecting is `dvc repro` in the workspace, after checking that every run-cachea
 run-cache: it restores them without running any of them, and runs only the stages that cannot be
 run-cached (outputs kept out of the cache and committed to git: the grid's report and the focus
 experiment's plots), which take seconds.
+
+Without a shared file system (``remote``: the shared DVC remote, ``backdoor.pipeline.remote``) the remote is the
+shared state instead: a job clones the commit from a git server (``git_url``, default origin), keeps a DVC cache
+of its own on scratch, runs `dvc repro --pull STAGE` (the stages upstream come from the remote's run-cache) and
+`dvc push --run-cache STAGE`; its stage list is written into its script, and its log stays on the node (``/tmp``).
+Planning and collecting fetch the remote's run-cache and pull the outputs of the stages found there.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backdoor.errors import ConfigError
-from backdoor.pipeline import workspace
+from backdoor.pipeline import stage_depth, workspace
+from backdoor.pipeline.remote import NAME as REMOTE_NAME
+from backdoor.pipeline.remote import Remote, RemoteError, config_text, configure, explain
 from backdoor.pipeline.slurm_options import LOG_DIR, Checked, Options, SlurmError, check_options
 from backdoor.pipeline.stage_depth import Plan, layered, plan
 
@@ -122,7 +130,10 @@ SCRATCH=${BACKDOOR_SCRATCH:-@SCRATCH@}
 LIST=$1
 LOG="$2-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.log"
 STAGE= CELL= WORK=
-IFS=$'\t' read -r STAGE CELL < <(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$LIST") || true
+stage_list() {
+@STAGE_LIST@
+}
+IFS=$'\t' read -r STAGE CELL < <(stage_list | sed -n "$((SLURM_ARRAY_TASK_ID + 1))p") || true
 say() { echo "backdoor-slurm: $*"; }
 finish() {
     status=$?
@@ -152,29 +163,52 @@ say "stage $STAGE${CELL:+ (cell $CELL)}: task $TASK on $(hostname), commit $SHA;
 [ -n "$STAGE" ] || { say "no stage on line $((SLURM_ARRAY_TASK_ID + 1)) of $LIST"; exit 2; }
 export PATH="$VENV:$PATH" DVC_NO_ANALYTICS=1
 WORK=$(mktemp -d "$SCRATCH/backdoor-${SLURM_JOB_ID}.XXXXXX") || exit 1
-git clone -q --shared --no-checkout "$REPO" "$WORK/repo" && git -C "$WORK/repo" checkout -q "$SHA" || exit 1
+@CLONE@ && git -C "$WORK/repo" checkout -q "$SHA" || exit 1
 cd "$WORK/repo" || exit 1
 # = dvc config --local cache.dir/cache.type/cache.shared/core.site_cache_dir, in one write
 cat > .dvc/config.local <<EOF
 @CONFIG@EOF
 # the clone's own code, not an editable install's
 export PYTHONPATH="$WORK/repo${PYTHONPATH:+:$PYTHONPATH}"
-dvc repro "$STAGE" &
+@RUN@ &
 CHILD=$!
 wait "$CHILD"
 """
 
 
-def job_script(root: Path, sha: str, cache: Path, venv: Path, cache_type: str, scratch: str | None) -> str:
-    config = workspace.local_config(cache, cache_type, Path("$WORK/site"), shared="group")
+def job_script(
+    root: Path,
+    sha: str,
+    cache: Path,
+    venv: Path,
+    cache_type: str,
+    scratch: str | None,
+    remote: Remote | None = None,
+    git_url: str | None = None,
+    stages: str | None = None,
+) -> str:
+    """The job script: with the shared cache, or (``remote``) with a node-local cache, the remote as the shared
+    state, a clone from ``git_url`` and the layer's ``stages`` list written into the script."""
+    if remote:
+        cache = Path("$WORK/cache")
+        config = workspace.local_config(cache, cache_type, Path("$WORK/site"), shared=None, remote=REMOTE_NAME)
+        config += config_text(remote)
+    else:
+        config = workspace.local_config(cache, cache_type, Path("$WORK/site"), shared="group")
     values = {
-        "@REPO@": shlex.quote(str(root)),
+        "@REPO@": shlex.quote(git_url or str(root)),
         "@SHA@": sha,
         "@CACHE@": shlex.quote(str(cache)),
         "@CACHE_TYPE@": cache_type,
         "@VENV@": shlex.quote(str(venv)),
         "@SCRATCH@": scratch or "${SLURM_TMPDIR:-${TMPDIR:-/tmp}}",
         "@CONFIG@": config,
+        "@STAGE_LIST@": f"cat <<'STAGES'\n{stages}STAGES" if stages is not None else '    cat "$LIST"',
+        "@CLONE@": 'git clone -q --no-checkout "$REPO" "$WORK/repo"'
+        if remote
+        else 'git clone -q --shared --no-checkout "$REPO" "$WORK/repo"',
+        # the stages upstream from the remote's run-cache; this stage's outputs and run back to it
+        "@RUN@": '{ dvc repro --pull "$STAGE" && dvc push --run-cache "$STAGE"; }' if remote else 'dvc repro "$STAGE"',
     }
     text = JOB_SCRIPT
     for key, value in values.items():
@@ -188,6 +222,7 @@ class Layer:
     stages: list[str]
     list_file: Path
     after: list[str] = field(default_factory=list)  # in-flight array jobs it also waits for
+    node_log: Path | None = None  # without a shared file system: the log prefix on the node
 
     @property
     def name(self) -> str:
@@ -196,7 +231,7 @@ class Layer:
 
     @property
     def log_prefix(self) -> Path:
-        return self.list_file.with_suffix("")
+        return self.node_log or self.list_file.with_suffix("")
 
 
 def sbatch_command(layer: Layer, checked: Checked, script: Path, previous: str | None) -> list[str]:
@@ -237,17 +272,64 @@ def _quiet_dvc():
         log.setLevel(level)
 
 
-def plan_in_clone(root: Path, sha: str, cache: Path, targets: Sequence[str]) -> Plan:
-    """What is stale at commit ``sha`` given what the shared cache (and its run-cache) holds. The clone
-    links restored outputs from the cache (symlinks: nothing is copied), and is removed afterwards."""
+def plan_in_clone(root: Path, sha: str, cache: Path, targets: Sequence[str], remote: Remote | None = None) -> Plan:
+    """What is stale at commit ``sha`` given what the shared cache (and its run-cache) holds, or with a remote,
+    what the remote's run-cache holds (the outputs of the stages found there are pulled into ``cache``). The
+    clone links restored outputs from the cache (symlinks: nothing is copied), and is removed afterwards."""
     with workspace.throwaway_clone(root, sha, cache, "symlink") as clone, _quiet_dvc():
-        return plan(clone, targets, restore=True)
+        if remote is None:
+            return plan(clone, targets, restore=True)
+        configure(clone, remote)
+        with _restoring_from(clone, remote):
+            return plan(clone, targets, restore=True)
 
 
-def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] = print) -> list[str]:
-    """Plan and submit; returns the array job ids (none when nothing is stale or on a dry run)."""
+@contextmanager
+def _restoring_from(clone: Path, remote: Remote):
+    """The remote's run-cache entries fetched into the clone's cache, and stage_depth's run-cache lookup made to
+    pull a found stage's outputs from the remote first (DVC's ``restore(pull=True)``, as `dvc repro --pull`)."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    def fault(exc: Exception) -> RemoteError:
+        return RemoteError(explain(remote, f"ERROR: {type(exc).__name__}: {exc}"))
+
+    try:
+        with Repo(str(clone)) as repo:
+            repo.stage_cache.pull(None)
+    except Exception as exc:  # botocore's and s3fs's own errors: one line naming the remote
+        raise fault(exc) from None
+
+    def restore(repo, stage) -> bool:
+        try:
+            repo.stage_cache.restore(stage, pull=True)
+        except DvcException:  # not in the run-cache, or its outputs are not on the remote
+            return False
+        except Exception as exc:
+            raise fault(exc) from None
+        return True
+
+    original = stage_depth._restore
+    stage_depth._restore = restore
+    try:
+        yield
+    finally:
+        stage_depth._restore = original
+
+
+def submit(
+    options: Options,
+    cwd: str | Path = ".",
+    say: Callable[[str], None] = print,
+    remote: Remote | None = None,
+    git_url: str | None = None,
+) -> list[str]:
+    """Plan and submit; returns the array job ids (none when nothing is stale or on a dry run). With ``remote``
+    the jobs share nothing but the remote and the git server at ``git_url`` (default: origin's URL)."""
     root = workspace.toplevel(cwd)
     checked = check_options(options, root)
+    if remote and checked.cache:
+        raise ConfigError("CACHE and REMOTE: give one (CACHE: a shared file system; REMOTE: none)")
     has_sbatch = shutil.which("sbatch") is not None
     if not has_sbatch and not options.dry_run:
         raise ConfigError(
@@ -258,9 +340,11 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     workspace.require_committed(root)
     workspace.require_planned(root)
     sha = workspace.head(root)
+    if remote:
+        git_url = git_url or workspace.origin_url(root, sha)
     cache = checked.cache or workspace.cache_dir(root)
     running = in_flight(checked.log_dir, sha) if has_sbatch else {}
-    planned = plan_in_clone(root, sha, cache, checked.targets)
+    planned = plan_in_clone(root, sha, cache, checked.targets, remote)
     layers_, deferred = layered(planned.stale, exclude=running)
     pending = [s for s in planned.stale if s in running]
     after_collect = (
@@ -282,21 +366,25 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     layers = []
     for index, stages in enumerate(layers_):
         after = sorted({running[u] for s in stages for u in planned.stale[s].upstream if u in running})
-        layers.append(Layer(index, stages, folder / f"layer-{index}.stages", after))
+        node_log = Path("/tmp") / f"{folder.name}-layer-{index}" if remote else None
+        layers.append(Layer(index, stages, folder / f"layer-{index}.stages", after, node_log))
     script = folder / "job.sh"
+    scripts = {layer.index: folder / f"job-{layer.index}.sh" if remote else script for layer in layers}
     total = sum(len(layer.stages) for layer in layers)
     say(
         f"{count(total, 'stage')} to run at commit {sha[:10]} in {count(len(layers), 'job array')} (at most "
-        f"{checked.max_jobs} tasks at once), cache {cache}"
+        f"{checked.max_jobs} tasks at once), "
+        + (f"remote {remote.shown}, clones of {git_url}, logs on the nodes in /tmp" if remote else f"cache {cache}")
         + (f"; {len(pending)} more already queued or running" if pending else "")
     )
 
     if options.dry_run:
-        say(f"dry run: nothing written or submitted; the job script would be {script}")
+        shown = folder / "job-<layer>.sh" if remote else script
+        say(f"dry run: nothing written or submitted; the job script would be {shown}")
         for layer in layers:
             say(f"layer {layer.index}: {count(len(layer.stages), 'stage')}: {describe(layer.stages)}")
             previous = f"$JOB_{layer.index - 1}" if layer.index else None
-            command = shlex.join(sbatch_command(layer, checked, script, previous))
+            command = shlex.join(sbatch_command(layer, checked, scripts[layer.index], previous))
             if previous:  # unquoted, so that a shell expands it
                 command = command.replace(f"'--dependency=afterok:{previous}'", f"--dependency=afterok:{previous}")
             say(f"  JOB_{layer.index}=$({command})")
@@ -304,10 +392,22 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
         return []
 
     folder.mkdir(parents=True)
-    script.write_text(job_script(root, sha, cache, checked.venv, checked.cache_type, checked.scratch))
-    script.chmod(0o755)
     for layer in layers:
-        layer.list_file.write_text("".join(f"{s}\t{planned.stale[s].cell}\n" for s in layer.stages))
+        listed = "".join(f"{s}\t{planned.stale[s].cell}\n" for s in layer.stages)
+        layer.list_file.write_text(listed)
+        text = job_script(
+            root,
+            sha,
+            cache,
+            checked.venv,
+            checked.cache_type,
+            checked.scratch,
+            remote,
+            git_url,
+            listed if remote else None,
+        )
+        scripts[layer.index].write_text(text)
+        scripts[layer.index].chmod(0o755)
     if checked.cache and workspace.set_cache_dir(root, cache):
         say(
             f"this workspace now uses the cache {cache} (dvc config --local cache.dir), so `dvc repro` collects from it"
@@ -316,7 +416,7 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
     job_ids: list[str] = []
     commands = []
     for layer in layers:
-        cmd = sbatch_command(layer, checked, script, job_ids[-1] if job_ids else None)
+        cmd = sbatch_command(layer, checked, scripts[layer.index], job_ids[-1] if job_ids else None)
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode:
             if job_ids:
@@ -336,6 +436,7 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
             {
                 "commit": sha,
                 "cache": str(cache),
+                "remote": remote.shown if remote else None,
                 "jobs": job_ids,
                 "commands": commands,
                 "layers": [layer.stages for layer in layers],
@@ -350,9 +451,14 @@ def submit(options: Options, cwd: str | Path = ".", say: Callable[[str], None] =
 
 
 def collect(
-    cache: str | None = None, targets: Sequence[str] = (), cwd: str | Path = ".", say: Callable[[str], None] = print
+    cache: str | None = None,
+    targets: Sequence[str] = (),
+    cwd: str | Path = ".",
+    say: Callable[[str], None] = print,
+    remote: Remote | None = None,
 ) -> int:
-    """`dvc repro` in the workspace once every run-cacheable stage is in the run-cache; its exit status."""
+    """`dvc repro` in the workspace once every run-cacheable stage is in the run-cache (with ``remote``: the
+    remote's, its outputs pulled from there); its exit status."""
     root = workspace.toplevel(cwd)
     workspace.require_committed(root)
     workspace.require_planned(root)
@@ -361,7 +467,9 @@ def collect(
         if workspace.set_cache_dir(root, path):
             say(f"this workspace now uses the cache {path} (dvc config --local cache.dir)")
     sha = workspace.head(root)
-    planned = plan_in_clone(root, sha, workspace.cache_dir(root), targets)
+    if remote:
+        configure(root, remote)
+    planned = plan_in_clone(root, sha, workspace.cache_dir(root), targets, remote)
     layers_, deferred = layered(planned.stale)
     missing = [s for layer in layers_ for s in layer]
     if missing:
@@ -381,4 +489,5 @@ def collect(
             else "`dvc repro` runs nothing"
         )
     )
-    return subprocess.run([*workspace.dvc_command(), "repro", *targets], cwd=root).returncode
+    pull = ["--pull"] if remote else []
+    return subprocess.run([*workspace.dvc_command(), "repro", *pull, *targets], cwd=root).returncode

@@ -37,6 +37,20 @@ def head(root: Path) -> str:
     return git(root, "rev-parse", "--verify", "HEAD^{commit}").strip()
 
 
+def origin_url(root: Path, sha: str) -> str:
+    """Where nodes without this file system clone from: origin's URL, once a branch there holds ``sha``."""
+    try:
+        url = git(root, "remote", "get-url", "origin").strip()
+    except ConfigError:
+        raise ConfigError(
+            "GIT_URL: no git remote 'origin': jobs without a shared file system clone the commit from a git "
+            "server; push it there and set GIT_URL (default: origin's URL)"
+        ) from None
+    if not git(root, "branch", "-r", "--contains", sha).strip():
+        raise ConfigError(f"GIT_URL: commit {sha[:10]} is on no branch of origin ({url}): git push it first")
+    return url
+
+
 def dvc_written(root: Path) -> list[str]:
     """Paths `dvc repro` itself writes and git may track: lock files, the .gitignore entries for
     outputs, and every stage output (outputs with ``cache: false`` are committed to git)."""
@@ -134,16 +148,16 @@ def dvc_command() -> list[str]:
     return [str(dvc)] if dvc.exists() else [sys.executable, "-m", "dvc"]
 
 
-def local_config(cache: Path, cache_type: str, site_cache: Path, shared: str | None = "group") -> str:
+def local_config(
+    cache: Path, cache_type: str, site_cache: Path, shared: str | None = "group", remote: str | None = None
+) -> str:
     """The ``.dvc/config.local`` of a throwaway clone: the shared cache, how outputs are linked from it, and
-    DVC's per-repository state kept inside the clone (it is keyed by path, and would pile up elsewhere)."""
-    lines = [
-        "[core]",
-        f'    site_cache_dir = "{site_cache}"',
-        "[cache]",
-        f'    dir = "{cache}"',
-        f"    type = {cache_type}",
-    ]
+    DVC's per-repository state kept inside the clone (it is keyed by path, and would pile up elsewhere); with
+    ``remote``, the name of the default remote (its section follows: ``backdoor.pipeline.remote.config_text``)."""
+    lines = ["[core]", f'    site_cache_dir = "{site_cache}"']
+    if remote:
+        lines.append(f"    remote = {remote}")
+    lines += ["[cache]", f'    dir = "{cache}"', f"    type = {cache_type}"]
     if shared:
         lines.append(f"    shared = {shared}")
     return "\n".join(lines) + "\n"
