@@ -171,6 +171,30 @@ def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
     save_figure(fig, path)
 
 
+def plot_defence_vs_convergence(table: pd.DataFrame, path: str | Path) -> None:
+    """ASR (solid) and robust accuracy (dashed) after each defence against the backdoored model's clean accuracy
+    before it, one line per defence and fine-tuning lr, a panel per trigger and rate: does how converged a model is
+    change what a defence does? Points are means over seeds, one per model recipe (training length, arch)."""
+    poisoned = table[table["poison_rate"] > 0]
+    panels = list(poisoned.groupby(["trigger", "poison_rate"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False, layout="constrained")
+    for ax, ((trigger, rate), rows) in zip(axes[0], panels):
+        for (method, lr), line in rows.groupby(["ft_method", "ft_lr"], sort=False):
+            means = line.groupby(["arch", "train_epochs"])[["clean_acc", "ft_asr", "ft_robust_acc"]].mean()
+            means = means.sort_values("clean_acc")
+            drawn = ax.plot(means["clean_acc"], means["ft_asr"], marker="o", label=f"{method} lr {lr}")
+            ax.plot(means["clean_acc"], means["ft_robust_acc"], marker="x", linestyle="--", color=drawn[0].get_color())
+        ax.set(
+            xlabel="clean accuracy before the defence",
+            ylabel="after the defence",
+            ylim=(-0.02, 1.02),
+            title=f"{trigger} at {100 * rate:g} %: ASR (-), RA (--)",
+        )
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    save_figure(fig, path)
+
+
 def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
     """ASR (solid) and clean accuracy (dashed) against the optimizer steps of fine-tuning (0 = before), mean per
     trigger (and poison rate and init, where several: a backdoor removed at 10 % and kept at 1 % must not average
@@ -290,5 +314,7 @@ def grid_figures(table: pd.DataFrame, curves: pd.DataFrame, detection: pd.DataFr
     plot_heatmap(table, folder / "asr_heatmap.png")
     plot_clean_vs_asr(table, folder / "clean_vs_asr.png")
     plot_recovery(curves, folder / "recovery.png")
+    if table.groupby(["arch", "train_epochs"]).ngroups > 1:
+        plot_defence_vs_convergence(table, folder / "defence_vs_convergence.png")
     if len(detection):
         plot_detection(detection, folder / "detection.png")

@@ -127,7 +127,8 @@ def verdict(ft_asr: float, ft_robust_acc: float, clean_robust_acc: float) -> str
         return "kept"
     if clean_robust_acc is None or pd.isna(clean_robust_acc):
         return None
-    return "removed" if ft_robust_acc >= clean_robust_acc - RA_RECOVERED else "redirected"
+    recovered = round(clean_robust_acc - ft_robust_acc, 9) <= RA_RECOVERED  # 10 points exactly counts as recovered
+    return "removed" if recovered else "redirected"
 
 
 def add_verdicts(table: pd.DataFrame) -> pd.DataFrame:

@@ -343,6 +343,93 @@ def detection_variants_table(detection: pd.DataFrame) -> str:
     return markdown(_detection_rows(variants, columns, cell), header)
 
 
+def interval(values: pd.Series, digits: int = 3) -> str:
+    """Mean ± the half-width of its 95 % Student t interval over seeds (n-1 degrees of freedom), with n."""
+    from .report import t_critical
+
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return f"{_num(values.iloc[0], digits)} (n=1)"
+    half = t_critical(len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5
+    return f"{_num(values.mean(), digits)} ± {_num(half, digits)} (n={len(values)})"
+
+
+def reference_table(summary: pd.DataFrame) -> str:
+    """A row per training length, trigger and poison rate (the clean model first): CA and ASR without test-time
+    augmentation, mean ± 95 % t interval over seeds, beside BackdoorBench's no-defence cell for the same attack and
+    rate (one run, PreAct-ResNet18; CA with its own evaluation)."""
+    from .references import BACKDOORBENCH_CIFAR10_ASR, BACKDOORBENCH_CIFAR10_CA
+
+    rows = []
+    clean = summary[summary["poison_rate"] == 0].drop_duplicates(["train_epochs", "seed"])
+    for epochs, group in clean.groupby("train_epochs"):
+        rows.append([str(epochs), "clean", "0 %", interval(group["clean_acc"]), "-", "-", "-"])
+    poisoned = summary[summary["poison_rate"] > 0]
+    for (epochs, trigger, rate), group in poisoned.groupby(["train_epochs", "trigger", "poison_rate"], sort=False):
+        label, asr = BACKDOORBENCH_CIFAR10_ASR.get(trigger, ("-", {}))
+        ca = BACKDOORBENCH_CIFAR10_CA.get(trigger, {})
+        rows.append(
+            [
+                str(epochs),
+                trigger,
+                percent(rate),
+                interval(group["clean_acc"]),
+                interval(group["asr"]),
+                _num(ca.get(rate), 4),
+                _num(asr.get(rate), 4),
+            ]
+        )
+    return markdown(rows, ["epochs", "trigger", "rate", "CA", "ASR", "BackdoorBench CA", "BackdoorBench ASR"])
+
+
+def verdicts_table(summary: pd.DataFrame) -> str:
+    """A row per model recipe (arch, training length), trigger, rate, defence and fine-tuning lr (poisoned cells):
+    the backdoored model's CA before, ASR and RA after the defence with the clean model's RA after the same
+    defence (mean ± 95 % t interval over seeds), how many seeds each verdict got, and ASR after re-learning of the
+    defended model and of the clean model (mean over seeds)."""
+    poisoned = summary[summary["poison_rate"] > 0]
+    keys = ["arch", "train_epochs", "trigger", "poison_rate", "ft_method", "ft_lr"]
+    rows = []
+    for (arch, epochs, trigger, rate, method, lr), group in poisoned.groupby(keys, sort=False):
+        counts = " · ".join(f"{v} {int((group['verdict'] == v).sum())}" for v in ("removed", "redirected", "kept"))
+        relearn = "-"
+        if "relearn_asr" in group and group["relearn_asr"].notna().any():
+            relearn = f"{_num(group['relearn_asr'].mean(), 3)} / {_num(group['clean_model_relearn_asr'].mean(), 3)}"
+        rows.append(
+            [
+                f"{arch} {epochs} ep",
+                trigger,
+                percent(rate),
+                method,
+                str(lr),
+                interval(group["clean_acc"]),
+                interval(group["ft_asr"]),
+                interval(group["ft_robust_acc"]),
+                interval(group["clean_model_ft_robust_acc"]),
+                counts,
+                relearn,
+            ]
+        )
+    return markdown(
+        rows,
+        [
+            "model",
+            "trigger",
+            "rate",
+            "defence",
+            "lr",
+            "CA before",
+            "ASR after",
+            "RA after",
+            "clean model's RA",
+            "verdicts (seeds)",
+            "re-learned ASR / clean model's",
+        ],
+    )
+
+
 TABLES = {
     "triggers": (trigger_table, "summary.csv"),
     "regularizers": (regularizer_table, "summary.csv"),
@@ -350,6 +437,8 @@ TABLES = {
     "rates": (rate_table, "summary.csv"),
     "architectures": (architecture_table, "summary.csv"),
     "methods": (methods_table, "summary.csv"),
+    "reference": (reference_table, "summary.csv"),
+    "verdicts": (verdicts_table, "summary.csv"),
     "detection": (detection_table, "detection.csv"),
     "detection-variants": (detection_variants_table, "detection.csv"),
 }
