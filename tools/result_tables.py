@@ -3,8 +3,9 @@
     python tools/result_tables.py persistence reports/presets/persistence-cpu
 
 Tables: triggers, regularizers, persistence, rates, architectures, methods, reference, verdicts, detection and
-detection-variants (backdoor/tables.py says what each holds). In the detection table STRIP and Neural Cleanse count the models whose
-backdoor works (ASR at least 0.5); the others of a trigger and rate are listed apart, on a row "<trigger> (ASR < 0.5)".
+detection-variants (backdoor/tables.py says what each holds). In the detection table STRIP and Neural Cleanse
+count the models whose backdoor works (ASR at least 0.5); the others of a trigger and rate are listed apart, on a
+row "<trigger> (ASR < 0.5)".
 """
 
 import argparse
