@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .naming import AXES, SCRATCH, cell_name, epochs_part, init_part, slug
+from .naming import AXES, FT_AXES, SCRATCH, cell_name, epochs_part, init_part, slug
 from .validation import check_bool, check_number
 
 FLOAT_AXES = ("poison_rate", "ft_lr")  # 0.1 and 0.10 are one value; ft_clean_size keeps counts (int) apart
@@ -94,20 +94,8 @@ class Cell:
         return self.train_key
 
     def detection_axes(self) -> dict[str, Any]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "dataset",
-                "arch",
-                "trigger",
-                "strategy",
-                "poison_rate",
-                "regularizer",
-                "seed",
-                "init",
-                "train_epochs",
-            )
-        }
+        """What names the trained model a detector judges: every axis but the defender's."""
+        return {k: getattr(self, k) for k in AXES if k not in FT_AXES}
 
     def family_axes(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in AXES if k != "poison_rate"}

@@ -314,7 +314,7 @@ def grid_figures(table: pd.DataFrame, curves: pd.DataFrame, detection: pd.DataFr
     plot_heatmap(table, folder / "asr_heatmap.png")
     plot_clean_vs_asr(table, folder / "clean_vs_asr.png")
     plot_recovery(curves, folder / "recovery.png")
-    if table.groupby(["arch", "train_epochs"]).ngroups > 1:
+    if "train_epochs" in table and table.groupby(["arch", "train_epochs"]).ngroups > 1:
         plot_defence_vs_convergence(table, folder / "defence_vs_convergence.png")
     if len(detection):
         plot_detection(detection, folder / "detection.png")

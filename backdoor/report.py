@@ -14,7 +14,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .files import read_json
-from .naming import AXES
+from .naming import AXES, FT_AXES
 
 METRICS = (
     "clean_acc",
@@ -26,17 +26,7 @@ METRICS = (
     "relearn_asr",
     "clean_model_relearn_asr",
 )
-BASELINE_KEYS = (
-    "dataset",
-    "arch",
-    "regularizer",
-    "seed",
-    "init",
-    "train_epochs",
-    "ft_lr",
-    "ft_clean_size",
-    "ft_method",
-)
+BASELINE_KEYS = tuple(axis for axis in AXES if axis not in ("trigger", "strategy", "poison_rate"))
 ASR_REMOVED = 0.2  # "the backdoor no longer works": ASR below this after fine-tuning
 RA_RECOVERED = 0.10  # removed, not redirected: robust accuracy within this of the clean model's on the same trigger
 VERDICTS = ("removed", "redirected", "kept")
@@ -235,7 +225,7 @@ def recovery_curves(plan: dict, results: dict[str, dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-DETECTION_AXES = ("dataset", "arch", "trigger", "strategy", "poison_rate", "regularizer", "seed", "init")
+DETECTION_AXES = tuple(axis for axis in AXES if axis not in FT_AXES)  # the trained model a detector judges
 DETECTION_COLUMNS = (
     "detector",
     "variant",
