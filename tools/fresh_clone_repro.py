@@ -1,8 +1,10 @@
 """Time `make repro` on a fresh clone of this repository's HEAD, stage by stage, then check it is idempotent and clean.
 
-    python tools/fresh_clone_repro.py --out reports/fresh-clone   # writes <commit>-repro.log, <commit>-stage-times.csv
+    python tools/fresh_clone_repro.py --out reports/fresh-clone   # writes repro.log and repro-stage-times.csv
 
-The clone goes to a temporary folder (removed afterwards unless --keep). Every line `make repro` prints is
+The clone goes to a temporary folder (removed afterwards unless --keep); the log names the commit and the CPU, and
+writes the clone's folder as ``<clone>`` (no machine's paths in a committed file). One log of each kind is kept: the
+latest. Every line `make repro` prints is
 stamped with the seconds since it started; a stage's time runs from DVC's "Running stage" line to the next one
 (its start-up, work and DVC's bookkeeping). Then a second `make repro` (everything cached) is timed and
 `git status --short` is recorded: a committed dvc.lock that reproduces leaves it empty.
@@ -22,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor.files import write_csv
+from tools.record import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"Running stage '([^']+)'")
@@ -54,13 +57,16 @@ def main() -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
-    header = f"commit {commit} start {time.strftime('%Y-%m-%d %H:%M:%S %Z')} load {os.getloadavg()}"
+    header = (
+        f"commit {commit} start {time.strftime('%Y-%m-%d %H:%M:%S %Z')} cpu {cpu_model()} x {os.cpu_count()} "
+        f"load {os.getloadavg()}"
+    )
     start = time.monotonic()
     proc = subprocess.Popen(
         ["make", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines = [
-        (time.monotonic() - start, line.rstrip("\n"))
+        (time.monotonic() - start, line.rstrip("\n").replace(str(clone), "<clone>"))
         for line in proc.stdout
         if not line.startswith("WARNING: Location")
     ]  # pip's notes on this machine's local package index
@@ -79,11 +85,11 @@ def main() -> None:
         "git status --short after both:",
         status.rstrip() or "(clean)",
     ]
-    (args.out / f"{commit}-repro.log").write_text("\n".join(log) + "\n")
-    write_csv(stage_times(lines, first), args.out / f"{commit}-stage-times.csv")
+    (args.out / "repro.log").write_text("\n".join(log) + "\n")
+    write_csv(stage_times(lines, first), args.out / "repro-stage-times.csv")
     print(
         f"make repro {first:.1f} s, again {again:.1f} s, git status {'clean' if not status else 'DIRTY'}; "
-        f"{args.out}/{commit}-repro.log"
+        f"{args.out}/repro.log"
     )
     if args.keep:
         print(f"clone kept: {clone}")
