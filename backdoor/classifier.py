@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from .errors import ConfigError
 from .files import atomic_path, manifest_sha256, torch_save
-from .models import create_model, data_init_images
+from .models import create_model, is_data_initialised
 from .seeding import derive_seed
 
 
@@ -80,8 +80,8 @@ class Classifier:
             **model_kwargs,
         )
         normalizer = Normalizer.fit(train_images)
-        if data_init_images(arch):  # e.g. airbench's whitening layer, from the images this model trains on
-            model.init_from_data(normalizer(train_images[: data_init_images(arch)]))
+        if is_data_initialised(arch):  # airbench's whitening layer, from the images this model trains on
+            model.init_from_data(train_images, normalizer)
         return cls(model, arch, num_classes, in_chans, image_size, normalizer, model_kwargs)
 
     def save(self, path: str | Path) -> None:

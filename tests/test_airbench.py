@@ -12,7 +12,7 @@ import yaml
 from backdoor.checks import validate_params
 from backdoor.classifier import Classifier
 from backdoor.errors import ConfigError
-from backdoor.models.airbench import WHITENING_EPS, WHITENING_IMAGES
+from backdoor.models.airbench import WHITENING_CHUNK, WHITENING_EPS
 from backdoor.recipes import build_recipe
 from backdoor.recipes.airbench import translate
 from backdoor.regularizers import build_regularizer
@@ -31,10 +31,10 @@ def airbench(x: torch.Tensor, widths=(8, 16, 16)) -> Classifier:
     return Classifier.create("airbench", x, 10, seed=0, widths=widths)
 
 
-def test_the_whitening_weights_are_the_eigenvectors_of_the_training_patches():
+def test_the_whitening_weights_are_the_eigenvectors_of_every_training_patch(monkeypatch):
     x, _ = images()
     clf = airbench(x)
-    patches = clf.normalizer(x[:WHITENING_IMAGES]).float().unfold(2, 2, 1).unfold(3, 2, 1)
+    patches = clf.normalizer(x).float().unfold(2, 2, 1).unfold(3, 2, 1)
     patches = patches.transpose(1, 3).reshape(-1, 12).double()
     eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
     filters = (eigenvectors.T / torch.sqrt(eigenvalues + WHITENING_EPS)[:, None]).flip(0).float()
@@ -43,6 +43,12 @@ def test_the_whitening_weights_are_the_eigenvectors_of_the_training_patches():
     assert torch.equal(weight[12:], -weight[:12])  # and its negative
     other = airbench(images(seed=1)[0])
     assert not torch.equal(other.model.whiten.weight, clf.model.whiten.weight)  # from the data, not from the seed
+    # every image, in any order and any chunking: a class-sorted folder gives the whitening a shuffled one does
+    monkeypatch.setattr("backdoor.models.airbench.WHITENING_CHUNK", 7)
+    shuffled = airbench(x[torch.randperm(len(x), generator=torch.Generator().manual_seed(3))])
+    assert WHITENING_CHUNK != 7 and torch.allclose(
+        shuffled.model.whiten.weight.abs(), weight.abs().view(24, 3, 2, 2), atol=1e-4
+    )
 
 
 def fit(clf: Classifier, x: torch.Tensor, y: torch.Tensor, epochs: int, **settings) -> int:

@@ -6,9 +6,9 @@ adapted to the input (channels, and a small-image stem below 64 px). Every model
 ``forward_features``, ``forward_head(x, pre_logits=...)`` and ``feature_info`` (hidden layers by module name),
 which is how regularizers, detectors and defences reach hidden layers of any model.
 
-An entry's facts: ``has_weights`` (ImageNet weights exist for ``train.pretrained``) and ``data_init`` (how many of
-its training images part of the model is computed from, by ``model.init_from_data(images)``, into the layer
-``model.data_layer``: airbench's whitening; 0 for none).
+An entry's facts: ``has_weights`` (ImageNet weights exist for ``train.pretrained``) and ``data_init`` (part of the
+model is computed from its training images by ``model.init_from_data(images, normalize)``, into the layer
+``model.data_layer``: airbench's whitening).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MODELS = Registry(
     "arch",
     section="models",
     built_in=("num_classes", "in_chans", "image_size", "pretrained"),
-    facts={"has_weights": False, "data_init": 0},
+    facts={"has_weights": False, "data_init": False},
 )
 
 
@@ -84,9 +84,9 @@ def check_widths(name: str, key: str, widths: object, count: int | None = None, 
     return values
 
 
-def data_init_images(name: str) -> int:
-    """How many training images the model's ``init_from_data`` reads (0: it has none)."""
-    return MODELS.get(name).data_init if name in MODELS else 0
+def is_data_initialised(name: str) -> bool:
+    """Whether part of the model is computed from its training images (``model.init_from_data``)."""
+    return name in MODELS and MODELS.get(name).data_init
 
 
 def hidden_layers(model: nn.Module) -> list[str]:
