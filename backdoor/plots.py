@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .files import atomic_path  # noqa: E402
+from .naming import slug  # noqa: E402
 from .references import BACKDOORBENCH_CIFAR10_ASR, is_cifar10  # noqa: E402
 
 
@@ -232,7 +233,7 @@ def plot_recovery(curves: pd.DataFrame, path: str | Path) -> None:
             colour = f"C{index % 10}"
             ax.plot(mean.index, mean["asr"], marker="o", markersize=3, color=colour, label=f"{label} ASR")
             ax.plot(mean.index, mean["clean_acc"], linestyle="--", color=colour, label=f"{label} CA")
-        title = f"{method}, lr {lr:g}, clean {size:g}" if method is not None else "no poisoned cells"
+        title = f"{method}, lr {slug(lr)}, clean {slug(size)}" if method is not None else "no poisoned cells"
         ax.set(title=title, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
     for ax in axes[-1]:

@@ -342,7 +342,14 @@ def test_detector_stages_per_model_and_what_they_depend_on(tmp_path):
         "data/grid/features/fashion-mnist_small-cnn_checker_all-to-one_r0.05_none_s0_e3/manifest.json",
     ]
     assert spectral["params"] == [
-        {"grid/settings.json": ["grid.settings.train.subset", "grid.settings.threads", "detectors.spectral"]}
+        {
+            "grid/settings.json": [
+                "grid.settings.train.subset",
+                "grid.settings.target",
+                "grid.settings.threads",
+                "detectors.spectral",
+            ]
+        }
     ]
 
 

@@ -295,7 +295,10 @@ def detect_stage(detector: str, cell: Cell, params: dict) -> dict:
         ],
     }
     stage["params"] = params_dep(
-        "grid.settings.train.subset", "grid.settings.threads", *method_params("detectors", detector, params)
+        "grid.settings.train.subset",
+        "grid.settings.target",
+        "grid.settings.threads",
+        *method_params("detectors", detector, params),
     )
     return stage
 
