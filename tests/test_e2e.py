@@ -278,7 +278,7 @@ def test_adding_fine_tuning_methods_trains_nothing_and_records_their_steps(repo)
 def test_a_cell_started_from_another_model_depends_on_it(repo):
     """grid.init names a source model under inits:; its cells train from it (the source's file a dependency, so
     retraining the source re-runs them), the scratch cells stay cached."""
-    source = "models/grid/train/fashion-mnist_small-cnn_clean_none_s0/model.pt"
+    source = "models/grid/train/fashion-mnist_small-cnn_clean_none_s0_e1/model.pt"
     edit_params(
         repo,
         lambda p: (
