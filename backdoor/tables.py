@@ -21,12 +21,15 @@ def percent(fraction: float) -> str:
 
 
 def spread(values: pd.Series, digits: int = 4) -> str:
-    """Mean [min, max] over seeds, or the value alone for one seed."""
+    """Over three or more seeds the mean ± the half-width of its 95 % Student t interval; over two the mean [min, max]
+    (a range: two seeds give no useful interval); one seed's value alone."""
     values = values.dropna()
     if values.empty:
         return "-"
     if len(values) == 1:
         return _num(values.iloc[0], digits)
+    if len(values) >= 3:
+        return interval(values, digits).removesuffix(f" (n={len(values)})")
     return f"{_num(values.mean(), digits)} [{_num(values.min(), digits)}, {_num(values.max(), digits)}]"
 
 
@@ -43,7 +46,7 @@ def _gap(row: pd.Series) -> str:
 
 def trigger_table(summary: pd.DataFrame) -> str:
     """One row per trigger of the poisoned cells: CA, gap to the clean baseline, ASR, RA, after fine-tuning.
-    One seed: the gap with its 95 % interval; several: every column as mean [min, max] over seeds."""
+    One seed: the gap with its 95 % interval; several: every column over seeds as `spread` writes it."""
     poisoned = summary[summary["poison_rate"] > 0]
     groups = list(poisoned.groupby("trigger", sort=False))
     if all(len(group) == 1 for _, group in groups):
@@ -99,7 +102,7 @@ def _key_label(key: str, value) -> str:
 
 def persistence_table(summary: pd.DataFrame) -> str:
     """A row per trigger (and per poison rate, init, fine-tuning method and lr where the run has several), a column
-    per clean-set size: ASR after fine-tuning (mean [min, max] over seeds) · CA after (mean) · the optimizer steps
+    per clean-set size: ASR after fine-tuning (over seeds, as `spread`) · CA after (mean) · the optimizer steps
     taken · the epoch from which ASR stays below 0.2 to the end, per seed ("-": it does not). ASR and CA before
     fine-tuning are the trained model's, shared by the row."""
     poisoned = summary[summary["poison_rate"] > 0]
@@ -133,7 +136,7 @@ def persistence_table(summary: pd.DataFrame) -> str:
 
 
 def methods_table(summary: pd.DataFrame) -> str:
-    """A column per fine-tuning method: ASR after it (mean [min, max] over seeds) · CA after (mean) · its optimizer
+    """A column per fine-tuning method: ASR after it (over seeds, as `spread`) · CA after (mean) · its optimizer
     steps; a row per init (where several), trigger and poison rate, the clean models included (rate 0: what each
     method costs a model with nothing to remove). One clean-set size and lr: the run's operating point."""
     keys = [*(["init"] if "init" in summary and summary["init"].nunique() > 1 else []), "trigger", "poison_rate"]
@@ -161,7 +164,7 @@ def methods_table(summary: pd.DataFrame) -> str:
 def architecture_table(summary: pd.DataFrame) -> str:
     """A row per architecture, trigger and poison rate (grid order): the clean model's CA and ASR (the share of
     triggered images that land on the target anyway), the poisoned model's CA gap to it (one seed: with its 95 %
-    interval; several: mean [min, max]), its ASR and its ASR after fine-tuning. Several seeds: mean [min, max]."""
+    interval; several: as `spread`), its ASR and its ASR after fine-tuning. Several seeds: as `spread`."""
     rows = []
     poisoned = summary[summary["poison_rate"] > 0]
     for (arch, trigger, rate), group in poisoned.groupby(["arch", "trigger", "poison_rate"], sort=False):
@@ -195,8 +198,8 @@ def architecture_table(summary: pd.DataFrame) -> str:
 
 
 def rate_table(summary: pd.DataFrame) -> str:
-    """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (mean [min, max]
-    over seeds); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
+    """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (over seeds,
+    as `spread`); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
     target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
