@@ -136,7 +136,7 @@ def test_the_registry_refuses_a_fact_it_does_not_know():
         family.add("x", object(), kind="c")
 
 
-def test_a_trigger_a_method_and_a_detector_of_each_kind_are_one_registration_each(dummies, tmp_path):
+def test_a_trigger_a_method_and_a_detector_of_each_kind_are_one_registration_each(dummies, tmp_path, monkeypatch):
     params_file = small_params(tmp_path)
     params = yaml.safe_load(params_file.read_text())
     assert TRIGGERS.defaults("corner-dot") == {"value": 200} and "corner-dot" in TRIGGERS.names(patch=True)
@@ -157,7 +157,7 @@ def test_a_trigger_a_method_and_a_detector_of_each_kind_are_one_registration_eac
         tmp_path / "raw",
         source="fashion-mnist",
     )
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test: later tests in this worker run tools from the repo
     common = ["--params", params_file, "--raw", "raw"]
     stage("poison.py", *common, "--out", "poisoned")
     triggered = torch.load(tmp_path / "poisoned" / "poison.pt", weights_only=True)["test_images"]

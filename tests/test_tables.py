@@ -18,8 +18,10 @@ from backdoor.tables import (
 )
 
 
-def test_spread_is_mean_min_max_over_seeds():
-    assert spread(pd.Series([0.5, 0.7, 0.9])) == "0.7000 [0.5000, 0.9000]"
+def test_spread_is_a_t_interval_over_three_seeds_and_a_range_over_two():
+    # 3 seeds: sd 0.2, t(0.975, 2) = 4.303, half-width 4.303 * 0.2 / sqrt(3) = 0.4969
+    assert spread(pd.Series([0.5, 0.7, 0.9])) == "0.7000 ± 0.4969"
+    assert spread(pd.Series([0.5, 0.9])) == "0.7000 [0.5000, 0.9000]"
     assert spread(pd.Series([0.25]), 2) == "0.25" and spread(pd.Series([math.nan])) == "-"
 
 

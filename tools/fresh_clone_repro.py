@@ -1,6 +1,6 @@
 """Time `make repro` on a fresh clone of this repository's HEAD, stage by stage, then check it is idempotent and clean.
 
-    python tools/fresh_clone_repro.py --out reports/fresh-clone   # writes repro.log and repro-stage-times.csv
+    python -m tools.fresh_clone_repro --out reports/fresh-clone   # writes repro.log and repro-stage-times.csv
 
 The clone goes to a temporary folder (removed afterwards unless --keep); the log names the commit and the CPU, and
 writes the clone's folder as ``<clone>`` (no machine's paths in a committed file). One log of each kind is kept: the
