@@ -330,3 +330,12 @@ def test_architecture_rows_pair_each_poisoned_cell_with_its_architectures_clean_
         "| -0.015 [-0.020, -0.010] | 0.600 [0.500, 0.700] | 0.300 [0.250, 0.350] |"
     )
     assert len(lines) == 4  # clean models are each row's reference, not rows
+
+
+def test_readme_is_a_front_door_of_at_most_100_lines_opening_with_the_two_commands():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(readme.splitlines()) <= 100
+    first_block = readme.split("```")[1]
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["make repro", "make test"]
+    assert "**Prerequisites:**" in readme.split("```")[0]
