@@ -198,9 +198,9 @@ def architecture_table(summary: pd.DataFrame) -> str:
 
 
 def rate_table(summary: pd.DataFrame) -> str:
-    """ASR and clean accuracy against the poison rate, then ASR after fine-tuning, per trigger (over seeds,
-    as `spread`); rate 0 is the clean baseline, whose ASR is the share of triggered images that land on the
-    target anyway."""
+    """ASR, clean accuracy and its gap to the same seed's clean model against the poison rate, then ASR after
+    fine-tuning, per trigger (over seeds, as `spread`); rate 0 is the clean baseline, whose ASR is the share of
+    triggered images that land on the target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
         rows.append(
@@ -210,10 +210,12 @@ def rate_table(summary: pd.DataFrame) -> str:
                 f"{int(group['num_poisoned'].iloc[0]):,}",
                 spread(group["asr"], 3),
                 spread(group["clean_acc"], 3),
+                "-" if rate == 0 else spread(group["clean_acc_gap"], 3),
                 spread(group["ft_asr"], 3),
             ]
         )
-    return markdown(rows, ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "ASR after fine-tuning"])
+    header = ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "gap to clean", "ASR after fine-tuning"]
+    return markdown(rows, header)
 
 
 def span(values: pd.Series, digits: int = 2) -> str:
