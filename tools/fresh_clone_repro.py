@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from backdoor.files import write_csv
-from tools.record import cpu_model
+from tools.record import cpu_model, without_local_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"Running stage '([^']+)'")
@@ -66,7 +66,7 @@ def main() -> None:
         ["make", "repro"], cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines = [
-        (time.monotonic() - start, line.rstrip("\n").replace(str(clone), "<clone>"))
+        (time.monotonic() - start, without_local_paths(line.rstrip("\n").replace(str(clone), "<clone>"), ROOT))
         for line in proc.stdout
         if not line.startswith("WARNING: Location")
     ]  # pip's notes on this machine's local package index

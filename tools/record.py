@@ -32,6 +32,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def without_local_paths(text: str, repo: Path) -> str:
+    """``text`` with the repository's folder written as <repo> and the home folder as ~: a committed log names no
+    machine's paths."""
+    return text.replace(str(repo), "<repo>").replace(str(Path.home()), "~")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -58,7 +64,7 @@ def main() -> None:
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out) as tmp:
-        tmp.write_text("\n".join(header) + result.stdout)
+        tmp.write_text("\n".join(header) + without_local_paths(result.stdout, Path.cwd()))
     sys.stdout.write(result.stdout)
 
 
