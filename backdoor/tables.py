@@ -29,7 +29,7 @@ def spread(values: pd.Series, digits: int = 4) -> str:
     if len(values) == 1:
         return _num(values.iloc[0], digits)
     if len(values) >= 3:
-        return interval(values, digits).removesuffix(f" (n={len(values)})")
+        return f"{_num(values.mean(), digits)} ± {_num(_t_half_width(values), digits)}"
     return f"{_num(values.mean(), digits)} [{_num(values.min(), digits)}, {_num(values.max(), digits)}]"
 
 
@@ -350,15 +350,19 @@ def detection_variants_table(detection: pd.DataFrame) -> str:
 
 def interval(values: pd.Series, digits: int = 3) -> str:
     """Mean ± the half-width of its 95 % Student t interval over seeds (n-1 degrees of freedom), with n."""
-    from .report import t_critical
-
     values = values.dropna()
     if values.empty:
         return "-"
     if len(values) == 1:
         return f"{_num(values.iloc[0], digits)} (n=1)"
-    half = t_critical(len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5
-    return f"{_num(values.mean(), digits)} ± {_num(half, digits)} (n={len(values)})"
+    return f"{_num(values.mean(), digits)} ± {_num(_t_half_width(values), digits)} (n={len(values)})"
+
+
+def _t_half_width(values: pd.Series) -> float:
+    """The half-width of the mean's 95 % Student t interval (n-1 degrees of freedom)."""
+    from .report import t_critical
+
+    return t_critical(len(values) - 1) * values.std(ddof=1) / len(values) ** 0.5
 
 
 def reference_table(summary: pd.DataFrame) -> str:
