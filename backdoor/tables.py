@@ -198,9 +198,9 @@ def architecture_table(summary: pd.DataFrame) -> str:
 
 
 def rate_table(summary: pd.DataFrame) -> str:
-    """ASR, clean accuracy and its gap to the same seed's clean model against the poison rate, then ASR after
-    fine-tuning, per trigger (over seeds, as `spread`); rate 0 is the clean baseline, whose ASR is the share of
-    triggered images that land on the target anyway."""
+    """ASR, clean accuracy and its gap to the same seed's clean model against the poison rate, then ASR and robust
+    accuracy after fine-tuning, per trigger (over seeds, as `spread`); rate 0 is the clean baseline, whose ASR is
+    the share of triggered images that land on the target anyway."""
     rows = []
     for (trigger, rate), group in summary.groupby(["trigger", "poison_rate"], sort=False):
         rows.append(
@@ -212,9 +212,11 @@ def rate_table(summary: pd.DataFrame) -> str:
                 spread(group["clean_acc"], 3),
                 "-" if rate == 0 else spread(group["clean_acc_gap"], 3),
                 spread(group["ft_asr"], 3),
+                spread(group["ft_robust_acc"], 3),
             ]
         )
-    header = ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "gap to clean", "ASR after fine-tuning"]
+    header = ["trigger", "poison rate", "poisoned images", "ASR", "clean acc", "gap to clean"]
+    header += ["ASR after fine-tuning", "RA after fine-tuning"]  # a defence is judged by both
     return markdown(rows, header)
 
 

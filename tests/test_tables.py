@@ -198,16 +198,19 @@ def test_rate_rows_are_trigger_and_rate_in_grid_order_with_the_baseline_at_rate_
             "clean_acc": [0.8, 0.79, 0.81, 0.8],
             "ft_asr": [0.02, 0.05, 0.01, 0.25],
             "clean_acc_gap": [0.0, -0.01, 0.0, -0.01],
+            "ft_robust_acc": [0.8, 0.6, 0.8, 0.4],
         }
     )
     lines = rate_table(summary).splitlines()
     assert lines[0] == (
-        "| trigger | poison rate | poisoned images | ASR | clean acc | gap to clean | ASR after fine-tuning |"
+        "| trigger | poison rate | poisoned images | ASR | clean acc | gap to clean | ASR after fine-tuning "
+        "| RA after fine-tuning |"
     )
     assert lines[2:] == [
-        "| square | 0 % | 0 | 0.015 [0.010, 0.020] | 0.805 [0.800, 0.810] | - | 0.015 [0.010, 0.020] |",
+        "| square | 0 % | 0 | 0.015 [0.010, 0.020] | 0.805 [0.800, 0.810] | - | 0.015 [0.010, 0.020] "
+        "| 0.800 [0.800, 0.800] |",
         "| square | 0.5 % | 250 | 0.200 [0.100, 0.300] | 0.795 [0.790, 0.800] | -0.010 [-0.010, -0.010] "
-        "| 0.150 [0.050, 0.250] |",
+        "| 0.150 [0.050, 0.250] | 0.500 [0.400, 0.600] |",
     ]
 
 
