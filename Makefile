@@ -18,8 +18,10 @@ export PYTHONUNBUFFERED := 1
 
 setup: $(STAMP) $(FASHION_MNIST)
 
-# The test and lint tools, on top of the run-time packages (requirements-test.txt).
+# The test and lint tools, on top of the run-time packages (requirements-test.txt), and the pre-commit hook
+# that refuses a commit whose dvc.lock files are stale (.githooks/pre-commit; CI's first check).
 setup-test: setup $(TEST_STAMP)
+	@git config core.hooksPath .githooks 2>/dev/null || true
 
 # Debian's dataset-fashion-mnist when we can install it; otherwise the download stage falls back to
 # a checksummed download of the same files.

@@ -104,7 +104,7 @@ def main() -> None:
     root = parser.parse_args().root.resolve()
     entries = lock_entries(root)
     outputs = [out["path"] for stage in entries.values() for out in stage.get("outs", [])]
-    status = subprocess.run(["dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=root, capture_output=True, text=True)
     if status.returncode != 0:
         sys.exit(f"dvc status failed:\n{status.stderr}")
     problems = (
