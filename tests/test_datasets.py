@@ -396,6 +396,8 @@ def test_a_class_folder_without_images_is_refused_before_any_decoding(tmp_path):
         jpeg(root / "cat" / f"{i}.jpg", (8, 8), (1, 2, 3))
     (root / "dog").mkdir()
     (root / "dog" / "readme.txt").write_text("no pictures yet")
+    jpeg(root / "dog" / ".thumbnail.jpg", (8, 8), (1, 2, 3))  # hidden files and folders hold no image of the class
+    jpeg(root / "dog" / ".cache" / "0.jpg", (8, 8), (1, 2, 3))
     with pytest.raises(ConfigError) as err:
         prepare_dataset(f"folder:{root}", tmp_path / "raw", tmp_path / "dl", image_size=8)
     assert str(err.value) == (

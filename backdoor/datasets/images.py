@@ -7,6 +7,7 @@ antialiased), center-cropped to a square. Without an official split, a seeded 80
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,28 @@ def load_images(paths: list[Path], size: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def _visible_images(folder: Path):
+    """Relative posix paths of the image files under ``folder``, skipping hidden files and folders, in walk order."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if (
+                not name.startswith(".")
+                and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+                and os.path.isfile(path)
+            ):
+                yield Path(os.path.relpath(path, folder)).as_posix()
+
+
 def image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted by relative path so the order is filesystem-independent."""
-    files = [
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
+    return [folder / relative for relative in sorted(_visible_images(folder))]
+
+
+def has_image(folder: Path) -> bool:
+    """Whether ``folder`` holds an image file: stops at the first (a dataset check must not list 60,000 files)."""
+    return next(_visible_images(folder), None) is not None
 
 
 def class_folders(root: Path) -> list[str]:

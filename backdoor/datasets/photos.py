@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .base import DEFAULT_IMAGE_SIZE, FOLDER_PREFIX, DatasetSpec, Splits, extract_archive, fetch, register_dataset
-from .images import IMAGE_EXTENSIONS, build_from_files, class_folders, image_files, seeded_split
+from .images import IMAGE_EXTENSIONS, build_from_files, class_folders, has_image, image_files, seeded_split
 
 # ---------------------------------------------------------------- flowers (TensorFlow's flower_photos)
 
@@ -61,7 +61,7 @@ def folder_spec(name: str) -> DatasetSpec:
             f"{root / 'train' if presplit else root}, found {len(classes)}"
         )
     for folder in ((root / "train" if presplit else root) / c for c in classes):
-        if not image_files(folder):  # a class with no image: an output nobody trains, and CA over the others
+        if not has_image(folder):  # a class with no image: an output nobody trains, and CA over the others
             raise ConfigError(
                 f"dataset: {name!r}: class folder {folder} holds no image ({', '.join(IMAGE_EXTENSIONS)})"
             )
