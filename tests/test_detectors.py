@@ -20,7 +20,7 @@ from backdoor.detectors import (
     detector_variants,
 )
 from backdoor.detectors.neural_cleanse import CostSchedule, anomaly_index, flag_classes
-from backdoor.detectors.spectral import spectral_scores
+from backdoor.detectors.spectral import spectral_scores, top_singular_vector
 from backdoor.detectors.strip import rejection_threshold, softmax_entropy
 from backdoor.errors import ConfigError
 
@@ -175,6 +175,18 @@ def test_spectral_scores_are_centred_and_squared():
     points = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.5], [0.0, -0.5]])
     # An offset changes ART's uncentred |R . v| (11, 9, 10, 10) but not the paper's score.
     assert torch.allclose(spectral_scores(points + 10), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (40, 300), (2, 5), (500, 1)])
+def test_the_top_singular_vector_is_the_full_svds_on_tall_wide_and_centred_matrices(shape):
+    """ARPACK's vector equals the full SVD's up to sign, centred or not (a centred matrix's columns sum to 0: a
+    fixed all-ones start would stall there); a side of 1 falls back to the full SVD."""
+    matrix = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 3.0
+    for m in (matrix, matrix - matrix.mean(dim=0, keepdim=True)):
+        expected = torch.linalg.svd(m, full_matrices=False)[2][0]
+        got = top_singular_vector(m)
+        assert min((got - expected).abs().max(), (got + expected).abs().max()) < 1e-10
+    assert abs(float(top_singular_vector(torch.zeros(4, 3, dtype=torch.float64)).norm()) - 1) < 1e-12  # rank 0
 
 
 def test_spectral_flags_exactly_the_planted_cluster():

@@ -30,6 +30,10 @@ Differences from them:
   each class (numpy linear interpolation; ``expected_pp_poison`` default 0.33); BackdoorBench flags
   scores above the 85th percentile of every class. Here the count is ``k_c`` above, ties broken by
   index (stable sort), and per-class expectations may be given.
+* The top singular vector comes from ARPACK (scipy's ``svds``, k=1, to machine precision, from a seeded start
+  vector) instead of a full SVD: the same vector to about 1e-15 (its sign aside, which no score depends on) at a
+  fraction of the cost (a class of 5,000 images with 2,048 block features: 12.5 s for the full SVD on this CPU,
+  0.26 s). A full SVD where ARPACK cannot run (a side below 2, a rank-0 class, no convergence).
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, svds
 
 from . import DETECTORS, check_features
 from .result import DetectionResult
@@ -61,8 +67,22 @@ def spectral_scores(features: torch.Tensor, score: str = "paper") -> torch.Tenso
     centred = x - x.mean(dim=0, keepdim=True)
     if len(x) < 2:
         return torch.zeros(len(x), dtype=torch.float64)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    return (centred @ vh[0]) ** 2 if score == "paper" else (x @ vh[0]).abs()
+    top = top_singular_vector(centred)
+    return (centred @ top) ** 2 if score == "paper" else (x @ top).abs()
+
+
+def top_singular_vector(matrix: torch.Tensor) -> torch.Tensor:
+    """The top right-singular vector of a float64 (n, D) matrix, by ARPACK; by a full SVD where ARPACK cannot run.
+    The start vector is seeded and random: a fixed one like all-ones is orthogonal to every left-singular vector of a
+    centred matrix (its columns sum to 0), where ARPACK would break down."""
+    if min(matrix.shape) >= 2 and bool(matrix.abs().max() > 0):
+        start = np.random.default_rng(0).standard_normal(min(matrix.shape))
+        try:
+            _, _, vt = svds(matrix.numpy(), k=1, v0=start, tol=0)
+            return torch.from_numpy(vt[0].copy())
+        except (ArpackError, ArpackNoConvergence):
+            pass
+    return torch.linalg.svd(matrix, full_matrices=False)[2][0]
 
 
 def _expected_per_class(
