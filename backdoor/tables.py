@@ -295,9 +295,12 @@ def _header(detector: str) -> str:
     return header.replace("AUROC", "BA", 1) if _fact(detector, "ranking") == "balanced_accuracy" else header
 
 
-def _detection_rows(detection: pd.DataFrame, columns: list[tuple[str, str]], cell) -> list[list[str]]:
+def _detection_rows(
+    detection: pd.DataFrame, columns: list[tuple[str, str]], cell, with_models: bool = False
+) -> list[list[str]]:
     """A row per trigger and poison rate, the clean baselines first and once (their models do not depend on the
-    trigger; only an input detector's test inputs do); ``cell(detector, group, poisoned)`` fills each column.
+    trigger; only an input detector's test inputs do); ``cell(detector, group, poisoned)`` fills each column, after
+    the models' CA and ASR (``_models_cell``) when ``with_models``.
 
     STRIP and Neural Cleanse (``JUDGES_THE_BACKDOOR``) look for a backdoor's effect: their columns count the models
     whose backdoor works (ASR at least 0.5), and the others of a trigger and rate get a row of their own below it,
@@ -308,27 +311,46 @@ def _detection_rows(detection: pd.DataFrame, columns: list[tuple[str, str]], cel
     poisoned = detection[detection["poison_rate"] > 0]
     pick = lambda rows, d, v: rows[(rows["detector"] == d) & (rows["variant"] == v)]  # noqa: E731
     judged = [_kind(d) in JUDGES_THE_BACKDOOR for d, _ in columns]
+    models = (lambda rows: [_models_cell(rows)]) if with_models else (lambda rows: [])  # noqa: E731
     rows = []
     if not clean.empty:
-        rows.append(["clean baseline", "0 %", *(cell(d, pick(clean, d, v), False) for d, v in columns)])
+        rows.append(["clean baseline", "0 %", *models(clean), *(cell(d, pick(clean, d, v), False) for d, v in columns)])
     for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
         works = _works(group)
         counted = [group[works] if j else group for j in judged]
-        rows.append([trigger, percent(rate), *(cell(d, pick(c, d, v), True) for (d, v), c in zip(columns, counted))])
+        cells = [cell(d, pick(c, d, v), True) for (d, v), c in zip(columns, counted)]
+        rows.append([trigger, percent(rate), *models(group), *cells])
         if any(judged) and not works.all():
             apart = group[~works]
             cells = [cell(d, pick(apart, d, v), True) if j else "-" for (d, v), j in zip(columns, judged)]
-            rows.append([f"{trigger} (ASR < {WORKING_ASR:g})", percent(rate), *cells])
+            rows.append([f"{trigger} (ASR < {WORKING_ASR:g})", percent(rate), *models(apart), *cells])
     return rows
+
+
+MODEL_KEY = ["dataset", "arch", "regularizer", "seed"]  # one trained model of a row's trigger and rate
+MODELS_HEADER = "CA · ASR (models)"
+
+
+def _has_models(detection: pd.DataFrame) -> bool:
+    return {"clean_acc", "asr", *MODEL_KEY} <= set(detection.columns)
+
+
+def _models_cell(rows: pd.DataFrame) -> str:
+    """The clean accuracy and ASR of the models a row counts, min-max over them, and how many (a clean model's ASR
+    is measured with each trigger of the grid: its span covers them all)."""
+    models = rows.drop_duplicates(subset=[*MODEL_KEY, "trigger"])
+    return f"{span(models['clean_acc'])} · {span(models['asr'])} ({len(models.drop_duplicates(subset=MODEL_KEY))})"
 
 
 def detection_table(detection: pd.DataFrame) -> str:
     """Each detector as configured (its first variant), a column each (``_detector_cell`` says what is in it),
-    min-max over seeds; TPR and FPR count the training images (or test inputs) flagged."""
+    min-max over seeds; TPR and FPR count the training images (or test inputs) flagged. Where the file has them,
+    the row's models' clean accuracy and ASR come first: what a detector is up against."""
     firsts = detection.drop_duplicates("detector")
     columns = list(zip(firsts["detector"], firsts["variant"]))
-    header = ["trigger", "poison rate", *(f"{d}: {_header(d)}" for d, _ in columns)]
-    return markdown(_detection_rows(detection, columns, _detector_cell), header)
+    with_models = _has_models(detection)
+    header = ["trigger", "poison rate", *[MODELS_HEADER] * with_models, *(f"{d}: {_header(d)}" for d, _ in columns)]
+    return markdown(_detection_rows(detection, columns, _detector_cell, with_models), header)
 
 
 def detection_variants_table(detection: pd.DataFrame) -> str:

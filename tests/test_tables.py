@@ -124,6 +124,23 @@ def test_detection_is_a_row_per_trigger_and_rate_and_a_column_per_detector_by_it
     )
 
 
+def test_detection_puts_the_models_clean_accuracy_and_asr_first_counting_each_model_once():
+    frame = detection_frame()
+    frame["clean_acc"] = frame["seed"].map({0: 0.80, 1: 0.82})
+    frame["asr"] = frame["poison_rate"].map({0.0: 0.01, 0.1: 0.9}) + frame["trigger"].map(
+        {"checker": 0.0, "blend": 0.02}
+    )
+    lines = detection_table(frame).splitlines()
+    assert lines[0].startswith("| trigger | poison rate | CA · ASR (models) | spectral: ")
+    # the clean model is one model whose ASR is measured with both triggers; the checker rows are two seeds' models
+    assert lines[2].startswith("| clean baseline | 0 % | 0.80 · 0.01-0.03 (1) | FPR 0.20 |")
+    assert lines[3].startswith("| checker | 10 % | 0.80-0.82 · 0.90 (2) | 0.90-0.95 ")
+    assert (
+        detection_variants_table(frame).splitlines()[3]
+        == "| checker | 10 % | 0.90-0.95 · 0.50-0.70 | 0.60 · 0.50-0.70 |"
+    )
+
+
 def test_detection_variants_give_each_forms_auroc_within_the_target_class():
     lines = detection_variants_table(detection_frame()).splitlines()
     assert lines[0] == "| trigger | poison rate | spectral paper-pooled | spectral reference-block |"
