@@ -65,3 +65,12 @@ BACKDOORBENCH_CIFAR10_DEFENCES: dict[str, dict[float, dict[str, tuple[float, flo
         },
     },
 }
+
+
+def backdoorbench_no_defence(trigger: str, rate: float) -> dict[str, tuple[float, float]]:
+    """BackdoorBench's no-defence cell as a defence named ``none``: {"none": (CA, ASR)}, or {} where it has none."""
+    ca, asr = (
+        BACKDOORBENCH_CIFAR10_CA.get(trigger, {}).get(rate),
+        BACKDOORBENCH_CIFAR10_ASR.get(trigger, ("", {}))[1].get(rate),
+    )
+    return {} if ca is None or asr is None else {"none": (ca, asr)}

@@ -463,6 +463,39 @@ def verdicts_table(summary: pd.DataFrame) -> str:
     )
 
 
+def leaderboard_table(summary: pd.DataFrame) -> str:
+    """A row per model recipe, trigger, rate and defence (poisoned cells; "none" first, before any defence): CA and
+    ASR after it and robust accuracy (mean ± 95 % t interval over seeds), its lr and optimizer steps, the removed /
+    redirected / kept count, beside BackdoorBench's CIFAR-10 leaderboard cell for the same attack, rate and defence
+    (CA · ASR, one run, PreAct-ResNet18 100 epochs; "-" where it has none, or the run is not on CIFAR-10). Read with
+    the protocol differences docs/results.md names."""
+    from .references import BACKDOORBENCH_CIFAR10_DEFENCES, backdoorbench_no_defence, is_cifar10
+
+    on_cifar10 = bool(summary["dataset"].map(is_cifar10).all())
+
+    def reference(trigger: str, rate: float, defence: str) -> str:
+        cells = BACKDOORBENCH_CIFAR10_DEFENCES.get(trigger, {}).get(rate, {}) | backdoorbench_no_defence(trigger, rate)
+        ca, asr = cells.get(defence, (None, None)) if on_cifar10 else (None, None)
+        return "-" if ca is None or asr is None else f"{_num(ca, 4)} · {_num(asr, 4)}"
+
+    def measured(rows: pd.DataFrame, prefix: str) -> list[str]:
+        return [interval(rows[f"{prefix}{metric}"]) for metric in ("clean_acc", "asr", "robust_acc")]
+
+    rows = []
+    keys = ["arch", "train_epochs", "trigger", "poison_rate"]
+    for (arch, epochs, trigger, rate), group in summary[summary["poison_rate"] > 0].groupby(keys, sort=False):
+        head = [f"{arch} {epochs} ep", trigger, percent(rate)]
+        models = group.drop_duplicates("seed")  # every defence starts from the same models
+        rows.append([*head, "none", *measured(models, ""), "-", reference(trigger, rate, "none")])
+        for (method, lr), cells in group.groupby(["ft_method", "ft_lr"], sort=False):
+            steps = "/".join(f"{int(n):,}" for n in cells["ft_steps"].dropna().unique()) or "-"
+            counts = " · ".join(f"{v} {int((cells['verdict'] == v).sum())}" for v in ("removed", "redirected", "kept"))
+            defence = f"{method} (lr {lr}, {steps} steps)"
+            rows.append([*head, defence, *measured(cells, "ft_"), counts, reference(trigger, rate, method)])
+    header = ["model", "trigger", "rate", "defence", "CA", "ASR", "RA", "verdicts (seeds)", "BackdoorBench CA · ASR"]
+    return markdown(rows, header)
+
+
 TABLES = {
     "triggers": (trigger_table, "summary.csv"),
     "regularizers": (regularizer_table, "summary.csv"),
@@ -472,6 +505,7 @@ TABLES = {
     "methods": (methods_table, "summary.csv"),
     "reference": (reference_table, "summary.csv"),
     "verdicts": (verdicts_table, "summary.csv"),
+    "leaderboard": (leaderboard_table, "summary.csv"),
     "detection": (detection_table, "detection.csv"),
     "detection-variants": (detection_variants_table, "detection.csv"),
 }

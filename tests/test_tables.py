@@ -10,6 +10,7 @@ from backdoor.tables import (
     TABLES,
     detection_table,
     detection_variants_table,
+    leaderboard_table,
     persistence_table,
     rate_table,
     regularizer_table,
@@ -363,3 +364,29 @@ def test_readme_is_a_front_door_of_at_most_100_lines_opening_with_the_two_comman
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
     assert commands == ["make repro", "make test"]
     assert "**Prerequisites:**" in readme.split("```")[0]
+
+
+def test_the_leaderboard_puts_backdoorbenchs_cell_beside_each_defence_and_none_before_them():
+    """Two seeds of a CIFAR-10 square 10 % model under NAD and FT-SAM: "none" first (the models before any defence,
+    counted once), each defence with its lr, steps and verdicts; BackdoorBench's NAD and no-defence cells beside them,
+    none for FT-SAM (not on its leaderboard); a Fashion-MNIST run gets no reference."""
+    rows = []
+    for seed in (0, 1):
+        for method, ft_asr, verdict in (("nad", 0.02, "removed"), ("ft-sam", 0.9, "kept")):
+            rows.append(
+                {"dataset": "folder:data/external/cifar10-jpeg", "arch": "resnet6-cpu", "train_epochs": 5,
+                 "trigger": "square", "poison_rate": 0.1, "seed": seed, "ft_method": method, "ft_lr": "0.1x",
+                 "clean_acc": 0.80, "asr": 0.95, "robust_acc": 0.05, "ft_clean_acc": 0.78, "ft_asr": ft_asr,
+                 "ft_robust_acc": 0.7, "ft_steps": 200, "verdict": verdict}
+            )  # fmt: skip
+    summary = pd.DataFrame(rows)
+    lines = leaderboard_table(summary).splitlines()
+    assert lines[2] == (
+        "| resnet6-cpu 5 ep | square | 10 % | none | 0.800 ± 0.000 (n=2) | 0.950 ± 0.000 (n=2) "
+        "| 0.050 ± 0.000 (n=2) | - | 0.9132 · 0.9503 |"
+    )
+    assert lines[3].startswith("| resnet6-cpu 5 ep | square | 10 % | nad (lr 0.1x, 200 steps) | 0.780 ± 0.000 (n=2) ")
+    assert lines[3].endswith("| removed 2 · redirected 0 · kept 0 | 0.8987 · 0.0214 |")
+    assert lines[4].endswith("| removed 0 · redirected 0 · kept 2 | - |") and len(lines) == 5
+    summary["dataset"] = "fashion-mnist"
+    assert all(line.endswith("| - |") for line in leaderboard_table(summary).splitlines()[2:])

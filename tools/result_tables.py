@@ -3,10 +3,10 @@
     python tools/result_tables.py persistence reports/presets/persistence-cpu
     python tools/result_tables.py --update     # every table of README.md and docs/results.md, from its command
 
-Tables: triggers, regularizers, persistence, rates, architectures, methods, reference, verdicts, detection and
-detection-variants (backdoor/tables.py says what each holds). In the detection table STRIP and Neural Cleanse
-count the models whose backdoor works (ASR at least 0.5); the others of a trigger and rate are listed apart, on a
-row "<trigger> (ASR < 0.5)".
+Tables: triggers, regularizers, persistence, rates, architectures, methods, reference, verdicts, leaderboard,
+detection and detection-variants (backdoor/tables.py says what each holds). In the detection table STRIP and Neural
+Cleanse count the models whose backdoor works (ASR at least 0.5); the others of a trigger and rate are listed apart,
+on a row "<trigger> (ASR < 0.5)".
 """
 
 import argparse
@@ -23,7 +23,12 @@ COMMAND = re.compile(r"`python tools/result_tables\.py ([\w-]+) (\S+)`")
 
 def table(name: str, folder: Path) -> str:
     make, file = TABLES[name]
-    return make(pd.read_csv(folder / file))
+    try:
+        return make(pd.read_csv(folder / file))
+    except KeyError as missing:
+        raise SystemExit(
+            f"error: {folder / file} has no column {missing}: written before the {name} table needed it"
+        ) from None
 
 
 def rewrite(page: Path) -> bool:
