@@ -10,6 +10,8 @@ import math
 
 import pandas as pd
 
+DEFAULT_STRATEGY = "all-to-one"  # a row names its strategy only where it is another
+
 
 def _num(value: float, digits: int = 4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -315,7 +317,9 @@ def _detection_rows(
     rows = []
     if not clean.empty:
         rows.append(["clean baseline", "0 %", *models(clean), *(cell(d, pick(clean, d, v), False) for d, v in columns)])
-    for (trigger, rate), group in poisoned.groupby(["trigger", "poison_rate"], sort=False):
+    keys = ["trigger", "strategy", "poison_rate"] if "strategy" in poisoned else ["trigger", "poison_rate"]
+    for values, group in poisoned.groupby(keys, sort=False):
+        trigger, rate = _attack(*values[:-1]), values[-1]
         works = _works(group)
         counted = [group[works] if j else group for j in judged]
         cells = [cell(d, pick(c, d, v), True) for (d, v), c in zip(columns, counted)]
@@ -325,6 +329,11 @@ def _detection_rows(
             cells = [cell(d, pick(apart, d, v), True) if j else "-" for (d, v), j in zip(columns, judged)]
             rows.append([f"{trigger} (ASR < {WORKING_ASR:g})", percent(rate), *models(apart), *cells])
     return rows
+
+
+def _attack(trigger: str, strategy: str = DEFAULT_STRATEGY) -> str:
+    """A row's attack: its trigger, and its strategy where that is not the default all-to-one."""
+    return trigger if strategy == DEFAULT_STRATEGY else f"{trigger}, {strategy}"
 
 
 MODEL_KEY = ["dataset", "arch", "regularizer", "seed"]  # one trained model of a row's trigger and rate

@@ -51,6 +51,23 @@ def test_the_whitening_weights_are_the_eigenvectors_of_every_training_patch(monk
     )
 
 
+def test_whiten_eps_bounds_the_scale_of_directions_the_data_barely_spans():
+    # grey images: every colour direction of a 2x2 patch has zero variance (a JPEG copy's 4:2:0 chroma comes
+    # close), where 1 / sqrt(eigenvalue + eps) is 1 / sqrt(eps) and a float32 eigenvalue may come out negative
+    x, _ = images(size=16)
+    grey = x[:, :1].expand(-1, 3, -1, -1).contiguous()
+
+    def filter_norms(eps: float) -> torch.Tensor:
+        clf = Classifier.create("airbench", grey, 10, seed=0, widths=(8, 16, 16), whiten_eps=eps)
+        return clf.model.whiten.weight.reshape(24, 12).norm(dim=1)
+
+    reference, damped = filter_norms(WHITENING_EPS), filter_norms(1e-2)
+    assert torch.isfinite(reference).all()
+    assert torch.allclose(reference.max(), torch.tensor(WHITENING_EPS**-0.5), rtol=1e-3)
+    assert torch.allclose(damped.max(), torch.tensor(1e-2**-0.5), rtol=1e-3)
+    assert torch.allclose(reference[0], damped[0], rtol=1e-2)  # the leading direction barely moves
+
+
 def fit(clf: Classifier, x: torch.Tensor, y: torch.Tensor, epochs: int, **settings) -> int:
     recipe = build_recipe("airbench", **settings)
     cfg = TrainConfig(recipe="airbench", epochs=epochs, batch_size=16)
@@ -109,6 +126,7 @@ def test_translation_moves_each_image_within_its_padding():
     [
         ({"models": {"airbench": {"widths": [64, 128]}}}, "models.airbench.widths: 3 integers of at least 1"),
         ({"models": {"airbench": {"depth": 4}}}, "models.airbench.depth: unknown setting"),
+        ({"models": {"airbench": {"whiten_eps": 0}}}, "models.airbench.whiten_eps: must be a number in (0"),
         ({"recipes": {"airbench": {"momentum": 1.5}}}, "recipes.airbench.momentum: must be a number in [0, 1)"),
         ({"recipes": {"airbench": {"lookahead": "yes"}}}, "recipes.airbench.lookahead: must be true or false"),
         ({"train": {"recipe": "airbnb"}}, "train.recipe: unknown value 'airbnb'; valid choices: airbench, sgd"),

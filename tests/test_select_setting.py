@@ -196,3 +196,25 @@ def test_train_recipe_scores_on_held_out_images_unless_told_test(tmp_path):
     assert tested["num_train"] == 300 and tested["scored_on"] == "test"
     for record in (held_out, tested):
         assert record["loop"]["flip"] is True and record["loop"]["epochs"] == 2 and len(record["epoch_seconds"]) == 2
+
+
+def test_train_recipe_trains_with_a_named_recipe_and_model_settings(tmp_path):
+    data = toy_dataset()
+    store_dataset(
+        dataset_spec("fashion-mnist"),
+        (data.train.images, data.train.labels, data.test.images, data.test.labels),
+        tmp_path / "raw",
+        "generated",
+    )
+    tool = [sys.executable, str(ROOT / "tools" / "train_recipe.py"), "small-cnn", "--raw", str(tmp_path / "raw")]
+    options = ["--recipe", "airbench", "--batch-size", "64", "--model-setting", "widths=[4, 8, 8]", "--threads", "1"]
+    result = subprocess.run(
+        [*tool, *options, "--epochs", "1", "--validation", "100", "--out", str(tmp_path / "log.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "log.jsonl").read_text())
+    assert record["recipe"] == "airbench" and record["model_settings"] == {"widths": [4, 8, 8]}
+    refused = subprocess.run([*tool, "--model-setting", "widths"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr

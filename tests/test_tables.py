@@ -142,6 +142,18 @@ def test_detection_puts_the_models_clean_accuracy_and_asr_first_counting_each_mo
     )
 
 
+def test_detection_gives_each_poisoning_strategy_of_a_trigger_its_own_row():
+    frame = detection_frame()
+    poisoned = frame[frame["poison_rate"] > 0]
+    frame = pd.concat([frame.assign(strategy="all-to-one"), poisoned.assign(strategy="label-consistent")])
+    lines = detection_table(frame).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| clean baseline",
+        "| checker",
+        "| checker, label-consistent",
+    ]
+
+
 def test_detection_variants_give_each_forms_auroc_within_the_target_class():
     lines = detection_variants_table(detection_frame()).splitlines()
     assert lines[0] == "| trigger | poison rate | spectral paper-pooled | spectral reference-block |"

@@ -1,8 +1,12 @@
 """Time one clean training recipe and score it: on a held-out part of the training set, or (--test) once on
-the test set. How resnet6-cpu and its CIFAR-10 / Flowers schedules were chosen (docs/cpu-recipes.md).
+the test set. How resnet6-cpu and its CIFAR-10 / Flowers schedules were chosen (docs/cpu-recipes.md), and airbench's
+whitening eps on the JPEG copy of CIFAR-10:
 
     python tools/train_recipe.py resnet6-cpu --raw data/grid/raw/cifar10-jpeg --epochs 5 --lr 0.1 \\
         --label-smoothing 0.1 --crop-padding 2 --flip true --out reports/selection/cpu-recipes.jsonl
+    python tools/train_recipe.py airbench --recipe airbench --epochs 11 --batch-size 1024 \\
+        --model-setting widths=[64,128,128] --model-setting whiten_eps=0.01 \\
+        --raw data/grid/raw/folder-data-external-cifar10-jpeg --out reports/selection/airbench-whitening.jsonl
 
 --raw is a dataset stored by the download stage (any grid with that dataset stores it). One JSON line a
 run: accuracy, wall-clock and CPU minutes, images/s, seconds per epoch, and the load average around it
@@ -17,12 +21,14 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
+import yaml
 
 from backdoor.classifier import Classifier, predict
 from backdoor.cli import run
 from backdoor.datasets import load_dataset, validation_split
-from backdoor.loop import fit
-from backdoor.settings import LoopConfig
+from backdoor.recipes import build_recipe
+from backdoor.regularizers import build_regularizer
+from backdoor.settings import LoopConfig, TrainConfig
 
 
 def main(args: argparse.Namespace) -> None:
@@ -31,8 +37,11 @@ def main(args: argparse.Namespace) -> None:
     if not args.test:  # candidates are compared on held-out training images, never on the test set
         data = validation_split(data, args.validation, seed=0)
     images, labels = data.train.images, data.train.labels
-    cfg = LoopConfig(**{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
-    clf = Classifier.create(args.arch, images, len(data.classes), seed=args.seed)
+    cfg = TrainConfig(recipe=args.recipe, **{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
+    settings = dict(args.model_setting)
+    clf = Classifier.create(args.arch, images, len(data.classes), seed=args.seed, **settings)
+    recipe = build_recipe(args.recipe)  # its settings at their defaults (the reference's, for airbench)
+    loss_fn = build_regularizer("none", clf.model, recipe.label_smoothing(cfg))
     epoch_seconds, last = [], [time.perf_counter()]
 
     def on_epoch_end(epoch: int, loss: float) -> None:
@@ -42,12 +51,14 @@ def main(args: argparse.Namespace) -> None:
         print(f"epoch {epoch}: {epoch_seconds[-1]} s, loss {loss:.3f}, load {os.getloadavg()[0]:.2f}", flush=True)
 
     load_start, wall, cpu = os.getloadavg(), time.perf_counter(), time.process_time()
-    fit(clf, images, labels, cfg, seed=args.seed, progress=False, on_epoch_end=on_epoch_end)
+    recipe.fit(clf, images, labels, cfg, seed=args.seed, loss_fn=loss_fn, progress=False, on_epoch_end=on_epoch_end)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     accuracy = (predict(clf, data.test.images) == data.test.labels).float().mean().item()
     record = {
         "arch": args.arch,
         "raw": args.raw,
+        "model_settings": settings,
+        "recipe": args.recipe,
         "loop": asdict(cfg),
         "num_train": len(labels),
         "scored_on": "test" if args.test else f"{args.validation} held-out training images",
@@ -67,12 +78,28 @@ def main(args: argparse.Namespace) -> None:
             out.write(json.dumps(record) + "\n")
 
 
+def setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("arch")
     parser.add_argument("--raw", required=True, help="a stored dataset folder (data/grid/raw/<name>)")
     parser.add_argument("--test", action="store_true", help="score once on the test set (the chosen recipe only)")
     parser.add_argument("--validation", type=int, default=5000, help="held-out training images to score on")
+    parser.add_argument("--recipe", default="sgd", help="a training recipe (backdoor/recipes/), at its defaults")
+    parser.add_argument(
+        "--model-setting",
+        type=setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model setting (models.<arch>.KEY; VALUE read as YAML), repeatable",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="JSON-lines log to append the record to")
