@@ -27,6 +27,17 @@ def toy_dataset(n_train: int = 300, n_test: int = 50) -> Dataset:
     )
 
 
+def store_toy_dataset(raw: Path) -> None:
+    """The toy dataset stored as the download stage stores one (the tools read a --raw folder)."""
+    data = toy_dataset()
+    store_dataset(
+        dataset_spec("fashion-mnist"),
+        (data.train.images, data.train.labels, data.test.images, data.test.labels),
+        raw,
+        "generated",
+    )
+
+
 def test_validation_split_holds_out_training_images_only():
     data = toy_dataset()
     split = select_setting.validation_split(data, 100, seed=0)
@@ -53,13 +64,7 @@ def test_select_takes_the_strongest_value_within_tolerance():
 
 
 def test_tool_runs_and_writes_its_choice(tmp_path):
-    data = toy_dataset()
-    store_dataset(
-        dataset_spec("fashion-mnist"),
-        (data.train.images, data.train.labels, data.test.images, data.test.labels),
-        tmp_path / "raw",
-        "generated",
-    )
+    store_toy_dataset(tmp_path / "raw")
     params = preset_params("regularizers-cpu", ROOT)
     params["grid"]["settings"]["train"].update(subset=None, batch_size=64)
     params["grid"]["train_epochs"] = [1]
@@ -164,13 +169,7 @@ def test_bad_regularizer_or_value_fails_before_training(tmp_path):
 
 
 def test_train_recipe_scores_on_held_out_images_unless_told_test(tmp_path):
-    data = toy_dataset()
-    store_dataset(
-        dataset_spec("fashion-mnist"),
-        (data.train.images, data.train.labels, data.test.images, data.test.labels),
-        tmp_path / "raw",
-        "generated",
-    )
+    store_toy_dataset(tmp_path / "raw")
     tool = [
         sys.executable,
         str(ROOT / "tools" / "train_recipe.py"),
@@ -199,13 +198,7 @@ def test_train_recipe_scores_on_held_out_images_unless_told_test(tmp_path):
 
 
 def test_train_recipe_trains_with_a_named_recipe_and_model_settings(tmp_path):
-    data = toy_dataset()
-    store_dataset(
-        dataset_spec("fashion-mnist"),
-        (data.train.images, data.train.labels, data.test.images, data.test.labels),
-        tmp_path / "raw",
-        "generated",
-    )
+    store_toy_dataset(tmp_path / "raw")
     tool = [sys.executable, str(ROOT / "tools" / "train_recipe.py"), "small-cnn", "--raw", str(tmp_path / "raw")]
     options = ["--recipe", "airbench", "--batch-size", "64", "--model-setting", "widths=[4, 8, 8]", "--threads", "1"]
     result = subprocess.run(
