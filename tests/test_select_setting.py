@@ -211,3 +211,8 @@ def test_train_recipe_trains_with_a_named_recipe_and_model_settings(tmp_path):
     assert record["recipe"] == "airbench" and record["model_settings"] == {"widths": [4, 8, 8]}
     refused = subprocess.run([*tool, "--model-setting", "widths"], capture_output=True, text=True)
     assert refused.returncode == 2 and "KEY=VALUE" in refused.stderr
+    # a bad setting is refused before the dataset is read: the --raw folder here does not exist
+    for bad, message in ((["--model-setting", "depth=3"], "models.small-cnn.depth"), (["--recipe", "adam"], "recipe")):
+        cmd = [*tool[:-1], str(tmp_path / "missing"), *bad]
+        refused = subprocess.run(cmd, capture_output=True, text=True)
+        assert refused.returncode != 0 and message in refused.stderr and "manifest" not in refused.stderr

@@ -26,19 +26,22 @@ import yaml
 from backdoor.classifier import Classifier, predict
 from backdoor.cli import run
 from backdoor.datasets import load_dataset, validation_split
-from backdoor.recipes import build_recipe
+from backdoor.models import check_model_settings
+from backdoor.recipes import build_recipe, check_recipe
 from backdoor.regularizers import build_regularizer
 from backdoor.settings import LoopConfig, TrainConfig
 
 
 def main(args: argparse.Namespace) -> None:
+    cfg = TrainConfig(recipe=args.recipe, **{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
+    settings = dict(args.model_setting)
+    check_model_settings(args.arch, settings)  # a bad name or setting fails before the dataset is read
+    check_recipe(args.recipe, {}, cfg)
     torch.set_num_threads(args.threads)
     data = load_dataset(args.raw)
     if not args.test:  # candidates are compared on held-out training images, never on the test set
         data = validation_split(data, args.validation, seed=0)
     images, labels = data.train.images, data.train.labels
-    cfg = TrainConfig(recipe=args.recipe, **{f.name: getattr(args, f.name) for f in fields(LoopConfig)})
-    settings = dict(args.model_setting)
     clf = Classifier.create(args.arch, images, len(data.classes), seed=args.seed, **settings)
     recipe = build_recipe(args.recipe)  # its settings at their defaults (the reference's, for airbench)
     loss_fn = build_regularizer("none", clf.model, recipe.label_smoothing(cfg))
