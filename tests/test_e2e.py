@@ -370,6 +370,11 @@ def test_adding_detectors_runs_only_their_stages(repo, tmp_path):
     record = next((repo / "reports" / "grid" / "cells" / "detection" / "spectral").glob("*r0.1*.scores.csv.gz"))
     scores = pd.read_csv(record)
     assert len(scores) == 1500 and scores["poisoned"].sum() == 150 and "score_reference-block" in scores
+    # keeping the run in git takes every detector's record and scores: 3 detectors x 2 models, NC's 2 triggers
+    sh(repo, "python", "tools/keep_run.py", "detectors-test")
+    kept = repo / "reports" / "presets" / "detectors-test"
+    assert len(list(kept.glob("detection/*/*.scores.csv.gz"))) == 6 and len(list(kept.glob("detection/*/*.png"))) == 2
+    assert pd.read_csv(kept / "detection.csv").equals(detection)
 
 
 def test_adding_a_trigger_runs_only_the_new_cells(repo):
