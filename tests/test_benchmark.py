@@ -126,6 +126,27 @@ def test_time_stages_records_each_stage_that_ran(tmp_path):
     assert again.returncode == 0 and pd.read_csv(tmp_path / "t2.csv").empty  # nothing ran
 
 
+def test_time_stages_reads_the_stage_times_back_from_a_killed_runs_log(tmp_path):
+    """A run killed before time_stages wrote its file: each started stage's own seconds from the saved output; the
+    last stage, killed before it printed its time, is kept with blanks."""
+    log = tmp_path / "run.log"
+    log.write_text(
+        "Running stage 'grid/shard-01/dvc.yaml:train-a':\n> python stages/train.py\nepoch 1\n"
+        "stage time: wall 12.5 s, cpu 24.0 s\nRunning stage 'report':\n> python stages/report.py\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT.parents[1] / "tools" / "time_stages.py"), "--log", str(log), "--out", "t.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    times = pd.read_csv(tmp_path / "t.csv")
+    assert list(times["stage"]) == ["grid/shard-01/dvc.yaml:train-a", "report"]
+    assert list(times["stage_seconds"][:1]) == [12.5] and list(times["cpu_seconds"][:1]) == [24.0]
+    assert times["seconds"].isna().all() and times["stage_seconds"].isna().tolist() == [False, True]
+
+
 def test_gpu_benchmark_without_cuda_says_so_in_one_line_and_exits_0():
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu"],
