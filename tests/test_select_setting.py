@@ -193,6 +193,7 @@ def test_train_recipe_scores_on_held_out_images_unless_told_test(tmp_path):
     held_out, tested = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]  # appended
     assert held_out["num_train"] == 200 and held_out["scored_on"] == "100 held-out training images"
     assert tested["num_train"] == 300 and tested["scored_on"] == "test"
+    assert "raw" not in held_out and len(held_out["train_sha256"]) == 64  # the data by checksum, not a local path
     for record in (held_out, tested):
         assert record["loop"]["flip"] is True and record["loop"]["epochs"] == 2 and len(record["epoch_seconds"]) == 2
 

@@ -26,10 +26,17 @@ import yaml
 from backdoor.classifier import Classifier, predict
 from backdoor.cli import run
 from backdoor.datasets import load_dataset, validation_split
+from backdoor.files import read_json
 from backdoor.models import check_model_settings
 from backdoor.recipes import build_recipe, check_recipe
 from backdoor.regularizers import build_regularizer
 from backdoor.settings import LoopConfig, TrainConfig
+
+
+def dataset_identity(raw: str) -> dict:
+    """The stored dataset by its name and its training file's checksum: a committed log names no machine's paths."""
+    manifest = read_json(Path(raw) / "manifest.json")
+    return {"dataset": manifest["dataset"], "train_sha256": manifest["sha256"]["train.pt"]}
 
 
 def main(args: argparse.Namespace) -> None:
@@ -59,7 +66,7 @@ def main(args: argparse.Namespace) -> None:
     accuracy = (predict(clf, data.test.images) == data.test.labels).float().mean().item()
     record = {
         "arch": args.arch,
-        "raw": args.raw,
+        **dataset_identity(args.raw),
         "model_settings": settings,
         "recipe": args.recipe,
         "loop": asdict(cfg),
