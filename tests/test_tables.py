@@ -271,16 +271,18 @@ def test_every_results_table_is_what_its_command_prints_from_the_committed_run()
 def test_every_committed_detector_run_keeps_each_records_per_image_scores():
     """A committed run with a detection table keeps, for each detector in it, every model's record and its scores
     (tools/keep_run.py): any metric of the table can be recomputed from git alone."""
+    from backdoor.pipeline.plan import detection_outputs
+
     presets = Path(__file__).resolve().parents[1] / "reports" / "presets"
     runs = [folder for folder in presets.iterdir() if (folder / "detection.csv").is_file()]
     assert len(runs) >= 4
     for run in runs:
         for detector in pd.read_csv(run / "detection.csv")["detector"].unique():
-            records = sorted((run / "detection" / detector).glob("*.json"))
+            records = sorted((run / "detection").glob(f"{detector}/*.json"))
             assert records, f"{run.name}: no {detector} records"
             for record in records:
-                scores = record.with_name(record.name.removesuffix(".json") + ".scores.csv.gz")
-                assert scores.is_file(), f"{run.name}: {record.name} has no scores"
+                for kept in detection_outputs(detector, record.relative_to(run / "detection").as_posix()):
+                    assert (run / "detection" / kept).is_file(), f"{run.name}: no {kept}"
 
 
 def anchor(heading: str) -> str:

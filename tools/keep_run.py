@@ -4,11 +4,11 @@
 
 From the workspace (default: this repository) it copies the report stage's files (summary.csv, seeds.csv,
 recovery.csv, metrics.json, detection.csv, figures/) and, for every detector result the plan (grid/plan.json) names,
-the detector's record, its per-image scores and any reversed trigger, under detection/<detector>/: only this run's,
-not whatever other runs left in the workspace. ``run.json`` records the workspace's commit, the time and the plan's
-seeds and cell count. Each file is replaced atomically; other files of the folder (RUN.md, extra probes) are kept,
-and the detection/ folder is replaced whole, so no scores of an earlier run stay beside the new records.
-The run's RUN.md (what ran where, the commands, what is missing) is still written by hand.
+the detector's record, its per-image scores and a model detector's reversed trigger, under detection/<detector>/:
+only this run's, not whatever other runs left in the workspace. ``run.json`` records the workspace's commit, the
+time and the plan's seeds and cell count. Each file is replaced atomically; other files of the folder (RUN.md, extra
+probes) are kept, and the detection/ folder is replaced whole, so no scores of an earlier run stay beside the new
+records. The run's RUN.md (what ran where, the commands, what is missing) is still written by hand.
 """
 
 from __future__ import annotations
@@ -21,24 +21,22 @@ from pathlib import Path
 
 from backdoor.errors import ConfigError
 from backdoor.files import atomic_dir, atomic_path, read_json, write_json
+from backdoor.pipeline.plan import detection_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_FILES = ("summary.csv", "seeds.csv", "recovery.csv", "metrics.json", "detection.csv")
-DETECTION_SUFFIXES = (".json", ".scores.csv.gz", ".png")
 
 
 def detection_files(workspace: Path, plan: dict) -> list[Path]:
-    """Every detection file of the plan's cells, relative to reports/grid/cells/detection; a record missing is an
-    error (the run is not finished), a reversed-trigger image is optional (only model detectors draw one)."""
+    """Every file of the detect stages of the plan's cells (``detection_outputs``), relative to
+    reports/grid/cells/detection; one missing means the run did not finish."""
     cells = workspace / "reports" / "grid" / "cells" / "detection"
     files: list[Path] = []
     for detector, key in sorted({(d, k) for cell in plan["cells"] for d, k in cell.get("detection", {}).items()}):
-        for suffix in DETECTION_SUFFIXES:
-            name = Path(detector) / f"{key}{suffix}"
-            if (cells / name).is_file():
-                files.append(name)
-            elif suffix != ".png":
+        for name in map(Path, detection_outputs(detector, f"{detector}/{key}.json")):
+            if not (cells / name).is_file():
                 raise ConfigError(f"{cells / name} is missing: the run did not finish (dvc repro), nothing copied")
+            files.append(name)
     return files
 
 

@@ -254,6 +254,13 @@ def detection_report(detector: str, cell: Cell) -> str:
     return f"reports/grid/cells/detection/{detector}/{cell.detection_key(inputs)}.json"
 
 
+def detection_outputs(detector: str, record: str) -> list[str]:
+    """A detect stage's files: its record, the per-image scores beside it and, for a model-level detector, the
+    reversed trigger's image (what DVC caches and what a kept run copies)."""
+    stem = record.removesuffix(".json")
+    return [record, f"{stem}.scores.csv.gz", *([f"{stem}.png"] if DETECTORS.get(detector).kind == "model" else [])]
+
+
 def features_stage(cell: Cell) -> dict:
     """Penultimate features of one trained model's training set, for the training-data detectors."""
     poisoned = "" if cell.is_baseline else f" --poisoned {poisoned_dir(cell)}"
@@ -288,11 +295,7 @@ def detect_stage(detector: str, cell: Cell, params: dict) -> dict:
             f"--raw {raw_dir(cell)}{inputs} --model {train_dir(cell)}/model.pt --out {out}"
         ),
         "deps": deps,
-        "outs": [
-            out,
-            out.replace(".json", ".scores.csv.gz"),
-            *([out.replace(".json", ".png")] if kind == "model" else []),
-        ],
+        "outs": detection_outputs(detector, out),
     }
     stage["params"] = params_dep(
         "grid.settings.train.subset",
