@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,14 @@ def test_an_unfinished_run_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="lacks seeds.csv"):
         keep_run(run, tmp_path / "kept")
     assert not (tmp_path / "kept").exists()
+
+
+def test_the_command_refuses_a_path_for_a_preset_and_a_folder_without_a_plan(tmp_path):
+    tool = [sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "keep_run.py")]
+    for args, message in (
+        (["../elsewhere"], "preset must be a folder name under reports/presets/"),
+        (["some-preset", "--workspace", str(tmp_path)], "--workspace: no "),
+    ):
+        result = subprocess.run([*tool, *args], capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (Path(__file__).resolve().parents[1] / "reports" / "presets" / "some-preset").exists()

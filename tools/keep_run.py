@@ -43,8 +43,10 @@ def detection_files(workspace: Path, plan: dict) -> list[Path]:
 def keep_run(workspace: Path, dest: Path, stage_times: Path | None = None) -> list[Path]:
     """Copy the run in ``workspace`` to ``dest``; returns the files written, relative to ``dest``. Everything is
     checked before the first file is written."""
-    report = workspace / "reports" / "grid"
-    plan = read_json(workspace / "grid" / "plan.json")
+    report, plan_file = workspace / "reports" / "grid", workspace / "grid" / "plan.json"
+    if not plan_file.is_file():
+        raise ConfigError(f"--workspace: no {plan_file}: not a repository that planned a grid (make grid)")
+    plan = read_json(plan_file)
     missing = [name for name in REPORT_FILES if not (report / name).is_file()]
     if missing:
         raise ConfigError(f"{report} lacks {', '.join(missing)}: run the report stage first (dvc repro report)")
