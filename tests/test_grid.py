@@ -410,3 +410,42 @@ def test_replanning_drops_the_lock_entries_of_stages_it_removed(tmp_path):
     assert lock.read_text() == before  # nothing to drop: untouched
     prune_lock(lock, {"kept"})
     assert yaml.safe_load(lock.read_text()) == {"schema": "2.0", "stages": {"kept": {"cmd": "a"}}}
+
+
+def _param_value(settings: dict, dotted: str):
+    value = settings
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(f"{dotted} is not in grid/settings.json")
+        value = value[key]
+    return value
+
+
+def test_a_model_two_presets_both_train_is_one_stage_so_the_run_cache_serves_the_second():
+    """Presets that reuse another's models (verdicts and defences on the core's or the reference model's trainings)
+    rely on DVC's run-cache: a training or poisoning stage planned by two presets must be the same stage, command,
+    dependencies and the values of every setting it reads. Fine-tune stages may differ: a family's stage tunes every
+    poison rate its grid has."""
+    from backdoor.pipeline.plan import grid_stages
+    from backdoor.presets import preset_params
+
+    plans = {}
+    for preset in sorted(p.stem for p in (ROOT / "presets").glob("*-cpu.yaml")):
+        params = preset_params(preset, ROOT)
+        stages = grid_stages(expand_grid(params), params)
+        models = {name: stage for name, stage in stages.items() if name.startswith(("train-", "poison-", "perturb-"))}
+        plans[preset] = (models, grid_settings(params))
+    shared_models = 0
+    for first, (stages, settings) in plans.items():
+        for second, (other_stages, other_settings) in plans.items():
+            if first >= second:
+                continue
+            for name in stages.keys() & other_stages.keys():
+                shared_models += 1
+                assert stages[name] == other_stages[name], f"{name}: {first} and {second} plan it differently"
+                keys = [key for dep in stages[name].get("params", []) for keys in dep.values() for key in keys]
+                for key in keys:
+                    assert _param_value(settings, key) == _param_value(other_settings, key), (
+                        f"{name} reads {key}, which {first} and {second} set differently"
+                    )
+    assert shared_models > 100  # the reuse this test guards exists
