@@ -172,6 +172,45 @@ def plot_clean_vs_asr(table: pd.DataFrame, path: str | Path) -> None:
     save_figure(fig, path)
 
 
+def convergence_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """CA and ASR against training length, per arch, trigger and rate (the clean model: trigger ``clean``): the mean
+    over seeds (each seed first averaged over the grid's other axes: fine-tuning does not change the model before
+    it) and the seeds' min and max."""
+    rows = table.assign(trigger=table["trigger"].where(table["poison_rate"] > 0, "clean"))
+    rows = rows.assign(poison_rate=rows["poison_rate"].where(rows["poison_rate"] > 0, 0.0))
+    keys = ["arch", "trigger", "poison_rate", "train_epochs"]
+    per_seed = rows.groupby([*keys, "seed"])[["clean_acc", "asr"]].mean()
+    curve = per_seed.groupby(level=keys).agg(["mean", "min", "max"])
+    curve.columns = [f"{metric}_{stat}" for metric, stat in curve.columns]
+    return curve.reset_index().sort_values(keys, kind="stable")
+
+
+def plot_convergence(table: pd.DataFrame, path: str | Path) -> None:
+    """Clean accuracy (dashed) and ASR (solid) against the epochs a model trained (its lr schedule scaled to them), a
+    panel per arch, a line per trigger and rate, the clean model's CA in grey: how converged a model is changes what
+    a backdoor does. Means over seeds, the seeds' range as a band."""
+    curve = convergence_curve(table)
+    archs = list(dict.fromkeys(curve["arch"]))
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.8 * len(archs), 3.6), squeeze=False, sharey=True)
+    for ax, arch in zip(axes[0], archs):
+        lines = curve[curve["arch"] == arch].groupby(["trigger", "poison_rate"], sort=False)
+        for k, ((trigger, rate), rows) in enumerate(lines):
+            colour = "grey" if trigger == "clean" else f"C{k % 10}"
+            label = "clean model" if trigger == "clean" else f"{trigger} {_percent(rate)}"
+            metrics = [("clean_acc", "--")] if trigger == "clean" else [("asr", "-"), ("clean_acc", "--")]
+            for metric, style in metrics:
+                x = rows["train_epochs"]
+                ax.plot(x, rows[f"{metric}_mean"], marker="o", linestyle=style, color=colour, label=label)
+                band = (rows[f"{metric}_min"], rows[f"{metric}_max"])
+                ax.fill_between(x, *band, color=colour, alpha=0.15, linewidth=0)
+                label = None
+        ax.set(title=str(arch), xlabel="training epochs", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("ASR (-), clean accuracy (--)")
+    axes[0, -1].legend(fontsize=7, title="band: seeds' range", title_fontsize=7)
+    save_figure(fig, path)
+
+
 def plot_defence_vs_convergence(table: pd.DataFrame, path: str | Path) -> None:
     """ASR (solid) and robust accuracy (dashed) after each defence against the backdoored model's clean accuracy
     before it, one line per defence and fine-tuning lr, a panel per trigger and rate: does how converged a model is
@@ -315,6 +354,8 @@ def grid_figures(table: pd.DataFrame, curves: pd.DataFrame, detection: pd.DataFr
     plot_heatmap(table, folder / "asr_heatmap.png")
     plot_clean_vs_asr(table, folder / "clean_vs_asr.png")
     plot_recovery(curves, folder / "recovery.png")
+    if "train_epochs" in table and table.groupby("arch")["train_epochs"].nunique().max() > 1:
+        plot_convergence(table, folder / "convergence.png")
     if "train_epochs" in table and table.groupby(["arch", "train_epochs"]).ngroups > 1:
         plot_defence_vs_convergence(table, folder / "defence_vs_convergence.png")
     if len(detection):

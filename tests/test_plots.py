@@ -176,3 +176,53 @@ def test_redraw_writes_the_report_figures_from_a_folder_of_csvs(tmp_path):
     (tmp_path / "recovery.csv").unlink()
     with pytest.raises(ConfigError, match="no recovery.csv"):
         main(argparse.Namespace(folder=str(tmp_path)))
+
+
+def _convergence() -> pd.DataFrame:
+    """The square at 1 % and the clean model, two seeds, trained 3 and 11 epochs; two fine-tunings of each (one row
+    each, the model before them the same)."""
+    rows = []
+    for epochs, ca, asr in ((3, 0.70, 0.10), (11, 0.88, 0.60)):
+        for seed in (0, 1):
+            for ft_lr in ("0.1x", "1x"):
+                base = dict(arch="airbench", trigger="square", train_epochs=epochs, seed=seed, ft_lr=ft_lr)
+                rows.append(base | dict(poison_rate=0.01, clean_acc=ca + 0.01 * seed, asr=asr + 0.1 * seed))
+                rows.append(base | dict(poison_rate=0.0, clean_acc=ca + 0.02, asr=0.01))
+    return pd.DataFrame(rows)
+
+
+def test_convergence_curve_puts_the_clean_model_apart_and_bands_the_seeds():
+    from backdoor.plots import convergence_curve
+
+    curve = convergence_curve(_convergence()).set_index(["trigger", "train_epochs"])
+    assert list(curve.index) == [("clean", 3), ("clean", 11), ("square", 3), ("square", 11)]
+    assert curve.loc[("square", 11), ["asr_mean", "asr_min", "asr_max"]].tolist() == pytest.approx([0.65, 0.6, 0.7])
+    assert curve.loc[("clean", 3), "clean_acc_mean"] == pytest.approx(0.72)
+
+
+def test_the_convergence_figure_is_drawn_when_an_arch_trains_for_several_lengths(tmp_path, monkeypatch):
+    import backdoor.plots as plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "plot_convergence", lambda table, path: drawn.append(path.name))
+    monkeypatch.setattr(plots, "plot_defence_vs_convergence", lambda table, path: drawn.append(path.name))
+    table = _convergence().assign(dataset="cifar10", regularizer="none", ft_method="ft")
+    curves = table.assign(ft_clean_size=0.05, steps=0)
+    plots.grid_figures(table, curves, pd.DataFrame(), tmp_path)
+    assert drawn == ["convergence.png", "defence_vs_convergence.png"]
+    drawn.clear()
+    one_length = table[table["train_epochs"] == 11]
+    plots.grid_figures(pd.concat([one_length, one_length.assign(arch="resnet6-cpu")]), curves, pd.DataFrame(), tmp_path)
+    assert drawn == ["defence_vs_convergence.png"]  # two archs at one length: no curve, but two accuracies
+
+
+def test_convergence_figure_draws_asr_and_ca_per_line_and_the_clean_models_ca(tmp_path, monkeypatch):
+    import backdoor.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    plots.plot_convergence(_convergence(), tmp_path / "convergence.png")
+    lines = figures[0].axes[0].get_lines()
+    assert [line.get_linestyle() for line in lines] == ["--", "-", "--"]  # the clean model's CA; the cell's ASR, CA
+    assert [line.get_label() for line in lines][:2] == ["clean model", "square 1 %"]  # one legend entry per cell
+    assert list(lines[1].get_xdata()) == [3, 11] and list(lines[1].get_ydata()) == pytest.approx([0.15, 0.65])
