@@ -408,7 +408,8 @@ def reference_table(summary: pd.DataFrame) -> str:
     clean = summary[summary["poison_rate"] == 0].drop_duplicates(["train_epochs", "seed"])
     for epochs, group in clean.groupby("train_epochs"):
         rows.append([str(epochs), "clean", "0 %", interval(group["clean_acc"]), "-", "-", "-"])
-    poisoned = summary[summary["poison_rate"] > 0]
+    # one row per model: a grid with several defences has a summary row per model and defence
+    poisoned = summary[summary["poison_rate"] > 0].drop_duplicates(["train_epochs", "trigger", "poison_rate", "seed"])
     for (epochs, trigger, rate), group in poisoned.groupby(["train_epochs", "trigger", "poison_rate"], sort=False):
         label, asr = BACKDOORBENCH_CIFAR10_ASR.get(trigger, ("-", {}))
         ca = BACKDOORBENCH_CIFAR10_CA.get(trigger, {})

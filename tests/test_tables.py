@@ -13,6 +13,7 @@ from backdoor.tables import (
     leaderboard_table,
     persistence_table,
     rate_table,
+    reference_table,
     regularizer_table,
     spread,
     trigger_table,
@@ -419,3 +420,17 @@ def test_the_leaderboard_puts_backdoorbenchs_cell_beside_each_defence_and_none_b
     assert lines[4].endswith("| removed 0 · redirected 0 · kept 2 | - |") and len(lines) == 5
     summary["dataset"] = "fashion-mnist"
     assert all(line.endswith("| - |") for line in leaderboard_table(summary).splitlines()[2:])
+
+
+def test_reference_rows_are_models_over_seeds_beside_backdoorbenchs_no_defence_cell():
+    """Each model counts once however many defences the grid ran on it; CA and ASR as mean ± t interval over seeds."""
+    rows = []
+    for seed, (ca, asr) in enumerate(((0.88, 0.60), (0.90, 0.70), (0.89, 0.80))):
+        for ft_lr in ("0.1x", "1x"):  # two fine-tunings of each model: one model
+            base = dict(train_epochs=11, trigger="square", seed=seed, ft_lr=ft_lr)
+            rows.append(base | dict(poison_rate=0.0, clean_acc=ca + 0.01, asr=0.01))
+            rows.append(base | dict(poison_rate=0.01, clean_acc=ca, asr=asr))
+    lines = reference_table(pd.DataFrame(rows)).splitlines()
+    # CA 0.89, sd 0.01: half-width 4.303 * 0.01 / sqrt(3) = 0.0248; ASR 0.70, sd 0.1: 0.2484
+    assert lines[2] == "| 11 | clean | 0 % | 0.900 ± 0.025 (n=3) | - | - | - |"
+    assert lines[3] == "| 11 | square | 1 % | 0.890 ± 0.025 (n=3) | 0.700 ± 0.248 (n=3) | 0.9314 | 0.7473 |"
