@@ -52,6 +52,16 @@ from .seeding import generator
 ORACLE_MULTIPLIER = 1.5  # the oracle budget: Tran et al.'s 1.5 x epsilon with the true poisoned count
 
 
+def detection_scores_file(record: str) -> str:
+    """The per-image scores (with the truth beside them) that a detect stage writes beside its JSON record."""
+    return record.removesuffix(".json") + ".scores.csv.gz"
+
+
+def reversed_trigger_file(record: str) -> str:
+    """The image of the trigger a model-level detector (Neural Cleanse) reversed, beside its record."""
+    return record.removesuffix(".json") + ".png"
+
+
 @torch.inference_mode()
 def _forward(clf: Classifier, images: torch.Tensor, pooled: bool) -> torch.Tensor:
     model = clf.model.eval()

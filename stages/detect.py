@@ -11,16 +11,12 @@ import torch
 from backdoor.classifier import load_trained
 from backdoor.cli import experiment, run, stage_parser, use_threads
 from backdoor.datasets import load_dataset
-from backdoor.detection import block_features, detect
+from backdoor.detection import block_features, detect, detection_scores_file, reversed_trigger_file
 from backdoor.detectors import DETECTORS, build_detector, detector_variants
 from backdoor.errors import ConfigError
 from backdoor.files import load_tensors, read_json, write_csv, write_json
 from backdoor.params import read_params
 from backdoor.poisoned_set import load_poisoned, training_pool
-
-
-def scores_path(record: str | Path) -> Path:
-    return Path(str(record).removesuffix(".json") + ".scores.csv.gz")
 
 
 def main(args) -> None:
@@ -76,11 +72,11 @@ def main(args) -> None:
         plot_reversed_trigger(
             reversed_trigger["mask"],
             reversed_trigger["pattern"],
-            Path(args.out).with_suffix(".png"),
+            reversed_trigger_file(args.out),
             f"{args.detector}: class {row['smallest_norm_class']}, index {row['anomaly_index']:.2f}",
         )
     write_json(args.out, record)
-    write_csv(scores, scores_path(args.out), float_format="%.6g")
+    write_csv(scores, detection_scores_file(args.out), float_format="%.6g")
     first, ranking = record["rows"][0], DETECTORS.get(args.detector).ranking
     print(f"{args.detector}: TPR {first['tpr']}  FPR {first['fpr']}  {ranking} {first.get(ranking)}  ({seconds:.1f} s)")
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from ..datasets.registry import FOLDER_PREFIX
+from ..detection import detection_scores_file, reversed_trigger_file
 from ..detectors import DETECTORS
 from ..files import atomic_path, write_json
 from ..grid import Cell, families, grid_detectors, grid_relearn, grid_settings, grid_shards
@@ -257,8 +258,8 @@ def detection_report(detector: str, cell: Cell) -> str:
 def detection_outputs(detector: str, record: str) -> list[str]:
     """A detect stage's files: its record, the per-image scores beside it and, for a model-level detector, the
     reversed trigger's image (what DVC caches and what a kept run copies)."""
-    stem = record.removesuffix(".json")
-    return [record, f"{stem}.scores.csv.gz", *([f"{stem}.png"] if DETECTORS.get(detector).kind == "model" else [])]
+    model_level = DETECTORS.get(detector).kind == "model"
+    return [record, detection_scores_file(record), *([reversed_trigger_file(record)] if model_level else [])]
 
 
 def features_stage(cell: Cell) -> dict:
