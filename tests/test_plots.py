@@ -171,11 +171,11 @@ def test_redraw_writes_the_report_figures_from_a_folder_of_csvs(tmp_path):
     table.to_csv(tmp_path / "summary.csv", index=False)
     curves = table.assign(ft_method="ft", ft_lr=0.01, ft_clean_size=0.05, steps=0)
     curves.to_csv(tmp_path / "recovery.csv", index=False)
-    main(argparse.Namespace(folder=str(tmp_path)))
+    main(argparse.Namespace(folder=[str(tmp_path)], out=None))
     assert {p.name for p in (tmp_path / "figures").iterdir()} >= {"asr_vs_rate.png", "recovery.png"}
     (tmp_path / "recovery.csv").unlink()
     with pytest.raises(ConfigError, match="no recovery.csv"):
-        main(argparse.Namespace(folder=str(tmp_path)))
+        main(argparse.Namespace(folder=[str(tmp_path)], out=None))
 
 
 def _convergence() -> pd.DataFrame:
@@ -226,3 +226,27 @@ def test_convergence_figure_draws_asr_and_ca_per_line_and_the_clean_models_ca(tm
     assert [line.get_linestyle() for line in lines] == ["--", "-", "--"]  # the clean model's CA; the cell's ASR, CA
     assert [line.get_label() for line in lines][:2] == ["clean model", "square 1 %"]  # one legend entry per cell
     assert list(lines[1].get_xdata()) == [3, 11] and list(lines[1].get_ydata()) == pytest.approx([0.15, 0.65])
+
+
+def test_redraw_joins_several_runs_counting_a_shared_cell_once(tmp_path, monkeypatch):
+    """The core's resnet6-cpu cells and the reference model's airbench cells live in two runs (no one grid holds
+    both recipes); drawn together, the clean model both runs fine-tuned is one row."""
+    import tools.redraw as redraw
+    from backdoor.errors import ConfigError
+
+    table = _convergence().assign(dataset="cifar10", regularizer="none", ft_method="ft")
+    table["cell"] = table.apply(
+        lambda r: f"{r.arch}_{r.trigger}_r{r.poison_rate}_s{r.seed}_e{r.train_epochs}_{r.ft_lr}", 1
+    )
+    core = table.assign(arch="resnet6-cpu", cell="core_" + table["cell"])
+    for name, rows in (("core", core), ("reference", table[table["train_epochs"] == 11]), ("curve", table)):
+        (tmp_path / name).mkdir()
+        rows.to_csv(tmp_path / name / "summary.csv", index=False)
+        rows.assign(steps=0, ft_clean_size=0.05).to_csv(tmp_path / name / "recovery.csv", index=False)
+    drawn = []
+    monkeypatch.setattr(redraw, "grid_figures", lambda summary, recovery, detection, out: drawn.append(summary))
+    folders = [str(tmp_path / name) for name in ("core", "reference", "curve")]
+    redraw.main(argparse.Namespace(folder=folders, out=str(tmp_path / "joined")))
+    assert len(drawn[0]) == 2 * len(table)  # the reference run's cells are the curve's: counted once
+    with pytest.raises(ConfigError, match="--out: required with several folders"):
+        redraw.main(argparse.Namespace(folder=folders, out=None))

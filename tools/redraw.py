@@ -2,6 +2,12 @@
 
     python tools/redraw.py reports/presets/cifar10-cpu        # -> reports/presets/cifar10-cpu/figures/
 
+Several runs drawn together (models whose training settings no one grid can hold, as the resnet6-cpu core and the
+airbench reference model): their tables are joined, a cell two runs share counted once, into the folder --out:
+
+    python tools/redraw.py reports/presets/verdicts-ft-cifar10-cpu reports/presets/verdicts-convergence-cifar10-cpu \
+        --out reports/figures/verdicts
+
 Reads summary.csv, recovery.csv and (where present) detection.csv, as the report stage wrote them.
 """
 
@@ -14,25 +20,37 @@ from backdoor.cli import run
 from backdoor.errors import ConfigError
 from backdoor.plots import grid_figures
 
+# what identifies a row of each table: a cell (and, in recovery.csv, an evaluation; in detection.csv, a detector)
+ROW_KEYS = {"summary.csv": ["cell"], "recovery.csv": ["cell", "steps"], "detection.csv": None}
+
+
+def read_runs(folders: list[Path], name: str) -> pd.DataFrame:
+    """One table of every run that has it, a row two runs share kept once (the same cell is the same model)."""
+    tables = [pd.read_csv(folder / name) for folder in folders if (folder / name).is_file()]
+    if not tables:
+        return pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    keys = ROW_KEYS[name]
+    return table.drop_duplicates(subset=keys if keys and set(keys) <= set(table) else None, ignore_index=True)
+
 
 def main(args: argparse.Namespace) -> None:
-    folder = Path(args.folder)
-    for name in ("summary.csv", "recovery.csv"):
-        if not (folder / name).is_file():
-            raise ConfigError(
-                f"folder: no {name} in {folder} (a grid report's folder: reports/grid or reports/presets/<preset>)"
-            )
-    detection = folder / "detection.csv"
-    grid_figures(
-        pd.read_csv(folder / "summary.csv"),
-        pd.read_csv(folder / "recovery.csv"),
-        pd.read_csv(detection) if detection.is_file() else pd.DataFrame(),
-        folder / "figures",
-    )
-    print(f"{folder}/figures: redrawn")
+    folders = [Path(folder) for folder in args.folder]
+    if len(folders) > 1 and args.out is None:
+        raise ConfigError("--out: required with several folders (the joined figures belong to none of them)")
+    for folder in folders:
+        for name in ("summary.csv", "recovery.csv"):
+            if not (folder / name).is_file():
+                raise ConfigError(
+                    f"folder: no {name} in {folder} (a grid report's folder: reports/grid or reports/presets/<preset>)"
+                )
+    out = Path(args.out) if args.out else folders[0] / "figures"
+    grid_figures(*(read_runs(folders, name) for name in ROW_KEYS), out)
+    print(f"{out}: redrawn from {', '.join(map(str, folders))}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder")
+    parser.add_argument("folder", nargs="+")
+    parser.add_argument("--out", help="where the figures go (default: <folder>/figures; required with several)")
     run(main, parser)
