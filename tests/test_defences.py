@@ -64,6 +64,28 @@ def test_each_defence_takes_the_loops_steps_and_the_pipeline_counts_them(monkeyp
     assert [(p["epoch"], p["steps"]) for p in curve] == [(e, 4 * e) for e in epochs]
 
 
+@pytest.mark.parametrize("arch", ["airbench", "resnet6-cpu"])
+@pytest.mark.parametrize("name", [*DEFENCES, "ft", "fst", "fine-pruning"])
+def test_each_defence_runs_on_the_cifar10_presets_models(monkeypatch, arch, name):
+    """The reference-model and core presets run every defence on these families for hours: each must reach the end
+    of its loop on them (norm layers to mask, attention layers, a last conv block to prune)."""
+    from backdoor import finetuning
+    from backdoor.classifier import Classifier
+    from backdoor.datasets import Dataset
+    from backdoor.datasets.base import Split
+
+    labels = torch.arange(48) % 4
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    data = Dataset("tiny", ("0", "1", "2", "3"), Split(images, labels), Split(images[:16], labels[:16]))
+    widths = {"widths": (8, 16, 16)} if arch == "airbench" else {}
+    clf = Classifier.create(arch, images, 4, seed=0, **widths)
+    monkeypatch.setattr(finetuning, "clean_finetune_indices", lambda exp, poisoned: torch.arange(32))
+    monkeypatch.setattr(finetuning, "evaluate", lambda *args: {"clean_acc": 0.5, "asr": 0.5, "robust_acc": 0.5})
+    exp = make_experiment(arch=arch, finetune={"epochs": 2, "batch_size": 16, "method": name})
+    curve = finetuning.finetune_model(exp, clf, data, poisoned=None, progress=False)
+    assert curve[-1]["steps"] == 4 and all(torch.isfinite(p).all() for p in clf.model.parameters())
+
+
 # ------------------------------------------------------------------------------------------------------------ nad
 
 
