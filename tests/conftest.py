@@ -34,3 +34,19 @@ def make_experiment(**values):
         **values,
     }
     return DefenceExperiment(params)
+
+
+# the natural-image presets read copies extracted by `make external-data`; a fresh clone checks them as the originals
+EXTERNAL_ORIGINALS = {"folder:data/external/cifar10-jpeg": "cifar10", "folder:data/external/flowers-160": "flowers"}
+
+
+def preset_params_as_originals(preset: str) -> dict:
+    """params.yaml with a preset laid on it, its extracted copies named as the datasets they copy."""
+    from pathlib import Path
+
+    from backdoor.presets import preset_params
+
+    params = preset_params(preset, Path(__file__).parents[1])
+    params["dataset"] = EXTERNAL_ORIGINALS.get(params["dataset"], params["dataset"])
+    params["grid"]["dataset"] = [EXTERNAL_ORIGINALS.get(name, name) for name in params["grid"]["dataset"]]
+    return params

@@ -234,18 +234,14 @@ def test_a_missing_methods_section_is_refused_at_the_check(section):
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[1] / "presets").glob("*.yaml")))
 def test_every_preset_is_a_short_overlay_that_merges_into_valid_params(preset):
-    from backdoor.presets import preset_params, read_overlay
+    from backdoor.presets import read_overlay
+    from tests.conftest import preset_params_as_originals
 
     root = Path(__file__).parents[1]
     assert len((root / "presets" / f"{preset}.yaml").read_text().splitlines()) <= 60
     overlay = read_overlay(preset, root)
     assert overlay and all(key in PARAMS for key in overlay)  # only keys it changes
-    params = preset_params(preset, root)
-    # the natural-image presets read copies extracted by `make external-data`; checked here as the originals
-    originals = {"folder:data/external/cifar10-jpeg": "cifar10", "folder:data/external/flowers-160": "flowers"}
-    params["dataset"] = originals.get(params["dataset"], params["dataset"])
-    params["grid"]["dataset"] = [originals.get(name, name) for name in params["grid"]["dataset"]]
-    validate_params(params)
+    validate_params(preset_params_as_originals(preset))
 
 
 def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):

@@ -427,11 +427,11 @@ def test_a_model_two_presets_both_train_is_one_stage_so_the_run_cache_serves_the
     dependencies and the values of every setting it reads. Fine-tune stages may differ: a family's stage tunes every
     poison rate its grid has."""
     from backdoor.pipeline.plan import grid_stages
-    from backdoor.presets import preset_params
+    from tests.conftest import preset_params_as_originals
 
     plans = {}
     for preset in sorted(p.stem for p in (ROOT / "presets").glob("*-cpu.yaml")):
-        params = preset_params(preset, ROOT)
+        params = preset_params_as_originals(preset)  # a fresh clone has no extracted copies to list
         stages = grid_stages(expand_grid(params), params)
         models = {name: stage for name, stage in stages.items() if name.startswith(("train-", "poison-", "perturb-"))}
         plans[preset] = (models, grid_settings(params))
