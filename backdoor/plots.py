@@ -177,7 +177,6 @@ def convergence_curve(table: pd.DataFrame) -> pd.DataFrame:
     over seeds (each seed first averaged over the grid's other axes: fine-tuning does not change the model before
     it) and the seeds' min and max."""
     rows = table.assign(trigger=table["trigger"].where(table["poison_rate"] > 0, "clean"))
-    rows = rows.assign(poison_rate=rows["poison_rate"].where(rows["poison_rate"] > 0, 0.0))
     keys = ["arch", "trigger", "poison_rate", "train_epochs"]
     per_seed = rows.groupby([*keys, "seed"])[["clean_acc", "asr"]].mean()
     curve = per_seed.groupby(level=keys).agg(["mean", "min", "max"])
