@@ -144,10 +144,12 @@ clean-venv:
 
 # Make a preset the experiment: make preset PRESET=triggers-cpu lays presets/triggers-cpu.yaml (only the keys it
 # changes) on params.yaml, keeping its comments; refuses to overwrite an edited params.yaml.
+# SEEDS="1 2": only those of the preset's seeds (one part of a run kept in parts: tools/join_parts.py).
 PRESET ?=
+SEEDS ?=
 preset: setup
 	@git diff --quiet -- params.yaml || { echo "params.yaml has uncommitted changes: commit or stash them first (git stash), then make preset again"; exit 2; }
-	python tools/preset.py $(PRESET)
+	python tools/preset.py $(PRESET) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Paper-scale grid on a GPU machine: one cell per GPU at a time, e.g. make paper GPUS=0,1,2,3
 GPUS ?= 0

@@ -58,13 +58,27 @@ def _lay(target: Any, overlay: dict) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def apply_preset(name: str, root: str | Path = ".") -> Path:
-    """Write params.yaml with the preset laid on it (checked first: an unknown key changes nothing)."""
+def checked_seeds(name: str, merged: dict, seeds: list[int]) -> list[int]:
+    """``seeds``, each one the preset's grid lists (one part of a run in several parts): another seed would make
+    another experiment."""
+    listed = list(merged["grid"].get("seed") or [])
+    unknown = [seed for seed in seeds if seed not in listed]
+    if not seeds or unknown:
+        raise ConfigError(f"SEEDS: {unknown or 'none'} not in presets/{name}.yaml's grid.seed; valid choices: {listed}")
+    return list(seeds)
+
+
+def apply_preset(name: str, root: str | Path = ".", seeds: list[int] | None = None) -> Path:
+    """Write params.yaml with the preset laid on it, restricted to ``seeds`` of its grid if given (checked first: an
+    unknown key or seed changes nothing)."""
     from ruamel.yaml import YAML
 
     root = Path(root)
     overlay = read_overlay(name, root)
-    merge(read_params(root / "params.yaml"), overlay)  # refuses unknown keys before anything is written
+    merged = merge(read_params(root / "params.yaml"), overlay)  # refuses unknown keys before anything is written
+    if seeds is not None:
+        overlay = copy.deepcopy(overlay)
+        overlay.setdefault("grid", {})["seed"] = checked_seeds(name, merged, seeds)
     yaml = YAML()
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
@@ -72,9 +86,10 @@ def apply_preset(name: str, root: str | Path = ".") -> Path:
     _lay(params, overlay)
     text = io.StringIO()
     yaml.dump(params, text)
+    only = f", seeds {', '.join(map(str, seeds))} only" if seeds is not None else ""
     with atomic_path(root / "params.yaml") as tmp:
         tmp.write_text(
-            f"# params.yaml with presets/{name}.yaml laid on it (make preset); git checkout params.yaml "
+            f"# params.yaml with presets/{name}.yaml laid on it (make preset){only}; git checkout params.yaml "
             f"restores the default\n" + text.getvalue()
         )
     return root / "params.yaml"

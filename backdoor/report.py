@@ -39,6 +39,7 @@ RELEARN_COLUMNS = (
     "clean_model_relearn_robust_acc",
 )
 Z95 = 1.959964
+FLOAT_FORMAT = "%.6g"  # the tables' floats in CSV: six significant digits
 T95 = {
     1: 12.706,
     2: 4.303,
@@ -182,6 +183,24 @@ def add_baseline_gap(table: pd.DataFrame) -> pd.DataFrame:
     # "Is the backdoor visible from clean accuracy?": the whole interval lies below zero; unknown without baseline.
     table["gap_significant"] = (table["clean_acc_gap_high"] < 0).astype("boolean").mask(p0.isna())
     return table
+
+
+# the columns ``with_cross_cell_columns`` adds: each computed from other cells of the table (the clean model's)
+CROSS_CELL_COLUMNS = (
+    "baseline_clean_acc",
+    "clean_acc_gap",
+    "clean_acc_gap_low",
+    "clean_acc_gap_high",
+    "gap_significant",
+    "clean_model_ft_robust_acc",
+    "verdict",
+)
+
+
+def with_cross_cell_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``collect``'s table with the columns that compare a cell with its clean model: the clean-accuracy gap and the
+    defence verdict (``CROSS_CELL_COLUMNS``)."""
+    return add_verdicts(add_baseline_gap(table))
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:

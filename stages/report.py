@@ -13,8 +13,7 @@ from backdoor.naming import slug
 from backdoor.params import read_params
 from backdoor.plots import grid_figures
 from backdoor.report import (
-    add_baseline_gap,
-    add_verdicts,
+    FLOAT_FORMAT,
     aggregate_metrics,
     cell_results,
     collect,
@@ -22,9 +21,8 @@ from backdoor.report import (
     recovery_curves,
     relearn_results,
     seed_summary,
+    with_cross_cell_columns,
 )
-
-FLOAT = "%.6g"
 
 
 def write_galleries(params: dict, plan: dict, raw: Path, figures: Path) -> None:
@@ -44,13 +42,13 @@ def main(args) -> None:
     check_plan(params, plan, read_json(args.settings))
     out = Path(args.out)
     results = cell_results(plan, args.cells)
-    table = add_verdicts(add_baseline_gap(collect(plan, results, relearn_results(plan, args.cells))))
+    table = with_cross_cell_columns(collect(plan, results, relearn_results(plan, args.cells)))
     curves = recovery_curves(plan, results)
-    write_csv(table, out / "summary.csv", FLOAT)
-    write_csv(seed_summary(table), out / "seeds.csv", FLOAT)
-    write_csv(curves, out / "recovery.csv", FLOAT)
+    write_csv(table, out / "summary.csv", FLOAT_FORMAT)
+    write_csv(seed_summary(table), out / "seeds.csv", FLOAT_FORMAT)
+    write_csv(curves, out / "recovery.csv", FLOAT_FORMAT)
     detection = detection_table(plan, args.cells, results)
-    write_csv(detection, out / "detection.csv", FLOAT)
+    write_csv(detection, out / "detection.csv", FLOAT_FORMAT)
     write_json(out / "metrics.json", aggregate_metrics(table))
     figures = out / "figures"
     grid_figures(table, curves, detection, figures)

@@ -263,6 +263,24 @@ def test_a_preset_lays_its_keys_on_params_yaml_keeping_its_comments(tmp_path):
         apply_preset("nothing", tmp_path)
 
 
+def test_a_preset_restricted_to_some_of_its_seeds_runs_those_only_and_refuses_another(tmp_path):
+    from backdoor.presets import apply_preset
+
+    root = Path(__file__).parents[1]
+    (tmp_path / "presets").mkdir()
+    default = (root / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(default)
+    (tmp_path / "presets" / "mine.yaml").write_text("trigger: blend\ngrid:\n  seed:\n    - 0\n    - 3\n")
+    apply_preset("mine", tmp_path, seeds=[3])
+    params = read_params(tmp_path / "params.yaml")
+    assert params["grid"]["seed"] == [3] and params["trigger"] == "blend"
+    assert "seeds 3 only" in (tmp_path / "params.yaml").read_text().splitlines()[0]
+    (tmp_path / "params.yaml").write_text(default)
+    with pytest.raises(ConfigError, match=r"SEEDS: \[1\] not in presets/mine.yaml's grid.seed; valid choices: \[0, 3\]"):
+        apply_preset("mine", tmp_path, seeds=[1, 3])
+    assert (tmp_path / "params.yaml").read_text() == default  # nothing written
+
+
 def test_the_choice_lists_in_params_yaml_and_docs_are_the_registries():
     """tools/parameters_doc.py writes them: a method registered without re-running it fails here."""
     result = subprocess.run(

@@ -87,7 +87,8 @@ def test_an_unfinished_run_is_refused_before_anything_is_written(tmp_path):
 def test_the_command_refuses_a_path_for_a_preset_and_a_folder_without_a_plan(tmp_path):
     tool = [sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "keep_run.py")]
     for args, message in (
-        (["../elsewhere"], "preset must be a folder name under reports/presets/"),
+        (["../elsewhere"], "preset must be a folder name"),
+        (["some-preset", "--part", "../seed-0"], "--part must be a folder name"),
         (["some-preset", "--workspace", str(tmp_path)], "--workspace: no "),
     ):
         result = subprocess.run([*tool, *args], capture_output=True, text=True)

@@ -1,6 +1,7 @@
 """Keep a finished grid run in git: copy a workspace's report into reports/presets/<preset>/.
 
     python tools/keep_run.py detectors-cpu --stage-times /path/to/stage_times.csv
+    python tools/keep_run.py reference-cifar10-cpu --part seed-1 ...   # one part of a run in several (join_parts.py)
 
 From the workspace (default: this repository) it copies the report stage's files (summary.csv, seeds.csv,
 recovery.csv, metrics.json, detection.csv, figures/) and, for every detector result the plan (grid/plan.json) names,
@@ -94,10 +95,16 @@ def main() -> None:
     parser.add_argument("preset", help="the folder name under reports/presets/ (the preset the run used)")
     parser.add_argument("--workspace", type=Path, default=ROOT, help="the repository that ran it (default: this one)")
     parser.add_argument("--stage-times", type=Path, help="tools/time_stages.py's CSV of the run, kept beside it")
+    parser.add_argument(
+        "--part", help="a run in several parts: keep this one under parts/<part>/ (then tools/join_parts.py <preset>)"
+    )
     args = parser.parse_args()
-    if Path(args.preset).name != args.preset or args.preset in ("", ".", ".."):
-        raise SystemExit(f"keep_run: preset must be a folder name under reports/presets/, not {args.preset!r}")
+    for option, name in (("preset", args.preset), ("--part", args.part)):
+        if name is not None and (Path(name).name != name or name in ("", ".", "..")):
+            raise SystemExit(f"keep_run: {option} must be a folder name, not {name!r}")
     dest = ROOT / "reports" / "presets" / args.preset
+    if args.part is not None:
+        dest = dest / "parts" / args.part
     try:
         written = keep_run(args.workspace.resolve(), dest, args.stage_times)
     except ConfigError as error:

@@ -14,24 +14,10 @@ Reads summary.csv, recovery.csv and (where present) detection.csv, as the report
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from backdoor.cli import run
 from backdoor.errors import ConfigError
+from backdoor.joined_runs import ROW_KEYS, read_runs
 from backdoor.plots import grid_figures
-
-# what identifies a row of each table: a cell (and, in recovery.csv, an evaluation; in detection.csv, a detector)
-ROW_KEYS = {"summary.csv": ["cell"], "recovery.csv": ["cell", "steps"], "detection.csv": None}
-
-
-def read_runs(folders: list[Path], name: str) -> pd.DataFrame:
-    """One table of every run that has it, a row two runs share kept once (the same cell is the same model)."""
-    tables = [pd.read_csv(folder / name) for folder in folders if (folder / name).is_file()]
-    if not tables:
-        return pd.DataFrame()
-    table = pd.concat(tables, ignore_index=True)
-    keys = ROW_KEYS[name]
-    return table.drop_duplicates(subset=keys if keys and set(keys) <= set(table) else None, ignore_index=True)
 
 
 def main(args: argparse.Namespace) -> None:
