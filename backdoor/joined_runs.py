@@ -45,7 +45,9 @@ def read_runs(folders: list[Path], name: str, *, strict: bool = False) -> pd.Dat
 
 def join_parts(folders: list[Path]) -> dict[str, pd.DataFrame | dict]:
     """The report tables of one run holding every part's cells: summary.csv with its cross-cell columns recomputed,
-    seeds.csv, recovery.csv, detection.csv and metrics.json (as ``stages/report.py`` writes them)."""
+    seeds.csv, recovery.csv, detection.csv and metrics.json (as ``stages/report.py`` writes them). They are computed
+    from the parts' CSVs (six significant digits), so a derived number can differ from a single run's in its sixth
+    digit."""
     for folder in folders:
         if not (folder / "summary.csv").is_file():
             raise ConfigError(f"part {folder}: no summary.csv (kept by tools/keep_run.py --part)")
