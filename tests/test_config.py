@@ -276,7 +276,8 @@ def test_a_preset_restricted_to_some_of_its_seeds_runs_those_only_and_refuses_an
     assert params["grid"]["seed"] == [3] and params["trigger"] == "blend"
     assert "seeds 3 only" in (tmp_path / "params.yaml").read_text().splitlines()[0]
     (tmp_path / "params.yaml").write_text(default)
-    with pytest.raises(ConfigError, match=r"SEEDS: \[1\] not in presets/mine.yaml's grid.seed; valid choices: \[0, 3\]"):
+    refused = r"SEEDS: \[1\] not in presets/mine.yaml's grid.seed; valid choices: \[0, 3\]"
+    with pytest.raises(ConfigError, match=refused):
         apply_preset("mine", tmp_path, seeds=[1, 3])
     assert (tmp_path / "params.yaml").read_text() == default  # nothing written
 
