@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> None:
         raise ConfigError(f"preset: a folder name under reports/presets/, not {args.preset!r}")
     preset_dir = ROOT / "reports" / "presets" / args.preset
     written = join_preset(preset_dir)
-    print(f"{preset_dir.relative_to(ROOT)}: {', '.join(written)} from {len(part_folders(preset_dir))} parts")
+    print(f"{preset_dir.relative_to(ROOT)}: {', '.join(written)} joined from parts/ (run.json lists them)")
 
 
 if __name__ == "__main__":
